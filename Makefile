@@ -1,0 +1,52 @@
+# tether: `make demo` and `make test` are all a new user needs (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+DEMO_RUNS ?= $(CURDIR)/.tether/demo-runs
+
+.PHONY: demo test lint bench install dev system-deps format clean dist
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Editable install of the package and the example's needs.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e '.[examples]'
+	@touch $@
+
+# Everything the tests and linters need.
+$(VENV)/.dev-installed: pyproject.toml $(VENV)/.installed
+	$(PIP) install -q -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+dev: $(VENV)/.dev-installed
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+demo: $(VENV)/.installed
+	@DEMO_RUNS="$(DEMO_RUNS)" BIN="$(BIN)" bash examples/digits/demo.sh
+
+test: $(VENV)/.dev-installed system-deps
+	$(BIN)/python -m pytest -n auto -q
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/mypy src
+
+format: $(VENV)/.dev-installed
+	$(BIN)/ruff check --fix src tests bench examples
+	$(BIN)/ruff format src tests bench examples
+
+bench: $(VENV)/.installed
+	@bash bench/run.sh
+
+dist: $(VENV)/.dev-installed
+	$(BIN)/python -m build --outdir dist .
+
+clean:
+	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

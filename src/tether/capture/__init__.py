@@ -1,0 +1,1 @@
+"""Reproducibility capture: environment, source snapshots, data digests, upstream stages."""

@@ -1,0 +1,113 @@
+"""The root `tether` command. Subcommands load on first use, so `tether --help` stays fast."""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import import_module
+from typing import Any
+
+import click
+
+from .. import __version__
+
+# name -> (module, attribute, one-line help). The help is here so listing commands imports nothing.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "runs": ("tether.cli.runs", "runs", "List runs, newest first (and `runs reindex`)."),
+    "show": ("tether.cli.show", "show", "Show one run: state, config and run.lock."),
+    "completion": (
+        "tether.cli.completion",
+        "completion",
+        "Print the shell completion script for bash, zsh or fish.",
+    ),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        entry = COMMANDS.get(name)
+        if entry is None:
+            return None
+        module, attr, _ = entry
+        command = getattr(import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and name not in COMMANDS and not name.startswith("-"):
+            from ..errors import TetherError, did_you_mean
+
+            hint = did_you_mean(name, list(COMMANDS))
+            raise TetherError(
+                f"no command {name!r}",
+                f"did you mean {hint!r}?" if hint else "see `tether --help`",
+            )
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="tether")
+@click.option(
+    "--runs-dir",
+    envvar="TETHER_RUNS",
+    metavar="DIR",
+    help="Runs root (default: TETHER_RUNS, tether.toml runs-dir, <project>/.tether/runs).",
+)
+@click.pass_context
+def cli(ctx: click.Context, runs_dir: str | None) -> None:
+    """tether: every run tied to its exact code, config and data.
+
+    RUN arguments take an index from `tether runs` (1 = newest), a slice (1:5),
+    or a prefix of a run id or name.
+    """
+    ctx.obj = {"runs_dir": runs_dir}
+
+
+def store_from(ctx: click.Context) -> Any:
+    from ..store import open_store
+
+    obj = ctx.find_root().obj or {}
+    return open_store(obj.get("runs_dir"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user mistakes print one line and exit 2 (traceback with TETHER_DEBUG=1)."""
+    from ..errors import TetherError
+
+    try:
+        rc = cli.main(args=argv, prog_name="tether", standalone_mode=False)
+    except TetherError as exc:
+        if os.environ.get("TETHER_DEBUG") == "1":
+            raise
+        click.echo(f"tether: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("tether: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("tether: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        # `tether runs | head`: the reader left; that is not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

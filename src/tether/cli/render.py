@@ -1,0 +1,118 @@
+"""Formatting shared by listing commands: relative times, status colours, JSON/CSV rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from ..ids import short_ids
+from ..store.records import IndexRow
+
+STATUS_STYLE = {
+    "completed": "green",
+    "running": "cyan",
+    "pending": "blue",
+    "queued": "blue",
+    "failed": "red",
+    "terminated": "yellow",
+    "unknown": "magenta",
+}
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def relative(text: str | None, now: datetime | None = None) -> str:
+    when = parse_time(text)
+    if when is None:
+        return ""
+    now = now or datetime.now(timezone.utc)
+    seconds = int((now - when).total_seconds())
+    if seconds < 0:
+        return "just now"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "just now"
+
+
+def duration(start: str | None, stop: str | None) -> str:
+    a, b = parse_time(start), parse_time(stop)
+    if a is None:
+        return ""
+    b = b or datetime.now(timezone.utc)
+    seconds = (b - a).total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{sec:02d}" if hours else f"{minutes}:{sec:02d}"
+
+
+def row_dict(row: IndexRow, index: int, short: str) -> dict[str, Any]:
+    return {
+        "index": index,
+        "id": row.id,
+        "short_id": short,
+        "name": row.name,
+        "status": row.effective_status(),
+        "created": row.created,
+        "started": row.started,
+        "stopped": row.stopped,
+        "host": row.host,
+        "pid": row.pid,
+        "exit_code": row.exit_code,
+        "label": row.label,
+        "tags": row.tags,
+        "parent": row.parent,
+        "dir": row.dir,
+        "metrics": row.metrics,
+    }
+
+
+def listing(rows: list[IndexRow], all_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    shorts = short_ids(all_ids if all_ids is not None else [r.id for r in rows])
+    return [row_dict(r, i, shorts.get(r.id, r.id[:13])) for i, r in enumerate(rows, 1)]
+
+
+def to_json(items: list[dict[str, Any]]) -> str:
+    return json.dumps(items, indent=2, default=str)
+
+
+def to_csv(items: list[dict[str, Any]]) -> str:
+    metric_keys = sorted({k for it in items for k in it["metrics"]})
+    base = [k for k in (items[0] if items else row_dict_keys()) if k not in ("metrics", "tags")]
+    header = [*base, "tags", *(f"metrics.{k}" for k in metric_keys)]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for it in items:
+        writer.writerow(
+            [
+                *("" if it[k] is None else it[k] for k in base),
+                ";".join(it["tags"]),
+                *(it["metrics"].get(k, "") for k in metric_keys),
+            ]
+        )
+    return buf.getvalue()
+
+
+def row_dict_keys() -> list[str]:
+    dummy = IndexRow("", "", "", "", None, None, None, None, None, None, "")
+    return list(row_dict(dummy, 0, "").keys())
+
+
+def format_metric(value: float) -> str:
+    if value == int(value) and abs(value) < 1e9:
+        return str(int(value))
+    return f"{value:.4g}"

@@ -1,0 +1,42 @@
+"""Errors a user can act on. The CLI prints them as one line and exits with their code."""
+
+from __future__ import annotations
+
+
+class TetherError(Exception):
+    """Bad input or a state the user must fix: printed as one line, exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}; {self.hint}"
+        return self.message
+
+
+class ConfigError(TetherError):
+    """A config file, key or value is wrong."""
+
+
+class RunNotFound(TetherError):
+    """No run matches what the user asked for."""
+
+
+class AmbiguousRun(TetherError):
+    """A prefix matches several runs."""
+
+
+class StoreError(TetherError):
+    """The runs root or a run folder cannot be used."""
+
+
+def did_you_mean(word: str, candidates: list[str] | set[str] | tuple[str, ...]) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    return close[0] if close else None

@@ -1,0 +1,135 @@
+"""run.lock: the immutable record of what defined a run (schema version 1)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import StoreError
+from .fsio import atomic_write_text
+
+SCHEMA = 1
+LOCK_FILE = "run.lock"
+# Fields that differ between two executions of the same run and so stay out of the digest.
+_VOLATILE = ("id", "created")
+
+
+@dataclass
+class SourceRecord:
+    path: str
+    commit: str | None = None
+    head: str | None = None
+    branch: str | None = None
+    dirty: bool = False
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    manifest: str | None = None
+
+
+@dataclass
+class DataRecord:
+    path: str
+    key: str | None = None
+    algo: str = "blake3"
+    digest: str | None = None
+    files: int = 0
+    bytes: int = 0
+    status: str = "done"
+
+
+@dataclass
+class StageRecord:
+    name: str
+    run: str
+    lock_digest: str | None = None
+
+
+@dataclass
+class RunLock:
+    id: str
+    name: str
+    created: str
+    command: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    sources: list[SourceRecord] = field(default_factory=list)
+    data: list[DataRecord] = field(default_factory=list)
+    stages: list[StageRecord] = field(default_factory=list)
+    env: dict[str, Any] = field(default_factory=dict)
+    parent: str | None = None
+    project_id: str | None = None
+    schema: int = SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        ordered: dict[str, Any] = {"schema": d.pop("schema")}
+        ordered.update(d)
+        return ordered
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunLock:
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        kwargs["sources"] = [_build(SourceRecord, s) for s in d.get("sources") or []]
+        kwargs["data"] = [_build(DataRecord, s) for s in d.get("data") or []]
+        kwargs["stages"] = [_build(StageRecord, s) for s in d.get("stages") or []]
+        kwargs["config"] = d.get("config") or {}
+        kwargs["env"] = d.get("env") or {}
+        kwargs["command"] = [str(c) for c in d.get("command") or []]
+        return cls(**kwargs)
+
+    def to_yaml(self) -> str:
+        return dump_yaml(self.to_dict())
+
+    def digest(self) -> str:
+        """Identity of "the same run": equal digests mean same config, code, data and stages."""
+        import blake3
+
+        d = self.to_dict()
+        for key in _VOLATILE:
+            d.pop(key, None)
+        env = dict(d.get("env") or {})
+        env.pop("host", None)
+        d["env"] = env
+        canonical = dump_yaml(d, sort_keys=True)
+        return blake3.blake3(canonical.encode("utf-8")).hexdigest()
+
+
+def _build(cls: Any, raw: Any) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in dict(raw).items() if k in known})
+
+
+def dump_yaml(obj: Any, *, sort_keys: bool = False) -> str:
+    import yaml
+
+    return yaml.safe_dump(obj, sort_keys=sort_keys, default_flow_style=False, allow_unicode=True)
+
+
+def write_lock(run_dir: Path, lock: RunLock) -> Path:
+    path = run_dir / LOCK_FILE
+    atomic_write_text(path, lock.to_yaml())
+    return path
+
+
+def read_lock(run_dir: Path) -> RunLock:
+    import yaml
+
+    path = run_dir / LOCK_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StoreError(f"{path}: no run.lock here", "is this a run folder?")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise StoreError(f"{path}: not valid YAML ({exc.__class__.__name__})")
+    if not isinstance(raw, dict) or "id" not in raw:
+        raise StoreError(f"{path}: not a run.lock (expected a mapping with an 'id')")
+    if int(raw.get("schema", SCHEMA)) > SCHEMA:
+        raise StoreError(
+            f"{path}: schema {raw.get('schema')} is newer than this tether knows ({SCHEMA})",
+            "upgrade tether",
+        )
+    return RunLock.from_dict(raw)

@@ -1,0 +1,320 @@
+"""The SQLite index over run folders: a cache for fast listing and filtering.
+
+Deleting it loses nothing: `Index.rebuild` recreates it exactly from the run folders. Config and
+metric values live in one key/value table (`vals`) indexed on (run, key) and (key, num), so a
+filter on any key is an indexed EXISTS sub-query however many runs there are.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .records import IndexRow, RunRecord
+
+SCHEMA_VERSION = 1
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  status TEXT NOT NULL,
+  created TEXT NOT NULL,
+  started TEXT,
+  stopped TEXT,
+  host TEXT,
+  pid INTEGER,
+  proc_start INTEGER,
+  exit_code INTEGER,
+  label TEXT,
+  parent TEXT,
+  dir TEXT NOT NULL,
+  lock_digest TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
+CREATE INDEX IF NOT EXISTS runs_name ON runs (name);
+CREATE TABLE IF NOT EXISTS tags (
+  run TEXT NOT NULL,
+  tag TEXT NOT NULL,
+  PRIMARY KEY (run, tag)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tags_tag ON tags (tag);
+CREATE TABLE IF NOT EXISTS vals (
+  run TEXT NOT NULL,
+  key TEXT NOT NULL,
+  num REAL,
+  txt TEXT,
+  PRIMARY KEY (run, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS vals_key_num ON vals (key, num);
+"""
+
+_COLUMNS = (
+    "id, name, status, created, started, stopped, host, pid, proc_start, exit_code, label, "
+    "parent, dir"
+)
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings to dotted keys; lists stay whole (stored as JSON text)."""
+    out: dict[str, Any] = {}
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, dict) and value:
+                out.update(flatten(value, path))
+            else:
+                out[path] = value
+    elif prefix:
+        out[prefix] = obj
+    return out
+
+
+def _value_pair(value: Any) -> tuple[float | None, str | None]:
+    if isinstance(value, bool):
+        return float(value), "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return float(value), None
+    if value is None:
+        return None, None
+    if isinstance(value, str):
+        return None, value
+    return None, json.dumps(value, sort_keys=True, default=str)
+
+
+def record_values(record: RunRecord) -> dict[str, Any]:
+    values = {f"config.{k}": v for k, v in flatten(record.lock.config).items()}
+    for key, stats in record.metrics().items():
+        if isinstance(stats, dict):
+            for stat in ("last", "min", "max", "step"):
+                if stat in stats:
+                    values[f"metrics.{key}.{stat}"] = stats[stat]
+    for data in record.lock.data:
+        values[f"data.{data.path}"] = data.digest
+    for source in record.lock.sources:
+        if source.commit:
+            values.setdefault("source.commit", source.commit)
+    return values
+
+
+class Index:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+
+    # -- connection -------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 60000")
+        # Switching a fresh file to WAL needs an exclusive lock, and SQLite does not always
+        # call the busy handler for it: retry with jitter when many processes start at once.
+        for attempt in range(200):
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                time.sleep(0.005 + random.random() * 0.02 * min(attempt + 1, 10))
+        conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn = conn
+        self._ensure_schema()
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        for attempt in range(200):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                time.sleep(0.005 + random.random() * 0.02 * min(attempt + 1, 10))
+        else:
+            raise sqlite3.OperationalError(f"{self.path}: database stayed locked")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _ensure_schema(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        row = None
+        try:
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+        except sqlite3.OperationalError:
+            pass
+        if row is not None and row[0] == SCHEMA_VERSION:
+            return
+        with self._tx() as c:
+            row = None
+            try:
+                row = c.execute("SELECT version FROM schema_version").fetchone()
+            except sqlite3.OperationalError:
+                pass
+            if row is not None and row[0] == SCHEMA_VERSION:
+                return
+            if row is not None:
+                # An index from another tether version: it is only a cache, so start afresh.
+                for table in ("runs", "tags", "vals", "schema_version"):
+                    c.execute(f"DROP TABLE IF EXISTS {table}")
+            for statement in _DDL.split(";"):
+                if statement.strip():
+                    c.execute(statement)
+            c.execute("DELETE FROM schema_version")
+            c.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- writes -----------------------------------------------------------------------------
+    def upsert(self, record: RunRecord) -> None:
+        with self._tx() as c:
+            self._upsert(c, record)
+
+    def _upsert(self, c: sqlite3.Connection, record: RunRecord) -> None:
+        st = record.state
+        c.execute(
+            f"INSERT OR REPLACE INTO runs ({_COLUMNS}, lock_digest) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.id,
+                record.lock.name,
+                st.status,
+                record.lock.created,
+                st.started,
+                st.stopped,
+                st.host,
+                st.pid,
+                st.proc_start,
+                st.exit_code,
+                record.attrs.label,
+                record.lock.parent,
+                str(record.dir),
+                None,
+            ),
+        )
+        c.execute("DELETE FROM tags WHERE run = ?", (record.id,))
+        c.executemany(
+            "INSERT OR IGNORE INTO tags (run, tag) VALUES (?, ?)",
+            [(record.id, t) for t in record.attrs.tags],
+        )
+        c.execute("DELETE FROM vals WHERE run = ?", (record.id,))
+        c.executemany(
+            "INSERT INTO vals (run, key, num, txt) VALUES (?, ?, ?, ?)",
+            [(record.id, k, *_value_pair(v)) for k, v in record_values(record).items()],
+        )
+
+    def remove(self, run_id: str) -> None:
+        with self._tx() as c:
+            for table, col in (("runs", "id"), ("tags", "run"), ("vals", "run")):
+                c.execute(f"DELETE FROM {table} WHERE {col} = ?", (run_id,))
+
+    def rebuild(self, records: Iterable[RunRecord]) -> int:
+        count = 0
+        with self._tx() as c:
+            c.execute("DELETE FROM runs")
+            c.execute("DELETE FROM tags")
+            c.execute("DELETE FROM vals")
+            for record in records:
+                self._upsert(c, record)
+                count += 1
+        return count
+
+    # -- reads ------------------------------------------------------------------------------
+    def ids(self) -> list[str]:
+        return [r[0] for r in self._connect().execute("SELECT id FROM runs ORDER BY id")]
+
+    def count(self) -> int:
+        return int(self._connect().execute("SELECT count(*) FROM runs").fetchone()[0])
+
+    def rows(
+        self,
+        *,
+        limit: int | None = None,
+        where_sql: str = "",
+        params: Iterable[Any] = (),
+        order_sql: str = "runs.created DESC, runs.id DESC",
+    ) -> list[IndexRow]:
+        conn = self._connect()
+        sql = f"SELECT {_COLUMNS} FROM runs"
+        if where_sql:
+            sql += f" WHERE {where_sql}"
+        sql += f" ORDER BY {order_sql}"
+        args = list(params)
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        found = conn.execute(sql, args).fetchall()
+        out = [_row(r) for r in found]
+        if not out:
+            return out
+        by_id = {r.id: r for r in out}
+        marks = ",".join("?" * len(by_id))
+        for run, tag in conn.execute(
+            f"SELECT run, tag FROM tags WHERE run IN ({marks}) ORDER BY tag", list(by_id)
+        ):
+            by_id[run].tags.append(tag)
+        for run, key, num in conn.execute(
+            f"SELECT run, key, num FROM vals WHERE run IN ({marks}) "
+            "AND key LIKE 'metrics.%.last' AND num IS NOT NULL",
+            list(by_id),
+        ):
+            by_id[run].metrics[key[len("metrics.") : -len(".last")]] = num
+        return out
+
+    def ids_with_prefix(self, prefix: str) -> list[tuple[str, str]]:
+        conn = self._connect()
+        upper = prefix + "\uffff"
+        return [
+            (r[0], r[1])
+            for r in conn.execute(
+                "SELECT id, name FROM runs WHERE id >= ? AND id < ? ORDER BY created DESC",
+                (prefix, upper),
+            )
+        ]
+
+    def values(self, run_id: str) -> dict[str, Any]:
+        conn = self._connect()
+        return {
+            key: (num if num is not None else txt)
+            for key, num, txt in conn.execute(
+                "SELECT key, num, txt FROM vals WHERE run = ? ORDER BY key", (run_id,)
+            )
+        }
+
+
+def _row(r: sqlite3.Row) -> IndexRow:
+    return IndexRow(
+        id=r["id"],
+        name=r["name"],
+        status=r["status"],
+        created=r["created"],
+        started=r["started"],
+        stopped=r["stopped"],
+        host=r["host"],
+        pid=r["pid"],
+        label=r["label"],
+        parent=r["parent"],
+        dir=r["dir"],
+        proc_start=r["proc_start"],
+        exit_code=r["exit_code"],
+    )

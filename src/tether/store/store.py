@@ -1,0 +1,221 @@
+"""The Store: create run folders, read them back, keep the index in step, resolve RUN specs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import AmbiguousRun, RunNotFound, StoreError
+from ..ids import is_run_id, new_id
+from ..lock import RunLock, read_lock, write_lock
+from . import attrs as attrs_mod
+from .index import Index
+from .layout import INDEX, LOCK, SUMMARY, resolve_runs_root
+from .records import IndexRow, RunRecord
+from .state import RunState, read_state, write_state
+
+
+class Store:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self._index: Index | None = None
+        self._index_was_missing = False
+
+    # -- places -----------------------------------------------------------------------------
+    @property
+    def index(self) -> Index:
+        if self._index is None:
+            self.ensure_root()
+            path = self.root / INDEX
+            self._index_was_missing = not path.exists()
+            self._index = Index(path)
+        return self._index
+
+    def _readable_index(self) -> Index:
+        """The index for reading; rebuilt from the folders first if its file was missing."""
+        index = self.index
+        if self._index_was_missing:
+            self._index_was_missing = False
+            self.reindex()
+        return index
+
+    def ensure_root(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"runs root {self.root} cannot be created ({exc.strerror})",
+                "set TETHER_RUNS or --runs-dir to a writable folder",
+            )
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StoreError(
+                f"runs root {self.root} is not writable",
+                "set TETHER_RUNS or --runs-dir to a writable folder",
+            )
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / run_id
+
+    # -- creation ---------------------------------------------------------------------------
+    def create(self, lock: RunLock, *, run_dir: Path | None = None) -> RunRecord:
+        """Make the run folder, write run.lock and a pending state.json, and index the run.
+
+        With `run_dir` (a config's explicit save_dir) the folder lives there and the runs root
+        holds a symlink to it, so listing and reindexing see every run in one place.
+        """
+        self.ensure_root()
+        link = self.root / lock.id
+        if run_dir is None:
+            run_dir = link
+            run_dir.mkdir()
+        else:
+            run_dir = Path(run_dir).absolute()
+            if (run_dir / LOCK).exists():
+                other = read_lock(run_dir)
+                raise StoreError(
+                    f"save_dir {run_dir} already holds run {other.id}",
+                    "choose another save_dir (or delete that run first)",
+                )
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"save_dir {run_dir} cannot be created ({exc.strerror})")
+            os.symlink(run_dir, link, target_is_directory=True)
+        write_lock(run_dir, lock)
+        state = RunState(status="pending")
+        write_state(run_dir, state)
+        record = RunRecord(lock.id, run_dir, lock, state, attrs_mod.Attributes(), {})
+        self.index.upsert(record)
+        return record
+
+    def new_lock(self, name: str, **fields: object) -> RunLock:
+        from .state import now_iso
+
+        return RunLock(id=new_id(), name=name, created=now_iso(), **fields)  # type: ignore[arg-type]
+
+    # -- updates ----------------------------------------------------------------------------
+    def set_state(self, record: RunRecord, state: RunState) -> None:
+        write_state(record.dir, state)
+        record.state = state
+        self.index.upsert(record)
+
+    def add_attr(self, record: RunRecord, kind: str, value: object) -> None:
+        attrs_mod.add_event(record.dir, kind, value)
+        record.attrs = attrs_mod.read_attributes(record.dir)
+        self.index.upsert(record)
+
+    def refresh(self, record: RunRecord) -> RunRecord:
+        """Re-read a run's files and bring its index row up to date."""
+        fresh = self.load_dir(record.dir)
+        self.index.upsert(fresh)
+        return fresh
+
+    # -- reading ----------------------------------------------------------------------------
+    def load_dir(self, run_dir: Path) -> RunRecord:
+        lock = read_lock(run_dir)
+        summary: dict[str, object] = {}
+        try:
+            with open(run_dir / SUMMARY, encoding="utf-8") as fh:
+                summary = json.load(fh)
+        except (OSError, ValueError):
+            pass
+        return RunRecord(
+            id=lock.id,
+            dir=run_dir,
+            lock=lock,
+            state=read_state(run_dir),
+            attrs=attrs_mod.read_attributes(run_dir),
+            summary=summary,
+        )
+
+    def load(self, run_id: str) -> RunRecord:
+        path = self.run_dir(run_id)
+        if not (path / LOCK).exists():
+            raise RunNotFound(f"run {run_id} not found in {self.root}")
+        return self.load_dir(path.resolve() if path.is_symlink() else path)
+
+    def scan(self) -> Iterator[RunRecord]:
+        """Every run folder under the root, read from its files (the truth)."""
+        if not self.root.is_dir():
+            return
+        for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
+            if not is_run_id(entry.name):
+                continue
+            path = Path(entry.path)
+            if not (path / LOCK).is_file():
+                continue  # created but killed before run.lock landed: nothing to list
+            try:
+                yield self.load_dir(path.resolve() if entry.is_symlink() else path)
+            except StoreError:
+                continue
+
+    def reindex(self) -> int:
+        return self.index.rebuild(self.scan())
+
+    def list(self, limit: int | None = None) -> list[IndexRow]:
+        return self._readable_index().rows(limit=limit)
+
+    # -- RUN specs --------------------------------------------------------------------------
+    def resolve(self, spec: str) -> list[IndexRow]:
+        """RUN: an index from the listing (1 = newest), a slice `1:5`, or an id or name prefix."""
+        spec = spec.strip()
+        self._readable_index()
+        if not spec:
+            raise RunNotFound("empty run reference", "give an index, a slice or an id prefix")
+        m = re.fullmatch(r"([1-9][0-9]*)?:([1-9][0-9]*)?", spec)
+        if m:
+            start = int(m.group(1) or 1)
+            stop = int(m.group(2)) if m.group(2) else None
+            rows = self.index.rows(limit=stop)
+            picked = rows[start - 1 : stop]
+            if not picked:
+                raise RunNotFound(f"no runs in slice {spec} ({len(rows)} runs in {self.root})")
+            return picked
+        if re.fullmatch(r"[1-9][0-9]*", spec):
+            n = int(spec)
+            rows = self.index.rows(limit=n)
+            if len(rows) < n:
+                raise RunNotFound(
+                    f"no run number {n}: {len(rows)} runs in {self.root}",
+                    "see `tether runs`",
+                )
+            return [rows[n - 1]]
+        by_id = self.index.ids_with_prefix(spec.lower())
+        if len(by_id) == 1:
+            return self.index.rows(where_sql="runs.id = ?", params=[by_id[0][0]])
+        if len(by_id) > 1:
+            raise _ambiguous(spec, by_id)
+        by_name = self.index.rows(where_sql="runs.name LIKE ? ESCAPE '\\'", params=[_like(spec)])
+        names = {r.name for r in by_name}
+        if len(names) == 1 or any(r.name == spec for r in by_name):
+            # A name picks the newest run of that name, as `git` picks the newest ref.
+            exact = [r for r in by_name if r.name == spec] or by_name
+            return [exact[0]]
+        if by_name:
+            raise _ambiguous(spec, [(r.id, r.name) for r in by_name])
+        raise RunNotFound(f"no run matches {spec!r} in {self.root}", "see `tether runs`")
+
+    def resolve_one(self, spec: str) -> RunRecord:
+        rows = self.resolve(spec)
+        if len(rows) > 1:
+            raise AmbiguousRun(f"{spec!r} selects {len(rows)} runs; this command takes one")
+        return self.load(rows[0].id)
+
+
+def _like(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _ambiguous(spec: str, matches: list[tuple[str, str]]) -> AmbiguousRun:
+    shown = ", ".join(f"{rid[:13]} ({name})" for rid, name in matches[:5])
+    more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
+    return AmbiguousRun(
+        f"{spec!r} matches {len(matches)} runs: {shown}{more}", "use a longer prefix"
+    )
+
+
+def open_store(runs_dir: str | os.PathLike[str] | None = None) -> Store:
+    return Store(resolve_runs_root(runs_dir))
