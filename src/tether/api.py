@@ -286,6 +286,15 @@ def start_run(
             store.index.close()
 
 
+def _function_run_name(func: Callable[..., Any]) -> str:
+    """`main` says nothing: name the run after its script (train.py -> train) instead."""
+    if func.__name__ != "main":
+        return func.__name__
+    module = sys.modules.get(func.__module__)
+    path = getattr(module, "__file__", None)
+    return Path(path).stem if path else func.__name__
+
+
 def _default_name() -> str:
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
@@ -315,7 +324,7 @@ def experiment(
 
         source = defaults if defaults is not None else _locate(config, func)
         wants_run = len(inspect.signature(func).parameters) >= 2
-        run_name = name or func.__name__
+        run_name = name or _function_run_name(func)
 
         @functools.wraps(func)
         def wrapper(*a: Any, **kw: Any) -> Any:
