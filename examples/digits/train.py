@@ -1,8 +1,8 @@
 """Classify scikit-learn's handwritten digits, with every run recorded by tether.
 
-    python examples/digits/train.py                    # defaults from config.yaml
-    python examples/digits/train.py model.C=0.1        # override a key
-    python examples/digits/train.py model.kind=svm --print-config
+python examples/digits/train.py                    # defaults from config.yaml
+python examples/digits/train.py model.C=0.1        # override a key
+python examples/digits/train.py model.kind=svm --print-config
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TetherError
-from .lock import RunLock, SourceRecord
+from .lock import SourceRecord
 from .store import RunRecord, Store, open_store
 from .store.layout import METRICS, OUTPUT, SUMMARY, find_project_file
 from .store.state import RunState, hostname, now_iso, proc_start_time

@@ -45,7 +45,9 @@ _VALUE_FLAGS: dict[str, tuple[str, ...]] = {
 }
 
 
-def parse_argv(argv: Sequence[str], extra_flags: dict[str, tuple[str, ...]] | None = None) -> CliArgs:
+def parse_argv(
+    argv: Sequence[str], extra_flags: dict[str, tuple[str, ...]] | None = None
+) -> CliArgs:
     """Split a decorated main's argv into files, flags and overrides (no argparse: `k=v` words
     and options interleave freely, and unknown options must be reported with a suggestion)."""
     args = CliArgs()
@@ -166,8 +168,9 @@ def all_keys(cfg: Any, prefix: str = "") -> list[str]:
 
     keys: list[str] = []
     if isinstance(cfg, DictConfig):
-        for key in cfg.keys():
-            path = f"{prefix}.{key}" if prefix else str(key)
+        for key in cfg:
+            name = str(key)
+            path = f"{prefix}.{name}" if prefix else name
             keys.append(path)
             child = cfg._get_node(key)
             if isinstance(child, DictConfig):
@@ -179,7 +182,9 @@ def _select(cfg: Any, key: str) -> Any:
     from omegaconf import OmegaConf
 
     try:
-        return OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False, throw_on_resolution_failure=False)
+        return OmegaConf.select(
+            cfg, key, default=_ABSENT, throw_on_missing=False, throw_on_resolution_failure=False
+        )
     except Exception:
         return _ABSENT
 
@@ -249,7 +254,9 @@ def apply_override(cfg: Any, item: str, source: str = "") -> None:
         try:
             value = OmegaConf.from_dotlist([f"v={raw}"])._get_node("v")._value()  # type: ignore[union-attr]
         except OmegaConfBaseException as exc:
-            raise ConfigError(f"override {item!r}{source}: cannot parse value ({exc})".splitlines()[0])
+            raise ConfigError(
+                f"override {item!r}{source}: cannot parse value ({exc})".splitlines()[0]
+            )
         if not add:
             _check_type(key, old, value, source)
     try:
@@ -330,7 +337,7 @@ def to_container(cfg: Any) -> dict[str, Any]:
     except OmegaConfBaseException as exc:
         raise ConfigError(f"config cannot be resolved: {str(exc).splitlines()[0]}")
     assert isinstance(out, dict)
-    return out
+    return {str(k): v for k, v in out.items()}
 
 
 def to_yaml(cfg: Any) -> str:
@@ -357,7 +364,11 @@ def help_text(prog: str, doc: str | None, cfg: Any, source: str) -> str:
             continue
         try:
             value = OmegaConf.select(cfg, key, throw_on_missing=False)
-            shown = OmegaConf.to_yaml({"v": value}).strip()[3:] if OmegaConf.is_config(value) else repr(value)
+            shown = (
+                OmegaConf.to_yaml({"v": value}).strip()[3:]
+                if OmegaConf.is_config(value)
+                else repr(value)
+            )
         except Exception:
             shown = "???"
         if str(shown) == "'???'":
@@ -429,7 +440,9 @@ def _locate(config: Any, func: Callable[..., Any]) -> Any:
     return path
 
 
-def load_for_call(wrapper: Callable[..., Any], source: Any, a: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+def load_for_call(
+    wrapper: Callable[..., Any], source: Any, a: tuple[Any, ...], kw: dict[str, Any]
+) -> Any:
     """The config for one call of a decorated main, or None after --help / --print-config.
 
     From Python (`main(lr=0.1)` or `main(cfg)`) errors raise; from the command line (`main()`)

@@ -24,7 +24,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> None:
-    """Write `data` to a temp file in the same folder, fsync, rename over `path`, fsync the folder."""
+    """Write to a temp file in the same folder, fsync, rename over `path`, fsync the folder."""
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

@@ -63,8 +63,8 @@ def scheduler_job(env: dict[str, str] | None = None) -> tuple[str | None, str | 
 
 
 def capture_environment() -> dict[str, Any]:
-    from . import __name__ as _pkg  # noqa: F401  (keeps import order obvious)
     from .. import __version__
+    from . import __name__ as _pkg  # noqa: F401  (keeps import order obvious)
 
     scheduler, job_id = scheduler_job()
     world = next((os.environ[v] for v in _WORLD_VARS if os.environ.get(v)), None)

@@ -85,8 +85,8 @@ class OutputCapture:
     def start(self) -> None:
         self.log = LogFile(self.path)
         self._saved = (sys.stdout, sys.stderr)
-        sys.stdout = Tee(sys.stdout, self.log, "stdout")  # type: ignore[assignment]
-        sys.stderr = Tee(sys.stderr, self.log, "stderr")  # type: ignore[assignment]
+        sys.stdout = Tee(sys.stdout, self.log, "stdout")
+        sys.stderr = Tee(sys.stderr, self.log, "stderr")
         root = logging.getLogger()
         fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
         if root.handlers:

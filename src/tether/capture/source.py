@@ -21,7 +21,9 @@ class GitError(RuntimeError):
     pass
 
 
-def _git(repo: Path, *args: str, env: dict[str, str] | None = None, input: str | None = None) -> str:
+def _git(
+    repo: Path, *args: str, env: dict[str, str] | None = None, input: str | None = None
+) -> str:
     proc = subprocess.run(
         ["git", "-C", str(repo), *args],
         capture_output=True,

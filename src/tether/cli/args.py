@@ -8,7 +8,9 @@ import click
 from click.shell_completion import CompletionItem
 
 
-def complete_runs(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+def complete_runs(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
     try:
         from ..store import open_store
 

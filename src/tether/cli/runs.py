@@ -11,8 +11,14 @@ def _list_options(f: click.decorators.FC) -> click.decorators.FC:
     f = click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")(f)
     f = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
     f = click.option("-a", "--all", "show_all", is_flag=True, help="Show every run.")(f)
-    f = click.option("-n", "limit", type=click.IntRange(min=1), default=20, show_default=True,
-                     help="Show the N newest runs.")(f)
+    f = click.option(
+        "-n",
+        "limit",
+        type=click.IntRange(min=1),
+        default=20,
+        show_default=True,
+        help="Show the N newest runs.",
+    )(f)
     return f
 
 

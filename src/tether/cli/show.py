@@ -50,18 +50,27 @@ def show(ctx: click.Context, run: str, as_json: bool) -> None:
     head.append(record.status, style=STATUS_STYLE.get(record.status, ""))
     console.print(head)
     console.print(f"dir:      {record.dir}", soft_wrap=True)
-    console.print(f"started:  {state.get('started') or '-'}   stopped: {state.get('stopped') or '-'}"
-                  f"   duration: {duration(state.get('started'), state.get('stopped')) or '-'}")
+    console.print(
+        f"started:  {state.get('started') or '-'}   stopped: {state.get('stopped') or '-'}"
+        f"   duration: {duration(state.get('started'), state.get('stopped')) or '-'}"
+    )
     if state.get("exit_code") not in (None, 0):
         console.print(f"exit:     {state['exit_code']}   {state.get('error') or ''}")
     if record.attrs.label or record.attrs.tags:
-        console.print(f"label:    {record.attrs.label or '-'}   tags: {', '.join(record.attrs.tags) or '-'}")
+        console.print(
+            f"label:    {record.attrs.label or '-'}   tags: {', '.join(record.attrs.tags) or '-'}"
+        )
     for note in record.attrs.notes:
         console.print(f"note:     {note['text']} ({note['author']}, {note['t']})")
-    _section(console, "config", dump_yaml(record.lock.config).rstrip() if record.lock.config else "{}")
+    _section(
+        console, "config", dump_yaml(record.lock.config).rstrip() if record.lock.config else "{}"
+    )
     if record.metrics():
-        rows = [f"{k}: last={v.get('last')} min={v.get('min')} max={v.get('max')}"
-                + (f" step={v['step']}" if "step" in v else "") for k, v in record.metrics().items()]
+        rows = [
+            f"{k}: last={v.get('last')} min={v.get('min')} max={v.get('max')}"
+            + (f" step={v['step']}" if "step" in v else "")
+            for k, v in record.metrics().items()
+        ]
         _section(console, "metrics", "\n".join(rows))
     rest = {k: v for k, v in lock.items() if k != "config"}
     _section(console, "run.lock", dump_yaml(rest).rstrip())

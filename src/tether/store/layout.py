@@ -56,7 +56,9 @@ def _runs_dir_from_project(project_file: Path) -> Path | None:
     return None
 
 
-def resolve_runs_root(explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> Path:
+def resolve_runs_root(
+    explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None
+) -> Path:
     """First that applies: explicit, TETHER_RUNS, tether.toml runs-dir, project .tether/runs, ~."""
     if explicit:
         return Path(os.path.expanduser(str(explicit))).absolute()

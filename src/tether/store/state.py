@@ -80,9 +80,13 @@ class RunState:
 
     def effective_status(self) -> str:
         """The recorded status, or `unknown` when a live run's process is gone from this host."""
-        if self.status in LIVE and self.pid and self.host == hostname():
-            if not pid_alive(self.pid, self.proc_start):
-                return "unknown"
+        if (
+            self.status in LIVE
+            and self.pid
+            and self.host == hostname()
+            and not pid_alive(self.pid, self.proc_start)
+        ):
+            return "unknown"
         return self.status
 
     def to_dict(self) -> dict[str, Any]:

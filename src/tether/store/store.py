@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -155,11 +156,11 @@ class Store:
     def reindex(self) -> int:
         return self.index.rebuild(self.scan())
 
-    def list(self, limit: int | None = None) -> list[IndexRow]:
+    def list(self, limit: int | None = None) -> builtins.list[IndexRow]:
         return self._readable_index().rows(limit=limit)
 
     # -- RUN specs --------------------------------------------------------------------------
-    def resolve(self, spec: str) -> list[IndexRow]:
+    def resolve(self, spec: str) -> builtins.list[IndexRow]:
         """RUN: an index from the listing (1 = newest), a slice `1:5`, or an id or name prefix."""
         spec = spec.strip()
         self._readable_index()
@@ -209,7 +210,7 @@ def _like(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _ambiguous(spec: str, matches: list[tuple[str, str]]) -> AmbiguousRun:
+def _ambiguous(spec: str, matches: builtins.list[tuple[str, str]]) -> AmbiguousRun:
     shown = ", ".join(f"{rid[:13]} ({name})" for rid, name in matches[:5])
     more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
     return AmbiguousRun(

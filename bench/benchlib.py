@@ -1,0 +1,185 @@
+"""Helpers shared by bench/bench_*.py: time commands, report a ratio against a goal, save results.
+
+Every benchmark compares tether against a baseline measured in the same run, on the same
+machine, so the ratio means something even when the machine is busy or slow. Scripts exit 0
+when a goal is missed (they print MISSED); a non-zero exit means the benchmark itself broke.
+
+Environment: BENCH_REPEAT sets the number of timed repetitions of each command (each script
+has its own default), BENCH_WARMUP the untimed runs before them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"  # git-ignored; one JSON per benchmark
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not measure what it meant to (a command failed, a tool is missing)."""
+
+
+def repeat_count(default: int) -> int:
+    return max(1, int(os.environ.get("BENCH_REPEAT", default)))
+
+
+def warmup_count(default: int = 2) -> int:
+    return max(0, int(os.environ.get("BENCH_WARMUP", default)))
+
+
+def venv_script(name: str) -> str:
+    """A console script installed beside the running interpreter (the bench venv's bin/)."""
+    # sys.executable, not its resolved target: the venv's bin/ holds the scripts.
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        raise BenchError(f"{name} is not installed beside {sys.executable}; run `make bench`")
+    return str(path)
+
+
+@dataclass
+class Command:
+    label: str
+    argv: Sequence[str]
+    cwd: str | os.PathLike[str] | None = None
+    env: Mapping[str, str] | None = None
+
+
+@dataclass
+class Timing:
+    label: str
+    argv: list[str]
+    samples: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def best(self) -> float:
+        return min(self.samples)
+
+    @property
+    def worst(self) -> float:
+        return max(self.samples)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "label": self.label,
+            "argv": self.argv,
+            "median_s": round(self.median, 4),
+            "min_s": round(self.best, 4),
+            "max_s": round(self.worst, 4),
+            "samples_s": [round(s, 4) for s in self.samples],
+        }
+
+
+def _run_once(cmd: Command) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        list(cmd.argv),
+        cwd=cmd.cwd,
+        env=dict(cmd.env) if cmd.env is not None else None,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-15:]
+        raise BenchError(
+            f"{cmd.label}: `{' '.join(cmd.argv)}` exited {proc.returncode}\n" + "\n".join(tail)
+        )
+    return elapsed
+
+
+def time_commands(
+    commands: Sequence[Command], repeat: int, warmup: int | None = None
+) -> list[Timing]:
+    """Wall time of each command, `repeat` times after `warmup` untimed runs.
+
+    The commands run round-robin (a, b, c, a, b, c, ...) so that drift in the machine's load
+    affects all of them alike.
+    """
+    warm = warmup_count() if warmup is None else warmup
+    timings = [Timing(c.label, [str(a) for a in c.argv]) for c in commands]
+    for _ in range(warm):
+        for cmd in commands:
+            _run_once(cmd)
+    for _ in range(repeat):
+        for cmd, timing in zip(commands, timings, strict=True):
+            timing.samples.append(_run_once(cmd))
+    return timings
+
+
+def secs(value: float) -> str:
+    return f"{value:.3f} s"
+
+
+def print_table(timings: Sequence[Timing]) -> None:
+    width = max(len(t.label) for t in timings)
+    print(f"  {'command':<{width}}  {'median':>9}  {'min':>9}  {'max':>9}  runs")
+    for t in timings:
+        print(
+            f"  {t.label:<{width}}  {secs(t.median):>9}  {secs(t.best):>9}  "
+            f"{secs(t.worst):>9}  {len(t.samples)}"
+        )
+
+
+def verdict(ratio: float, goal: float) -> str:
+    return "OK" if ratio <= goal else "MISSED"
+
+
+def ratio_line(ours: Timing, baseline: Timing, goal: float, floor: Timing | None = None) -> str:
+    ratio = ours.median / baseline.median
+    line = (
+        f"{ours.label}: {secs(ours.median)}  {baseline.label}: {secs(baseline.median)}  "
+        f"ratio {ratio:.2f} (goal <= {goal})"
+    )
+    if floor is not None:
+        line += f"  floor {floor.label} {secs(floor.median)}"
+    return f"{line}  {verdict(ratio, goal)}"
+
+
+def machine() -> dict[str, object]:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 0
+    return {
+        "cores": cores,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "executable": sys.executable,
+    }
+
+
+def save_results(name: str, data: Mapping[str, object]) -> Path:
+    """Write bench/results/<name>.json (git-ignored) for docs and later comparisons."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    payload = {
+        "benchmark": name,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        **data,
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def fail(exc: BaseException) -> int:
+    print(f"bench: BROKEN: {exc}", file=sys.stderr)
+    return 1

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Run every bench/bench_*.py in a separate environment, .venv-bench, that holds tether and its
+# peers (dvc, hydra-core) only, so the numbers are not skewed by dev tools or by the main venv.
+#
+#   make bench                      # or: bash bench/run.sh
+#   bash bench/run.sh startup       # only the benchmarks whose name contains "startup"
+#
+# Environment: PYTHON (interpreter that creates the venv, default python3),
+# BENCH_VENV (default .venv-bench), BENCH_REPEAT (repetitions per measurement, default per script).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+PYTHON=${PYTHON:-python3}
+VENV=${BENCH_VENV:-$ROOT/.venv-bench}
+STAMP=$VENV/.bench-installed
+BENCH_PEERS=(dvc hydra-core)
+
+if [[ ! -x $VENV/bin/python ]]; then
+    echo "bench: creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+
+# Reinstall only when pyproject.toml (or this script's peer list) changed since the last install.
+if [[ ! -f $STAMP || pyproject.toml -nt $STAMP || bench/run.sh -nt $STAMP ]]; then
+    echo "bench: installing tether and peers (${BENCH_PEERS[*]}) into $VENV"
+    log=$VENV/pip-install.log
+    if ! { "$VENV/bin/python" -m pip install -q --upgrade pip &&
+        "$VENV/bin/python" -m pip install -q -e . "${BENCH_PEERS[@]}"; } >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        echo "bench: installing into $VENV failed (full log: $log)" >&2
+        exit 1
+    fi
+    touch "$STAMP"
+fi
+
+shopt -s nullglob
+scripts=(bench/bench_*.py)
+if [[ $# -gt 0 ]]; then
+    selected=()
+    for script in "${scripts[@]}"; do
+        for pattern in "$@"; do
+            if [[ $script == *"$pattern"* ]]; then
+                selected+=("$script")
+                break
+            fi
+        done
+    done
+    scripts=("${selected[@]}")
+fi
+if [[ ${#scripts[@]} -eq 0 ]]; then
+    echo "bench: no bench/bench_*.py matched" >&2
+    exit 1
+fi
+
+echo "bench: $(nproc) cores, $("$VENV/bin/python" -c 'import platform; print("Python", platform.python_version(), platform.platform())')"
+failed=()
+for script in "${scripts[@]}"; do
+    echo
+    echo "== $script"
+    # Each script exits 0 even when it misses its goal (it prints MISSED); a non-zero exit means
+    # the benchmark itself broke.
+    if ! PATH="$VENV/bin:$PATH" "$VENV/bin/python" "$script"; then
+        failed+=("$script")
+    fi
+done
+
+echo
+if [[ ${#failed[@]} -gt 0 ]]; then
+    echo "bench: broken: ${failed[*]}" >&2
+    exit 1
+fi
+echo "bench: done (${#scripts[@]} benchmarks)"

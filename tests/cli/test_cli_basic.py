@@ -1,0 +1,132 @@
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tether
+from tests.conftest import ROOT, run_cli
+
+HEAVY = ("torch", "mlflow", "omegaconf", "rich", "yaml", "sqlite3")
+
+
+def test_help_imports_nothing_heavy():
+    code = (
+        "import sys\n"
+        "from tether.cli.main import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"print('HEAVY=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "Commands" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY="
+
+
+def test_version():
+    proc = run_cli("--version", check=True)
+    assert tether.__version__ in proc.stdout
+
+
+def test_unknown_command_suggests():
+    proc = run_cli("rns")
+    assert proc.returncode == 2
+    assert "did you mean 'runs'" in proc.stderr
+
+
+def _make_runs(n: int) -> list[str]:
+    ids = []
+    for i in range(n):
+        with tether.start_run(
+            {"i": i}, name=f"job{i}", snapshot=False, capture_output=False
+        ) as run:
+            run.log_metrics({"loss": 1.0 / (i + 1)})
+        ids.append(run.id)
+    return ids
+
+
+def test_runs_json_csv_and_table():
+    ids = _make_runs(3)
+    listing = json.loads(run_cli("runs", "--json", check=True).stdout)
+    assert [r["id"] for r in listing] == ids[::-1]
+    assert [r["index"] for r in listing] == [1, 2, 3]
+    assert all(r["status"] == "completed" for r in listing)
+    assert listing[0]["metrics"] == {"loss": pytest.approx(1 / 3)}
+    rows = list(csv.DictReader(io.StringIO(run_cli("runs", "--csv", check=True).stdout)))
+    assert [r["id"] for r in rows] == ids[::-1]
+    assert "metrics.loss" in rows[0]
+    table = run_cli("runs", "-n", "2", check=True).stdout
+    assert "job2" in table and "job1" in table and "job0" not in table
+    assert "2 of 3 runs shown" in table
+    assert len(json.loads(run_cli("runs", "list", "--all", "--json", check=True).stdout)) == 3
+
+
+def test_show_by_index_prefix_and_json():
+    ids = _make_runs(2)
+    text = run_cli("show", "2", check=True).stdout
+    assert ids[0] in text and "config" in text and "run.lock" in text
+    data = json.loads(run_cli("show", ids[1][:33], "--json", check=True).stdout)
+    assert data["id"] == ids[1]
+    assert data["lock"]["config"]["i"] == 1
+    assert data["lock"]["config"]["save_dir"] == data["dir"]
+    assert data["state"]["status"] == "completed"
+
+
+def test_runs_on_an_empty_root():
+    proc = run_cli("runs", check=True)
+    assert "no runs in" in proc.stdout
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts(shell: str):
+    out = run_cli("completion", shell, check=True).stdout
+    assert "_TETHER_COMPLETE" in out
+
+
+def test_completion_offers_runs():
+    ids = _make_runs(1)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "tether"), "show", ""],
+        env={
+            **__import__("os").environ,
+            "_TETHER_COMPLETE": "bash_complete",
+            "COMP_WORDS": "tether show ",
+            "COMP_CWORD": "2",
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert ids[0][:13] in proc.stdout
+
+
+def test_demo_end_to_end(tmp_path: Path):
+    """`make demo`'s script: three completed runs, reindex gives the same listing."""
+    runs = tmp_path / "demo-runs"
+    env = {"DEMO_RUNS": str(runs), "BIN": str(Path(sys.executable).parent)}
+    proc = subprocess.run(
+        ["bash", str(ROOT / "examples/digits/demo.sh")],
+        env={**__import__("os").environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "test accuracy" in proc.stdout
+    listing = json.loads(
+        run_cli("runs", "--json", env={"TETHER_RUNS": str(runs)}, check=True).stdout
+    )
+    assert len(listing) == 3
+    assert {r["status"] for r in listing} == {"completed"}
+    import yaml
+
+    for row in listing:
+        lock = yaml.safe_load((Path(row["dir"]) / "run.lock").read_text())
+        assert lock["config"]["model"]["kind"] in ("logistic", "svm")
+        assert lock["env"]["python"] and lock["env"]["packages_digest"]
+        assert row["metrics"]["test/acc"] > 0.9
+    (runs / "index.db").unlink()
+    run_cli("runs", "reindex", env={"TETHER_RUNS": str(runs)}, check=True)
+    again = json.loads(run_cli("runs", "--json", env={"TETHER_RUNS": str(runs)}, check=True).stdout)
+    assert again == listing
