@@ -122,3 +122,15 @@ def test_runs_root_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 def test_flatten():
     assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": {}}) == {"a.b": 1, "a.c": [1, 2], "d": {}}
+
+
+def test_a_damaged_index_is_rebuilt(tmp_path: Path):
+    store = Store(tmp_path / "runs")
+    rec = make(store)
+    store.index.close()
+    (store.root / "index.db").write_bytes(b"this is not sqlite" * 100)
+    for suffix in ("-wal", "-shm"):
+        (store.root / f"index.db{suffix}").unlink(missing_ok=True)
+    fresh = Store(store.root)
+    assert [r.id for r in fresh.list()] == [rec.id]
+    assert (store.root / "index.db.damaged").exists()

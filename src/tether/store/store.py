@@ -6,6 +6,7 @@ import builtins
 import json
 import os
 import re
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +33,19 @@ class Store:
             self.ensure_root()
             path = self.root / INDEX
             self._index_was_missing = not path.exists()
-            self._index = Index(path)
+            index = Index(path)
+            try:
+                index.count()
+            except sqlite3.DatabaseError:
+                # A damaged cache: keep it aside for inspection and rebuild from the folders.
+                index.close()
+                for suffix in ("", "-wal", "-shm"):
+                    damaged = Path(f"{path}{suffix}")
+                    if damaged.exists():
+                        os.replace(damaged, f"{path}.damaged{suffix}")
+                index = Index(path)
+                self._index_was_missing = True
+            self._index = index
         return self._index
 
     def _readable_index(self) -> Index:
