@@ -1,177 +1,182 @@
 """Runs from Python: `with tether.start_run(cfg) as run:` and `@tether.experiment(...)`.
 
 Both create the same record: run folder, run.lock (resolved config, command, environment,
-source snapshot), state.json moving pending -> running -> completed/failed/terminated, output
-teed into output.log, and an index row kept in step.
+source snapshot, data digests, upstream stages), state.json moving pending -> running ->
+completed/failed/terminated, output teed into output.log, and an index row kept in step.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import dataclasses
 import functools
 import inspect
-import json
 import logging
 import os
 import signal
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import TetherError
-from .lock import SourceRecord
+from .lock import RunLock, SourceRecord
+from .options import ATTR, RunOptions, SnapshotOptions, options_of
+from .run import Run
 from .store import RunRecord, Store, open_store
-from .store.layout import METRICS, OUTPUT, SUMMARY, find_project_file
+from .store.layout import OUTPUT, find_project_file
 from .store.state import RunState, hostname, now_iso, proc_start_time
 
 log = logging.getLogger("tether")
 
 _MISSING_MARKS = (None, "???", "")
+_current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar("tether_run", default=None)
 
 
 class Terminated(BaseException):
     """Raised in the main thread when the run receives SIGTERM."""
 
 
-class Run:
-    """The handle a running experiment gets: its folder, config and a few record helpers."""
+class Skipped(Exception):
+    """--needed found a completed run with the same inputs."""
 
-    def __init__(self, store: Store, record: RunRecord, cfg: Any) -> None:
-        self.store = store
-        self.record = record
-        self.cfg = cfg
-        self._summary: dict[str, dict[str, Any]] = {}
-        self._metrics_fh: Any = None
-        self._last_flush = 0.0
-        self._lock = threading.Lock()
-
-    @property
-    def id(self) -> str:
-        return self.record.id
-
-    @property
-    def dir(self) -> Path:
-        return self.record.dir
-
-    @property
-    def name(self) -> str:
-        return self.record.name
-
-    def path(self, *parts: str) -> Path:
-        return self.dir.joinpath(*parts)
-
-    def __repr__(self) -> str:
-        return f"Run(id={self.id!r}, name={self.name!r}, dir={str(self.dir)!r})"
-
-    # -- attributes -------------------------------------------------------------------------
-    def set_label(self, label: str) -> None:
-        self.store.add_attr(self.record, "label", label)
-
-    def add_tag(self, *tags: str) -> None:
-        for tag in tags:
-            self.store.add_attr(self.record, "tag", tag)
-
-    def note(self, text: str) -> None:
-        self.store.add_attr(self.record, "note", text)
-
-    # -- metrics ----------------------------------------------------------------------------
-    def log_metrics(self, values: dict[str, Any], step: int | None = None) -> None:
-        """Append one row to metrics.jsonl and keep last/min/max per key for summary.json."""
-        row: dict[str, Any] = {"t": round(time.time(), 3)}
-        if step is not None:
-            row["step"] = int(step)
-        with self._lock:
-            for key, value in values.items():
-                number = float(value.item() if hasattr(value, "item") else value)
-                row[key] = number
-                stats = self._summary.get(key)
-                if stats is None:
-                    self._summary[key] = {"last": number, "min": number, "max": number}
-                else:
-                    stats["last"] = number
-                    stats["min"] = min(stats["min"], number)
-                    stats["max"] = max(stats["max"], number)
-                if step is not None:
-                    self._summary[key]["step"] = int(step)
-            if self._metrics_fh is None:
-                self._metrics_fh = open(self.path(METRICS), "a", encoding="utf-8")  # noqa: SIM115
-            self._metrics_fh.write(json.dumps(row) + "\n")
-            self._metrics_fh.flush()
-            if time.monotonic() - self._last_flush > 2.0:
-                self._flush_summary()
-
-    def _flush_summary(self) -> None:
-        from .fsio import atomic_write_json
-
-        self._last_flush = time.monotonic()
-        if not self._summary:
-            return
-        summary = dict(self.record.summary)
-        summary["metrics"] = {k: dict(v) for k, v in self._summary.items()}
-        atomic_write_json(self.path(SUMMARY), summary, durable=False)
-        self.record.summary = summary
-        self.store.index.upsert(self.record)
-
-    def flush(self) -> None:
-        with self._lock:
-            self._flush_summary()
-            if self._metrics_fh is not None:
-                self._metrics_fh.flush()
-
-    def _close(self) -> None:
-        self.flush()
-        if self._metrics_fh is not None:
-            self._metrics_fh.close()
-            self._metrics_fh = None
+    def __init__(self, twin: str) -> None:
+        super().__init__(twin)
+        self.twin = twin
 
 
-def _config_container(cfg: Any) -> dict[str, Any]:
-    if cfg is None:
-        return {}
-    if isinstance(cfg, dict) and not hasattr(cfg, "_get_node"):
-        return dict(cfg)
-    from .config import to_container
-
-    return to_container(cfg)
+def current_run() -> Run | None:
+    """The run this code executes in, if any."""
+    return _current_run.get()
 
 
-def _explicit_save_dir(container: dict[str, Any]) -> Path | None:
-    value = container.get("save_dir")
-    if value in _MISSING_MARKS:
-        return None
-    return Path(os.path.expanduser(str(value))).absolute()
+# -- config helpers ---------------------------------------------------------------------------
+def _resolve_config(cfg: Any, store_root: str) -> tuple[dict[str, Any], Any]:
+    from .capture.resolvers import collecting
+
+    with collecting(store_root) as collected:
+        if cfg is None:
+            container: dict[str, Any] = {}
+        elif isinstance(cfg, dict) and not hasattr(cfg, "_get_node"):
+            from .config import to_container
+
+            container = to_container(_as_omegaconf(cfg)) if _has_interpolation(cfg) else dict(cfg)
+        else:
+            from .config import to_container
+
+            container = to_container(cfg)
+    return container, collected
 
 
-def _fill_save_dir(cfg: Any, container: dict[str, Any], run_dir: Path) -> None:
-    container["save_dir"] = str(run_dir)
+def _has_interpolation(obj: Any) -> bool:
+    if isinstance(obj, str):
+        return "${" in obj
+    if isinstance(obj, dict):
+        return any(_has_interpolation(v) for v in obj.values())
+    if isinstance(obj, list):
+        return any(_has_interpolation(v) for v in obj)
+    return False
+
+
+def _as_omegaconf(d: dict[str, Any]) -> Any:
+    from omegaconf import OmegaConf
+
+    from .capture.resolvers import register
+
+    register()
+    return OmegaConf.create(d)
+
+
+def _set_key(cfg: Any, container: dict[str, Any], key: str, value: Any) -> None:
+    node = container
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
     if cfg is None:
         return
-    if isinstance(cfg, dict):
-        cfg["save_dir"] = str(run_dir)
+    if isinstance(cfg, dict) and not hasattr(cfg, "_get_node"):
+        target = cfg
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
         return
     from omegaconf import OmegaConf
 
-    OmegaConf.update(cfg, "save_dir", str(run_dir), force_add=True)
+    OmegaConf.update(cfg, key, value, force_add=True)
 
 
-def _snapshot(run_id: str, repos: list[str] | None) -> list[SourceRecord]:
+def _get_key(container: dict[str, Any], key: str) -> Any:
+    node: Any = container
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+# -- capture ----------------------------------------------------------------------------------
+def _snapshot(run_id: str, opts: SnapshotOptions, run_dir: Path) -> list[SourceRecord]:
     from .capture import source
 
-    out: list[SourceRecord] = []
     project = find_project_file()
     root = project.parent if project else None
-    for repo in repos or ["."]:
-        path = Path(repo).absolute()
-        if source.git_top(path) is None:
-            if repos:
-                raise TetherError(f"snapshot: {repo} is not inside a git repository")
-            continue  # a default snapshot outside git records nothing (source copy: later)
-        out.append(source.snapshot_repo(path, run_id, root))
+    out: list[SourceRecord] = []
+    for repo in opts.repos or ["."]:
+        path = Path(repo).expanduser().absolute()
+        if not path.exists():
+            raise TetherError(f"snapshot: repository path {repo} does not exist")
+        if source.git_top(path) is not None:
+            out.append(
+                source.snapshot_repo(
+                    path, run_id, include=opts.include, exclude=opts.exclude, project_root=root
+                )
+            )
+        elif opts.repos:
+            raise source.GitError(f"snapshot: {repo} is not inside a git repository")
+        else:
+            base = root or _script_dir() or Path.cwd()
+            out.append(
+                source.copy_sources(
+                    base,
+                    run_dir / "source",
+                    include=opts.include,
+                    exclude=opts.exclude,
+                    project_root=root,
+                )
+            )
     return out
+
+
+def _script_dir() -> Path | None:
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return Path(path).resolve().parent if path else None
+
+
+def _stages(
+    store: Store, opts: RunOptions, cfg: Any, container: dict[str, Any], collected: Any
+) -> tuple[list[Any], dict[str, Path]]:
+    from .capture.lineage import find_upstream, stage_record
+
+    records, folders = [], {}
+    for name, key in opts.stages.items():
+        ref = _get_key(container, key) if key else None
+        upstream = find_upstream(store, str(ref) if ref not in _MISSING_MARKS else name)
+        records.append(stage_record(name, upstream))
+        folders[name] = upstream.dir
+        if key:
+            _set_key(cfg, container, key, str(upstream.dir))
+    for ref, run_id in collected.stages.items():
+        if run_id in {r.run for r in records}:
+            continue
+        upstream = store.load(run_id)
+        records.append(stage_record(upstream.name, upstream))
+        folders.setdefault(upstream.name, upstream.dir)
+    return records, folders
 
 
 @contextlib.contextmanager
@@ -190,49 +195,145 @@ def _signals_raise_terminated() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _prepare(
+    cfg: Any,
+    opts: RunOptions,
+    store: Store,
+    command: list[str] | None,
+    parent: str | None,
+) -> tuple[RunLock, Path | None, dict[str, Path], list[Any]]:
+    """Everything about the run that is known before it starts, as an unsaved lock."""
+    from .capture.environment import capture_environment
+    from .capture.tracking import data_entries, hash_entries, mark_pending
+
+    container, collected = _resolve_config(cfg, str(store.root))
+    explicit_dir = (
+        None
+        if container.get("save_dir") in _MISSING_MARKS
+        else Path(os.path.expanduser(str(container["save_dir"]))).absolute()
+    )
+    lock = store.new_lock(
+        opts.name or _default_name(),
+        command=command if command is not None else [Path(sys.executable).name, *sys.argv],
+        env=capture_environment(),
+        parent=parent,
+        project_id=_project_id(),
+    )
+    run_dir = explicit_dir or store.run_dir(lock.id)
+    _set_key(cfg, container, "save_dir", str(run_dir))
+    lock.stages, folders = _stages(store, opts, cfg, container, collected)
+    lock.config = container
+    entries = data_entries(container, opts.data_keys, [*opts.data_paths, *collected.tracked])
+    background = opts.background_hash and not opts.needed
+    if background:
+        mark_pending(entries)
+    else:
+        hash_entries(entries)
+    lock.data = entries
+    if opts.snapshot.enabled:
+        lock.sources = _snapshot(lock.id, opts.snapshot, run_dir)
+    return lock, explicit_dir, folders, entries if background else []
+
+
+def _project_id() -> str | None:
+    project = find_project_file()
+    if project is None or project.suffix != ".toml":
+        return None
+    import tomllib
+
+    try:
+        with open(project, "rb") as fh:
+            value = tomllib.load(fh).get("project-id")
+    except (OSError, ValueError):
+        return None
+    return str(value) if value else None
+
+
 @contextlib.contextmanager
 def start_run(
     cfg: Any = None,
     *,
     name: str | None = None,
     runs_dir: str | os.PathLike[str] | None = None,
-    snapshot: bool | list[str] = True,
+    snapshot: bool | SnapshotOptions = True,
+    data: list[str] | tuple[str, ...] = (),
+    track: list[str] | tuple[str, ...] = (),
+    stages: dict[str, str | None] | None = None,
+    background_hash: bool = False,
+    needed: bool = False,
     label: str | None = None,
     tags: tuple[str, ...] | list[str] = (),
     parent: str | None = None,
     capture_output: bool = True,
     command: list[str] | None = None,
     on_error: Callable[[BaseException], None] | None = None,
+    options: RunOptions | None = None,
 ) -> Iterator[Run]:
     """Create a run for `cfg` (a DictConfig or dict) and record how it ends.
 
     `save_dir` in the config, when set, is the run folder; when absent or `???` tether fills it
-    with the run folder so the code can write its outputs there.
+    with the run folder so the code can write its outputs there. With `needed=True`, a completed
+    run with the same inputs raises `Skipped` (its id in `.twin`) instead of running again.
     """
-    from .capture.environment import capture_environment
-
-    store = open_store(runs_dir)
-    container = _config_container(cfg)
-    explicit_dir = _explicit_save_dir(container)
-    run_name = name or _default_name()
-    lock = store.new_lock(
-        run_name,
-        command=command if command is not None else [Path(sys.executable).name, *sys.argv],
-        env=capture_environment(),
-        parent=parent,
+    opts = options or RunOptions(
+        name=name,
+        snapshot=snapshot if isinstance(snapshot, SnapshotOptions) else SnapshotOptions(snapshot),
+        data_keys=list(data),
+        data_paths=list(track),
+        background_hash=background_hash,
+        stages=dict(stages or {}),
+        needed=needed,
+        label=label,
+        tags=list(tags),
     )
-    run_dir = explicit_dir or store.run_dir(lock.id)
-    _fill_save_dir(cfg, container, run_dir)
-    lock.config = container
-    if snapshot:
-        lock.sources = _snapshot(lock.id, snapshot if isinstance(snapshot, list) else None)
+    store = open_store(runs_dir)
+    store.ensure_root()
+    lock, explicit_dir, folders, pending = _prepare(cfg, opts, store, command, parent)
+    if opts.needed:
+        twin = store.index.completed_twin(lock.digest())
+        if twin is not None:
+            _drop_snapshot_ref(lock)
+            raise Skipped(twin)
     record = store.create(lock, run_dir=explicit_dir)
-    run = Run(store, record, cfg)
-    if label:
-        run.set_label(label)
-    if tags:
-        run.add_tag(*tags)
+    run = Run(store, record, cfg, folders)
+    if opts.label:
+        run.set_label(opts.label)
+    if opts.tags:
+        run.add_tag(*opts.tags)
+    if pending:
+        from .capture.datahash import hash_data_background
 
+        hash_data_background(record.dir, [e.path for e in pending])
+    _announce(record)
+    yield from _lifecycle(store, record, run, capture_output, on_error)
+
+
+def _drop_snapshot_ref(lock: RunLock) -> None:
+    from .capture.source import REF_PREFIX, _git, git_top
+
+    for src in lock.sources:
+        if src.commit:
+            top = git_top(Path.cwd())
+            if top is not None:
+                with contextlib.suppress(TetherError):
+                    _git(top, "update-ref", "-d", REF_PREFIX + lock.id)
+
+
+def _announce(record: RunRecord) -> None:
+    """Tell a parent process (tether reproduce, batches) which run this is."""
+    target = os.environ.get("TETHER_RUN_ID_FILE")
+    if target:
+        with contextlib.suppress(OSError), open(target, "a", encoding="utf-8") as fh:
+            fh.write(record.id + "\n")
+
+
+def _lifecycle(
+    store: Store,
+    record: RunRecord,
+    run: Run,
+    capture_output: bool,
+    on_error: Callable[[BaseException], None] | None,
+) -> Iterator[Run]:
     capture = None
     if capture_output:
         from .capture.output import OutputCapture
@@ -250,6 +351,7 @@ def start_run(
             proc_start=proc_start_time(pid),
         ),
     )
+    token = _current_run.set(run)
     status, exit_code, error = "completed", 0, None
     try:
         with _signals_raise_terminated():
@@ -272,6 +374,7 @@ def start_run(
             on_error(exc)
         raise
     finally:
+        _current_run.reset(token)
         try:
             run._close()
         finally:
@@ -282,7 +385,7 @@ def start_run(
             state.exit_code = exit_code
             state.stopped = now_iso()
             state.error = error
-            store.set_state(record, state)
+            store.set_state(store.refresh(record), state)
             store.index.close()
 
 
@@ -301,19 +404,65 @@ def _default_name() -> str:
     return Path(path).stem if path else "run"
 
 
+# -- decorators -------------------------------------------------------------------------------
+def run_for_call(
+    func: Callable[..., Any],
+    opts: RunOptions,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    runs_dir: str | os.PathLike[str] | None = None,
+    debug: bool = True,
+    new_run: bool = False,
+) -> Any:
+    """Call `func(cfg[, run])` inside a run (or inside the current one, if any)."""
+    from .debug import post_mortem
+
+    cfg = args[0] if args else None
+    wants_run = len(inspect.signature(func).parameters) >= 2
+    active = current_run()
+    if active is not None and not new_run:
+        # Already inside a run (a decorator used alone, under experiment): just call.
+        return func(*args, **kwargs) if not wants_run else func(cfg, active)
+    opts = dataclasses.replace(opts, name=opts.name or _function_run_name(func))
+    if os.environ.get("TETHER_NEEDED") == "1":
+        opts.needed = True
+    try:
+        with start_run(
+            cfg, runs_dir=runs_dir, options=opts, on_error=post_mortem if debug else None
+        ) as run:
+            return func(cfg, run) if wants_run else func(cfg, *args[1:], **kwargs)
+    except Skipped as skip:
+        print(
+            f"tether: skipped: run {skip.twin} already completed with the same config, "
+            "code and data (--needed)",
+            file=sys.stderr,
+        )
+        return None
+
+
 def experiment(
     fn: Callable[..., Any] | None = None,
     *,
     config: Any = None,
     defaults: Any = None,
     name: str | None = None,
-    snapshot: bool | list[str] = True,
+    snapshot: bool = True,
+    include: list[str] | tuple[str, ...] = (),
+    exclude: list[str] | tuple[str, ...] = (),
+    repos: list[str] | tuple[str, ...] = (),
+    data: list[str] | tuple[str, ...] = (),
+    track: list[str] | tuple[str, ...] = (),
+    background_hash: bool = False,
+    stages: dict[str, str | None] | None = None,
+    needed: bool = False,
     runs_dir: str | os.PathLike[str] | None = None,
     label: str | None = None,
     tags: tuple[str, ...] | list[str] = (),
     debug: bool = True,
 ) -> Any:
-    """The composite decorator: config command line + run record + snapshot + unsafe_debug.
+    """The composite decorator: config command line + run record + snapshot + data digests +
+    previous stages + unsafe_debug.
 
     The function takes `cfg`, or `cfg, run`. From the command line, bad input prints one line and
     exits 2; an exception in the function marks the run failed and propagates.
@@ -323,29 +472,34 @@ def experiment(
         from .config import _locate
 
         source = defaults if defaults is not None else _locate(config, func)
-        wants_run = len(inspect.signature(func).parameters) >= 2
-        run_name = name or _function_run_name(func)
+        own = RunOptions(
+            name=name,
+            snapshot=SnapshotOptions(snapshot, list(include), list(exclude), list(repos)),
+            data_keys=list(data),
+            data_paths=list(track),
+            background_hash=background_hash,
+            stages=dict(stages or {}),
+            needed=needed,
+            label=label,
+            tags=list(tags),
+        )
+        inner = getattr(func, "__wrapped__", func) if getattr(func, "__tether_runner__", False) else func
 
         @functools.wraps(func)
         def wrapper(*a: Any, **kw: Any) -> Any:
             from .config import load_for_call, report_and_exit
-            from .debug import post_mortem
 
             from_cli = not a and not kw
-            cfg = load_for_call(wrapper, source, a, kw)
+            cfg, cli_args = load_for_call(wrapper, source, a, kw)
             if cfg is None:
                 return None
+            opts = own.merged(options_of(wrapper))
+            if cli_args is not None and cli_args.needed:
+                opts.needed = True
             try:
-                with start_run(
-                    cfg,
-                    name=run_name,
-                    runs_dir=runs_dir,
-                    snapshot=snapshot,
-                    label=label,
-                    tags=tags,
-                    on_error=post_mortem if debug else None,
-                ) as run:
-                    return func(cfg, run) if wants_run else func(cfg)
+                return run_for_call(
+                    inner, opts, (cfg,), {}, runs_dir=runs_dir, debug=debug, new_run=True
+                )
             except TetherError as exc:
                 if from_cli:
                     report_and_exit(exc)
@@ -356,6 +510,8 @@ def experiment(
                 print(f"\ntether: run stopped ({type(exc).__name__})", file=sys.stderr)
                 raise SystemExit(130 if isinstance(exc, KeyboardInterrupt) else 143)
 
+        setattr(wrapper, ATTR, options_of(func))
+        wrapper.__tether_runner__ = True  # type: ignore[attr-defined]
         wrapper.__tether_config_source__ = source  # type: ignore[attr-defined]
         return wrapper
 

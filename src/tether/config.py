@@ -34,6 +34,7 @@ class CliArgs:
     overrides_paths: list[str] = field(default_factory=list)
     print_config: bool = False
     help: bool = False
+    needed: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -54,7 +55,8 @@ def parse_argv(
     value_flags = dict(_VALUE_FLAGS)
     value_flags.update(extra_flags or {})
     lookup = {alias: name for name, aliases in value_flags.items() for alias in aliases}
-    known = [*lookup, "-o", "--overrides", "--print-config", "--print_config", "-h", "--help"]
+    known = [*lookup, "-o", "--overrides", "--print-config", "--print_config", "-h", "--help",
+             "--needed"]
     words = list(argv)
     i = 0
     in_overrides = False
@@ -71,6 +73,8 @@ def parse_argv(
                 args.help = True
             elif flag in ("--print-config", "--print_config"):
                 args.print_config = True
+            elif flag == "--needed":
+                args.needed = True
             elif flag in ("-o", "--overrides"):
                 in_overrides = True
                 if eq:
@@ -295,6 +299,9 @@ def build_config(
     """Compose the config: defaults or file, preset, overrides file(s), dotlist, kwargs."""
     from omegaconf import DictConfig, OmegaConf
 
+    from .capture.resolvers import register
+
+    register()
     args = args or CliArgs()
     cfg = base_config(defaults)
     if args.config_file:
@@ -386,6 +393,7 @@ def help_text(prog: str, doc: str | None, cfg: Any, source: str) -> str:
         "  +key=value                   add a key that the config does not have",
         "  --overrides-path FILE        merge a YAML file of overrides",
         "  --print-config               print the resolved config and exit",
+        "  --needed                     skip if a completed run has the same inputs",
         "  -h, --help                   show this message and exit",
     ]
     return "\n".join(lines)
@@ -414,7 +422,7 @@ def clicfg(
 
         @functools.wraps(func)
         def wrapper(*a: Any, **kw: Any) -> Any:
-            cfg = load_for_call(wrapper, source, a, kw)
+            cfg, _ = load_for_call(wrapper, source, a, kw)
             if cfg is None:
                 return None
             return func(cfg)
@@ -442,11 +450,13 @@ def _locate(config: Any, func: Callable[..., Any]) -> Any:
 
 def load_for_call(
     wrapper: Callable[..., Any], source: Any, a: tuple[Any, ...], kw: dict[str, Any]
-) -> Any:
-    """The config for one call of a decorated main, or None after --help / --print-config.
+) -> tuple[Any, CliArgs | None]:
+    """The config for one call of a decorated main (None after --help / --print-config), and
+    the parsed command line when it came from there.
 
     From Python (`main(lr=0.1)` or `main(cfg)`) errors raise; from the command line (`main()`)
-    they print one line and exit 2.
+    they print one line and exit 2. `TETHER_REPRODUCE_CONFIG` (set by `tether reproduce`) names
+    a recorded config that replaces the defaults and the command line's overrides.
     """
     from omegaconf import OmegaConf
 
@@ -458,25 +468,30 @@ def load_for_call(
             cfg = build_config(source, None, None)
             given = OmegaConf.create(base) if isinstance(base, dict) else base
             cfg = OmegaConf.merge(cfg, given)
-            return build_config(cfg, None, kw)
-        return build_config(source, None, kw)
+            return build_config(cfg, None, kw), None
+        return build_config(source, None, kw), None
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "main"
     try:
         args = parse_argv(sys.argv[1:], getattr(wrapper, "__tether_extra_flags__", None))
+        recorded = os.environ.get("TETHER_REPRODUCE_CONFIG")
+        if recorded:
+            args = CliArgs(config_file=recorded, needed=args.needed)
+            cfg = build_config(None, args)
+            return cfg, args
         if args.help:
             shown = args.config_file or source
             cfg = build_config(source, CliArgs(config_file=args.config_file))
             print(help_text(prog, wrapper.__doc__, cfg, _describe(shown)))
-            return None
+            return None, args
         cfg = build_config(source, args)
         if args.print_config:
             print(to_yaml(cfg), end="")
-            return None
+            return None, args
         to_container(cfg)  # fail early, on the command line, when interpolations are broken
-        return cfg
+        return cfg, args
     except TetherError as exc:
         report_and_exit(exc)
-    return None
+    return None, None
 
 
 def _describe(source: Any) -> str:

@@ -12,14 +12,13 @@ from .fsio import atomic_write_text
 
 SCHEMA = 1
 LOCK_FILE = "run.lock"
-# Fields that differ between two executions of the same run and so stay out of the digest.
-_VOLATILE = ("id", "created")
 
 
 @dataclass
 class SourceRecord:
     path: str
     commit: str | None = None
+    tree: str | None = None
     head: str | None = None
     branch: str | None = None
     dirty: bool = False
@@ -82,17 +81,31 @@ class RunLock:
     def to_yaml(self) -> str:
         return dump_yaml(self.to_dict())
 
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs "the same": the inputs, not where or when they ran.
+
+        Snapshot commits differ per run (their message names the run), so sources count by
+        tree; `save_dir` is where outputs go, not an input; the command line is left out because
+        the resolved config already says what its overrides did.
+        """
+        config = dict(self.config)
+        config.pop("save_dir", None)
+        return {
+            "name": self.name,
+            "config": config,
+            "sources": [
+                {"path": s.path, "tree": s.tree, "manifest": s.manifest} for s in self.sources
+            ],
+            "data": [{"path": d.path, "digest": d.digest} for d in self.data],
+            "stages": [{"name": s.name, "lock_digest": s.lock_digest} for s in self.stages],
+            "env": {k: self.env.get(k) for k in ("python", "platform", "packages_digest")},
+        }
+
     def digest(self) -> str:
-        """Identity of "the same run": equal digests mean same config, code, data and stages."""
+        """blake3 of the canonical YAML of `identity()`: equal digests mean the same run."""
         import blake3
 
-        d = self.to_dict()
-        for key in _VOLATILE:
-            d.pop(key, None)
-        env = dict(d.get("env") or {})
-        env.pop("host", None)
-        d["env"] = env
-        canonical = dump_yaml(d, sort_keys=True)
+        canonical = dump_yaml(self.identity(), sort_keys=True)
         return blake3.blake3(canonical.encode("utf-8")).hexdigest()
 
 

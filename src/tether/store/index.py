@@ -18,7 +18,7 @@ from typing import Any
 
 from .records import IndexRow, RunRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -54,6 +54,14 @@ CREATE TABLE IF NOT EXISTS vals (
   PRIMARY KEY (run, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS vals_key_num ON vals (key, num);
+CREATE TABLE IF NOT EXISTS stages (
+  run TEXT NOT NULL,
+  upstream TEXT NOT NULL,
+  name TEXT NOT NULL,
+  PRIMARY KEY (run, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS stages_upstream ON stages (upstream);
+CREATE INDEX IF NOT EXISTS runs_digest ON runs (lock_digest);
 """
 
 _COLUMNS = (
@@ -172,7 +180,7 @@ class Index:
                 return
             if row is not None:
                 # An index from another tether version: it is only a cache, so start afresh.
-                for table in ("runs", "tags", "vals", "schema_version"):
+                for table in ("runs", "tags", "vals", "stages", "schema_version"):
                     c.execute(f"DROP TABLE IF EXISTS {table}")
             for statement in _DDL.split(";"):
                 if statement.strip():
@@ -209,8 +217,13 @@ class Index:
                 record.attrs.label,
                 record.lock.parent,
                 str(record.dir),
-                None,
+                record.lock.digest(),
             ),
+        )
+        c.execute("DELETE FROM stages WHERE run = ?", (record.id,))
+        c.executemany(
+            "INSERT OR REPLACE INTO stages (run, upstream, name) VALUES (?, ?, ?)",
+            [(record.id, st.run, st.name) for st in record.lock.stages],
         )
         c.execute("DELETE FROM tags WHERE run = ?", (record.id,))
         c.executemany(
@@ -225,7 +238,7 @@ class Index:
 
     def remove(self, run_id: str) -> None:
         with self._tx() as c:
-            for table, col in (("runs", "id"), ("tags", "run"), ("vals", "run")):
+            for table, col in (("runs", "id"), ("tags", "run"), ("vals", "run"), ("stages", "run")):
                 c.execute(f"DELETE FROM {table} WHERE {col} = ?", (run_id,))
 
     def rebuild(self, records: Iterable[RunRecord]) -> int:
@@ -234,6 +247,7 @@ class Index:
             c.execute("DELETE FROM runs")
             c.execute("DELETE FROM tags")
             c.execute("DELETE FROM vals")
+            c.execute("DELETE FROM stages")
             for record in records:
                 self._upsert(c, record)
                 count += 1
@@ -291,6 +305,26 @@ class Index:
                 (prefix, upper),
             )
         ]
+
+    def consumers(self, run_id: str) -> list[tuple[str, str]]:
+        """Runs that recorded `run_id` as a previous stage, with the stage name."""
+        return [
+            (r[0], r[1])
+            for r in self._connect().execute(
+                "SELECT stages.run, stages.name FROM stages JOIN runs ON runs.id = stages.run "
+                "WHERE stages.upstream = ? ORDER BY runs.created",
+                (run_id,),
+            )
+        ]
+
+    def completed_twin(self, digest: str, exclude: str | None = None) -> str | None:
+        """The newest completed run with this lock digest (for --needed)."""
+        row = self._connect().execute(
+            "SELECT id FROM runs WHERE lock_digest = ? AND status = 'completed' AND id != ? "
+            "ORDER BY created DESC LIMIT 1",
+            (digest, exclude or ""),
+        ).fetchone()
+        return row[0] if row else None
 
     def values(self, run_id: str) -> dict[str, Any]:
         conn = self._connect()
