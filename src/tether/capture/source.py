@@ -125,7 +125,9 @@ def snapshot_repo(
     with tempfile.TemporaryDirectory(prefix="tether-index-") as tmp:
         temp_index = Path(tmp) / "index"
         if index_path.exists():
-            shutil.copyfile(index_path, temp_index)
+            # copy2 keeps the mtime: git compares it with file mtimes to spot "racily clean"
+            # entries, and a fresh mtime would make it trust stale stat data.
+            shutil.copy2(index_path, temp_index)
         env = dict(os.environ, GIT_INDEX_FILE=str(temp_index))
         env.pop("GIT_DIR", None)
         # Exclusions go into the pathspec, so git never opens the files behind them.

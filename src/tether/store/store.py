@@ -84,7 +84,8 @@ class Store:
         link = self.root / lock.id
         if run_dir is None:
             run_dir = link
-            run_dir.mkdir()
+            # It may exist already: capture (a source copy) can write into it before the lock.
+            run_dir.mkdir(exist_ok=True)
         else:
             run_dir = Path(run_dir).absolute()
             if (run_dir / LOCK).exists():
