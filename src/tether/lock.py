@@ -17,6 +17,7 @@ LOCK_FILE = "run.lock"
 @dataclass
 class SourceRecord:
     path: str
+    root: str | None = None  # absolute folder at capture time, to map recorded paths later
     commit: str | None = None
     tree: str | None = None
     head: str | None = None
@@ -93,9 +94,8 @@ class RunLock:
         return {
             "name": self.name,
             "config": config,
-            "sources": [
-                {"path": s.path, "tree": s.tree, "manifest": s.manifest} for s in self.sources
-            ],
+            # By content alone: the same tree checked out elsewhere is the same code.
+            "sources": [s.tree or s.manifest for s in self.sources],
             "data": [{"path": d.path, "digest": d.digest} for d in self.data],
             "stages": [{"name": s.name, "lock_digest": s.lock_digest} for s in self.stages],
             "env": {k: self.env.get(k) for k in ("python", "platform", "packages_digest")},

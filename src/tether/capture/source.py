@@ -159,6 +159,7 @@ def snapshot_repo(
     dirty = head is None or _git(top, "rev-parse", f"{head}^{{tree}}").strip() != tree
     return SourceRecord(
         path=_relative(top, project_root),
+        root=str(top),
         commit=commit,
         tree=tree,
         head=head,
@@ -239,6 +240,7 @@ def copy_sources(
     lines = "".join(f"{k}\t{v['blake3']}\t{v['bytes']}\n" for k, v in sorted(manifest.items()))
     return SourceRecord(
         path=_relative(base, project_root),
+        root=str(base.absolute()),
         manifest=blake3.blake3(lines.encode()).hexdigest(),
         include=list(include),
         exclude=list(exclude),

@@ -15,6 +15,21 @@ from .. import __version__
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "runs": ("tether.cli.runs", "runs", "List runs, newest first (and `runs reindex`)."),
     "show": ("tether.cli.show", "show", "Show one run: state, config and run.lock."),
+    "diff": (
+        "tether.cli.diff",
+        "diff",
+        "Show what differs between two runs: config, code, data, stages.",
+    ),
+    "lineage": (
+        "tether.cli.lineage",
+        "lineage",
+        "Show the upstream runs a run consumed (--down: the runs that consumed it).",
+    ),
+    "reproduce": (
+        "tether.cli.reproduce",
+        "reproduce",
+        "Re-run a run from its snapshot, config and data; compare metrics.",
+    ),
     "completion": (
         "tether.cli.completion",
         "completion",

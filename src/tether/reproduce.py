@@ -1,0 +1,216 @@
+"""`tether reproduce`: re-run a recorded run from its run.lock alone and compare the results.
+
+The snapshot commit is checked out into a temporary git worktree (the user's checkout is left
+alone), data digests are verified, and the recorded command runs there with the recorded config
+(passed through TETHER_REPRODUCE_CONFIG, so argv overrides cannot drift from it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import TetherError
+from .lock import SourceRecord, dump_yaml
+from .store import RunRecord, Store
+from .store.layout import find_project_file
+
+
+@dataclass
+class MetricComparison:
+    key: str
+    old: float | None
+    new: float | None
+
+    def same(self, rel_tol: float) -> bool:
+        if self.old is None or self.new is None:
+            return self.old is self.new
+        return math.isclose(self.old, self.new, rel_tol=rel_tol, abs_tol=0.0) or self.old == self.new
+
+
+@dataclass
+class Reproduction:
+    original: str
+    new: str | None
+    exit_code: int
+    metrics: list[MetricComparison] = field(default_factory=list)
+    same_inputs: bool = False
+
+    def identical(self, rel_tol: float = 0.0) -> bool:
+        return self.exit_code == 0 and all(m.same(rel_tol) for m in self.metrics)
+
+
+def _git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise TetherError(f"git {' '.join(args[:2])} failed in {repo}: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def _repo_of(source: SourceRecord, record: RunRecord) -> Path:
+    """Where the snapshot commit lives: try the recorded path from here, the project root and the
+    run's working folder, and take the first that has the commit."""
+    candidates = []
+    path = Path(source.path)
+    if path.is_absolute():
+        candidates.append(path)
+    else:
+        project = find_project_file()
+        for base in (project.parent if project else None, Path(record.lock.env.get("cwd", ".")),
+                     Path.cwd()):
+            if base is not None:
+                candidates.append(base / path)
+    cwd = record.lock.env.get("cwd")
+    if cwd:
+        candidates.append(Path(cwd))
+    # A run made in a worktree (a reproduction) wrote its ref into the shared repository.
+    project = find_project_file()
+    candidates += [project.parent] if project else []
+    candidates.append(Path.cwd())
+    for candidate in candidates:
+        if not candidate.exists():
+            continue
+        try:
+            top = Path(_git(candidate, "rev-parse", "--show-toplevel"))
+            _git(top, "cat-file", "-e", f"{source.commit}^{{commit}}")
+            return top
+        except TetherError:
+            continue
+    raise TetherError(
+        f"snapshot commit {str(source.commit)[:12]} of run {record.id[:13]} is not in any "
+        "repository found from here",
+        "run from the project, or fetch refs/tether/snapshots/* (tether pull)",
+    )
+
+
+def verify_data(record: RunRecord) -> list[str]:
+    """Data inputs whose digest differs from the record (empty when all match)."""
+    from .capture.datahash import hash_data
+
+    base = Path(record.lock.env.get("cwd") or ".")
+    changed = []
+    for entry in record.lock.data:
+        path = Path(entry.path)
+        full = path if path.is_absolute() else base / path
+        if entry.status != "done" or entry.digest is None:
+            changed.append(f"{entry.path}: digest was never recorded (status {entry.status})")
+            continue
+        if not full.exists():
+            changed.append(f"{entry.path}: missing")
+            continue
+        now = hash_data([str(full)])[0].digest
+        if now != entry.digest:
+            changed.append(f"{entry.path}: digest {entry.digest[:12]} -> {now[:12]}")
+    return changed
+
+
+@contextlib.contextmanager
+def worktree(repo: Path, commit: str) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="tether-reproduce-") as tmp:
+        tree = Path(tmp) / "src"
+        _git(repo, "worktree", "add", "--detach", "-q", str(tree), commit)
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(tree)],
+                           capture_output=True)
+            subprocess.run(["git", "-C", str(repo), "worktree", "prune"], capture_output=True)
+
+
+def _map(path_text: str, top: Path, tree: Path) -> str:
+    """A recorded absolute path inside the recorded repo, moved into the worktree."""
+    path = Path(os.path.normpath(path_text))
+    if not path.is_absolute():
+        return path_text
+    try:
+        rel = path.relative_to(os.path.normpath(top))
+    except ValueError:
+        return path_text
+    return str(tree / rel)
+
+
+def _link_data(record: RunRecord, top: Path, tree: Path, cwd: Path) -> None:
+    """Relative data paths outside the snapshot (ignored or excluded) are linked into the
+    worktree so the code finds them where it did."""
+    base = Path(record.lock.env.get("cwd") or ".")
+    for entry in record.lock.data:
+        if Path(entry.path).is_absolute():
+            continue
+        target = cwd / entry.path
+        if target.exists() or target.is_symlink():
+            continue
+        original = (base / entry.path).resolve()
+        if original.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(original, target_is_directory=original.is_dir())
+
+
+def reproduce(store: Store, record: RunRecord, *, force: bool = False,
+              stream: bool = True) -> Reproduction:
+    lock = record.lock
+    if not lock.command:
+        raise TetherError(f"run {record.id[:13]} recorded no command to re-run")
+    problems = verify_data(record)
+    if problems and not force:
+        raise TetherError(
+            f"data of run {record.id[:13]} changed: " + "; ".join(problems),
+            "restore the data, or pass --force to reproduce anyway",
+        )
+    git_sources = [s for s in lock.sources if s.commit]
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tether-repro-")))
+        recorded_cwd = Path(lock.env.get("cwd") or os.getcwd())
+        command = list(lock.command)
+        cwd = recorded_cwd
+        if git_sources:
+            top = _repo_of(git_sources[0], record)
+            tree = stack.enter_context(worktree(top, str(git_sources[0].commit)))
+            src = git_sources[0]
+            recorded_top = Path(src.root or (src.path if Path(src.path).is_absolute() else top))
+            command = [command[0], *(_map(a, recorded_top, tree) for a in command[1:])]
+            cwd = Path(_map(str(recorded_cwd), recorded_top, tree))
+            if cwd.is_relative_to(tree):
+                cwd.mkdir(parents=True, exist_ok=True)
+                _link_data(record, top, tree, cwd)
+        config = dict(lock.config)
+        config["save_dir"] = "???"
+        config_file = tmp / "config.yaml"
+        config_file.write_text(dump_yaml(config))
+        id_file = tmp / "run-id"
+        executable = lock.env.get("executable")
+        if command[0].startswith("python"):
+            command[0] = executable if executable and Path(executable).exists() else sys.executable
+        env = dict(
+            os.environ,
+            TETHER_REPRODUCE_CONFIG=str(config_file),
+            TETHER_RUN_ID_FILE=str(id_file),
+            TETHER_RUNS=str(store.root),
+        )
+        proc = subprocess.run(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=None if stream else subprocess.DEVNULL,
+            stderr=None if stream else subprocess.DEVNULL,
+        )
+        new_ids = id_file.read_text().split() if id_file.exists() else []
+    result = Reproduction(original=record.id, new=new_ids[0] if new_ids else None,
+                          exit_code=proc.returncode)
+    if result.new is None:
+        return result
+    new = store.load(result.new)
+    store.add_attr(new, "note", f"reproduction of run {record.id}")
+    old_m, new_m = record.metrics(), new.metrics()
+    for key in sorted(set(old_m) | set(new_m)):
+        result.metrics.append(
+            MetricComparison(key, (old_m.get(key) or {}).get("last"), (new_m.get(key) or {}).get("last"))
+        )
+    result.same_inputs = new.lock.digest() == record.lock.digest()
+    return result
