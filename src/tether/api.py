@@ -33,7 +33,9 @@ from .store.state import RunState, hostname, now_iso, proc_start_time
 log = logging.getLogger("tether")
 
 _MISSING_MARKS = (None, "???", "")
-_current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar("tether_run", default=None)
+_current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
+    "tether_run", default=None
+)
 
 
 class Terminated(BaseException):
@@ -170,7 +172,7 @@ def _stages(
         folders[name] = upstream.dir
         if key:
             _set_key(cfg, container, key, str(upstream.dir))
-    for ref, run_id in collected.stages.items():
+    for run_id in collected.stages.values():
         if run_id in {r.run for r in records}:
             continue
         upstream = store.load(run_id)
@@ -483,7 +485,11 @@ def experiment(
             label=label,
             tags=list(tags),
         )
-        inner = getattr(func, "__wrapped__", func) if getattr(func, "__tether_runner__", False) else func
+        inner = (
+            getattr(func, "__wrapped__", func)
+            if getattr(func, "__tether_runner__", False)
+            else func
+        )
 
         @functools.wraps(func)
         def wrapper(*a: Any, **kw: Any) -> Any:
@@ -513,6 +519,9 @@ def experiment(
         setattr(wrapper, ATTR, options_of(func))
         wrapper.__tether_runner__ = True  # type: ignore[attr-defined]
         wrapper.__tether_config_source__ = source  # type: ignore[attr-defined]
+        from .config import add_cli
+
+        add_cli(wrapper)
         return wrapper
 
     return decorate(fn) if fn is not None else decorate

@@ -55,8 +55,16 @@ def parse_argv(
     value_flags = dict(_VALUE_FLAGS)
     value_flags.update(extra_flags or {})
     lookup = {alias: name for name, aliases in value_flags.items() for alias in aliases}
-    known = [*lookup, "-o", "--overrides", "--print-config", "--print_config", "-h", "--help",
-             "--needed"]
+    known = [
+        *lookup,
+        "-o",
+        "--overrides",
+        "--print-config",
+        "--print_config",
+        "-h",
+        "--help",
+        "--needed",
+    ]
     words = list(argv)
     i = 0
     in_overrides = False
@@ -428,9 +436,25 @@ def clicfg(
             return func(cfg)
 
         wrapper.__tether_config_source__ = source  # type: ignore[attr-defined]
+        add_cli(wrapper)
         return wrapper
 
     return decorate(fn) if fn is not None else decorate
+
+
+def add_cli(wrapper: Callable[..., Any]) -> None:
+    """`main.cli(["lr=0.1"])`: run a decorated main as if from the command line with this argv
+    (tests and notebooks; `main()` itself reads sys.argv)."""
+
+    def cli(argv: Sequence[str] = ()) -> Any:
+        saved = sys.argv
+        sys.argv = [saved[0] if saved else "main", *argv]
+        try:
+            return wrapper()
+        finally:
+            sys.argv = saved
+
+    wrapper.cli = cli  # type: ignore[attr-defined]
 
 
 def _locate(config: Any, func: Callable[..., Any]) -> Any:

@@ -40,7 +40,10 @@ class RunOptions:
         """`other` (an inner decorator) adds to self; explicit settings of self win."""
         out = dataclasses.replace(self)
         out.data_keys = [*self.data_keys, *(k for k in other.data_keys if k not in self.data_keys)]
-        out.data_paths = [*self.data_paths, *(p for p in other.data_paths if p not in self.data_paths)]
+        out.data_paths = [
+            *self.data_paths,
+            *(p for p in other.data_paths if p not in self.data_paths),
+        ]
         out.stages = {**other.stages, **self.stages}
         out.background_hash = self.background_hash or other.background_hash
         out.needed = self.needed or other.needed
@@ -56,7 +59,9 @@ def options_of(fn: Callable[..., Any]) -> RunOptions:
     return getattr(fn, ATTR, None) or RunOptions()
 
 
-def _with_options(fn: Callable[..., Any], update: Callable[[RunOptions], None]) -> Callable[..., Any]:
+def _with_options(
+    fn: Callable[..., Any], update: Callable[[RunOptions], None]
+) -> Callable[..., Any]:
     opts = dataclasses.replace(options_of(fn))
     opts.snapshot = dataclasses.replace(opts.snapshot)
     opts.stages = dict(opts.stages)
@@ -115,7 +120,9 @@ def track_data(
     return decorate
 
 
-def previous_stage(name: str, key: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def previous_stage(
+    name: str, key: str | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Consume an upstream run: config `key` holds its id, folder or name (default: the latest
     completed run named `name`); the key then holds the upstream folder."""
 

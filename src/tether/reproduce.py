@@ -32,7 +32,9 @@ class MetricComparison:
     def same(self, rel_tol: float) -> bool:
         if self.old is None or self.new is None:
             return self.old is self.new
-        return math.isclose(self.old, self.new, rel_tol=rel_tol, abs_tol=0.0) or self.old == self.new
+        return (
+            math.isclose(self.old, self.new, rel_tol=rel_tol, abs_tol=0.0) or self.old == self.new
+        )
 
 
 @dataclass
@@ -63,8 +65,11 @@ def _repo_of(source: SourceRecord, record: RunRecord) -> Path:
         candidates.append(path)
     else:
         project = find_project_file()
-        for base in (project.parent if project else None, Path(record.lock.env.get("cwd", ".")),
-                     Path.cwd()):
+        for base in (
+            project.parent if project else None,
+            Path(record.lock.env.get("cwd", ".")),
+            Path.cwd(),
+        ):
             if base is not None:
                 candidates.append(base / path)
     cwd = record.lock.env.get("cwd")
@@ -119,8 +124,10 @@ def worktree(repo: Path, commit: str) -> Iterator[Path]:
         try:
             yield tree
         finally:
-            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(tree)],
-                           capture_output=True)
+            subprocess.run(
+                ["git", "-C", str(repo), "worktree", "remove", "--force", str(tree)],
+                capture_output=True,
+            )
             subprocess.run(["git", "-C", str(repo), "worktree", "prune"], capture_output=True)
 
 
@@ -152,8 +159,9 @@ def _link_data(record: RunRecord, top: Path, tree: Path, cwd: Path) -> None:
             target.symlink_to(original, target_is_directory=original.is_dir())
 
 
-def reproduce(store: Store, record: RunRecord, *, force: bool = False,
-              stream: bool = True) -> Reproduction:
+def reproduce(
+    store: Store, record: RunRecord, *, force: bool = False, stream: bool = True
+) -> Reproduction:
     lock = record.lock
     if not lock.command:
         raise TetherError(f"run {record.id[:13]} recorded no command to re-run")
@@ -201,8 +209,9 @@ def reproduce(store: Store, record: RunRecord, *, force: bool = False,
             stderr=None if stream else subprocess.DEVNULL,
         )
         new_ids = id_file.read_text().split() if id_file.exists() else []
-    result = Reproduction(original=record.id, new=new_ids[0] if new_ids else None,
-                          exit_code=proc.returncode)
+    result = Reproduction(
+        original=record.id, new=new_ids[0] if new_ids else None, exit_code=proc.returncode
+    )
     if result.new is None:
         return result
     new = store.load(result.new)
@@ -210,7 +219,9 @@ def reproduce(store: Store, record: RunRecord, *, force: bool = False,
     old_m, new_m = record.metrics(), new.metrics()
     for key in sorted(set(old_m) | set(new_m)):
         result.metrics.append(
-            MetricComparison(key, (old_m.get(key) or {}).get("last"), (new_m.get(key) or {}).get("last"))
+            MetricComparison(
+                key, (old_m.get(key) or {}).get("last"), (new_m.get(key) or {}).get("last")
+            )
         )
     result.same_inputs = new.lock.digest() == record.lock.digest()
     return result

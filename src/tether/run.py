@@ -119,5 +119,3 @@ class Run:
         if self._metrics_fh is not None:
             self._metrics_fh.close()
             self._metrics_fh = None
-
-

@@ -13,7 +13,7 @@ import yaml
 from tests.conftest import run_cli
 from tests.integration.test_snapshot import git, make_repo
 
-SCRIPT = '''
+SCRIPT = """
 import json, pathlib, sys
 import tether
 
@@ -26,7 +26,7 @@ def main(cfg, run):
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 @pytest.fixture
@@ -86,7 +86,8 @@ def test_needed_skips_a_completed_twin(project: Path):
     assert train(project, "scale=5", "--needed").returncode == 0
     assert len(json.loads(run_cli("runs", "--json", cwd=project, check=True).stdout)) == 3
     lock = yaml.safe_load(
-        (Path(json.loads(run_cli("show", "1", "--json", cwd=project).stdout)["dir"]) / "run.lock")
-        .read_text()
+        (
+            Path(json.loads(run_cli("show", "1", "--json", cwd=project).stdout)["dir"]) / "run.lock"
+        ).read_text()
     )
     assert lock["data"][0]["key"] == "data_file" and lock["data"][0]["status"] == "done"

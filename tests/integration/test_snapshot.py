@@ -148,8 +148,11 @@ def test_outside_git_copies_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
     with tether.start_run({}, name="copy") as run:
         pass
-    copied = {p.relative_to(run.dir / "source").as_posix() for p in (run.dir / "source").rglob("*")
-              if p.is_file()}
+    copied = {
+        p.relative_to(run.dir / "source").as_posix()
+        for p in (run.dir / "source").rglob("*")
+        if p.is_file()
+    }
     assert copied == {"train.py", "pkg/m.py", "MANIFEST.json", "tether.toml"}
     src = yaml.safe_load((run.dir / "run.lock").read_text())["sources"][0]
     assert src["manifest"] and src["commit"] is None

@@ -49,8 +49,9 @@ class LineageNode:
     missing: bool = False
 
 
-def upstream_tree(store: Store, record: RunRecord, stage: str | None = None,
-                  seen: frozenset[str] = frozenset()) -> LineageNode:
+def upstream_tree(
+    store: Store, record: RunRecord, stage: str | None = None, seen: frozenset[str] = frozenset()
+) -> LineageNode:
     node = LineageNode(record.id, record.name, record.status, stage)
     if record.id in seen:
         return node  # a cycle cannot be made by tether, but a hand-edited lock could
@@ -64,7 +65,9 @@ def upstream_tree(store: Store, record: RunRecord, stage: str | None = None,
     return node
 
 
-def downstream_tree(store: Store, record: RunRecord, seen: frozenset[str] = frozenset()) -> LineageNode:
+def downstream_tree(
+    store: Store, record: RunRecord, seen: frozenset[str] = frozenset()
+) -> LineageNode:
     node = LineageNode(record.id, record.name, record.status)
     if record.id in seen:
         return node

@@ -109,7 +109,9 @@ def snapshot_repo(
     if top is None:
         if shutil.which("git") is None:
             raise GitError("git is not installed", "install git, or pass snapshot=False")
-        raise GitError(f"{repo} is not inside a git repository", "run `git init`, or snapshot=False")
+        raise GitError(
+            f"{repo} is not inside a git repository", "run `git init`, or snapshot=False"
+        )
     index_file = Path(_git(top, "rev-parse", "--git-path", "index").strip())
     index_path = index_file if index_file.is_absolute() else top / index_file
     head: str | None
@@ -142,8 +144,15 @@ def snapshot_repo(
                     log.warning("snapshot include pattern %r matches no file in %s", pattern, top)
             drop += _ls(top, env, ".", *(s.replace(":(glob)", ":(exclude,glob)") for s in includes))
         if drop:
-            _git(top, "update-index", "-z", "--force-remove", "--stdin", env=env,
-                 stdin="\0".join(sorted(set(drop))) + "\0")
+            _git(
+                top,
+                "update-index",
+                "-z",
+                "--force-remove",
+                "--stdin",
+                env=env,
+                stdin="\0".join(sorted(set(drop))) + "\0",
+            )
         tree = _git(top, "write-tree", env=env).strip()
     parents = ["-p", head] if head else []
     commit = _git(
@@ -225,7 +234,9 @@ def copy_sources(
             if not src.is_file() or src.stat().st_size > COPY_MAX_FILE_BYTES:
                 continue
             if len(manifest) >= COPY_MAX_FILES:
-                log.warning("source copy stopped at %d files; narrow it with include=", COPY_MAX_FILES)
+                log.warning(
+                    "source copy stopped at %d files; narrow it with include=", COPY_MAX_FILES
+                )
                 break
             data = src.read_bytes()
             target = dest / rel

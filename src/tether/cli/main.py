@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "reproduce",
         "Re-run a run from its snapshot, config and data; compare metrics.",
     ),
+    "hash": ("tether.cli.hash", "hash_cmd", "Print blake3 digests of files and folders."),
     "completion": (
         "tether.cli.completion",
         "completion",

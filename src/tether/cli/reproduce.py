@@ -14,8 +14,13 @@ from .main import store_from
 @click.command()
 @run_argument()
 @click.option("--force", is_flag=True, help="Re-run even when the data digests changed.")
-@click.option("--rel-tol", type=float, default=0.0, show_default=True,
-              help="Relative tolerance when comparing metrics.")
+@click.option(
+    "--rel-tol",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Relative tolerance when comparing metrics.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 @click.pass_context
 def reproduce(ctx: click.Context, run: str, force: bool, rel_tol: float, as_json: bool) -> None:
@@ -31,19 +36,26 @@ def reproduce(ctx: click.Context, run: str, force: bool, rel_tol: float, as_json
     result = do_reproduce(store, record, force=force, stream=not as_json)
     identical = result.identical(rel_tol)
     if as_json:
-        click.echo(json.dumps({
-            "original": result.original,
-            "new": result.new,
-            "exit_code": result.exit_code,
-            "same_inputs": result.same_inputs,
-            "identical": identical,
-            "metrics": [{"key": m.key, "old": m.old, "new": m.new} for m in result.metrics],
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "original": result.original,
+                    "new": result.new,
+                    "exit_code": result.exit_code,
+                    "same_inputs": result.same_inputs,
+                    "identical": identical,
+                    "metrics": [{"key": m.key, "old": m.old, "new": m.new} for m in result.metrics],
+                },
+                indent=2,
+            )
+        )
     else:
         if result.new is None:
             click.echo(f"the re-run made no run record (exit code {result.exit_code})", err=True)
         else:
-            click.echo(f"\nnew run {result.new}  (inputs {'identical' if result.same_inputs else 'differ: see tether diff'})")
+            click.echo(
+                f"\nnew run {result.new}  (inputs {'identical' if result.same_inputs else 'differ: see tether diff'})"
+            )
             for m in result.metrics:
                 mark = "=" if m.same(rel_tol) else "≠"
                 click.echo(f"  {mark} {m.key}: {m.old} -> {m.new}")

@@ -68,8 +68,12 @@ def _table(items: list[dict], total: int, root: object) -> None:
     table = Table(box=None, pad_edge=False, header_style="bold")
     for col in ("#", "id", "name", "status", "started", "label", "metrics"):
         wraps = col in ("label", "metrics")
-        table.add_column(col, no_wrap=not wraps, overflow="fold" if wraps else "ellipsis",
-                         min_width=None if wraps else len(col))
+        table.add_column(
+            col,
+            no_wrap=not wraps,
+            overflow="fold" if wraps else "ellipsis",
+            min_width=None if wraps else len(col),
+        )
     for it in items:
         status = it["status"]
         label = " ".join([it["label"] or "", *(f"#{t}" for t in it["tags"])]).strip()

@@ -319,11 +319,15 @@ class Index:
 
     def completed_twin(self, digest: str, exclude: str | None = None) -> str | None:
         """The newest completed run with this lock digest (for --needed)."""
-        row = self._connect().execute(
-            "SELECT id FROM runs WHERE lock_digest = ? AND status = 'completed' AND id != ? "
-            "ORDER BY created DESC LIMIT 1",
-            (digest, exclude or ""),
-        ).fetchone()
+        row = (
+            self._connect()
+            .execute(
+                "SELECT id FROM runs WHERE lock_digest = ? AND status = 'completed' AND id != ? "
+                "ORDER BY created DESC LIMIT 1",
+                (digest, exclude or ""),
+            )
+            .fetchone()
+        )
         return row[0] if row else None
 
     def values(self, run_id: str) -> dict[str, Any]:
