@@ -33,11 +33,14 @@ from benchlib import (
     BenchError,
     Command,
     fail,
+    precompile_tether,
     print_table,
     ratio_line,
     repeat_count,
     save_results,
     time_commands,
+    versions,
+    versions_line,
     warmup_count,
 )
 
@@ -139,8 +142,9 @@ def check_snapshots(repo: Path, expected: int) -> None:
 
 
 def main() -> int:
-    repeat = repeat_count(10)
+    repeat = repeat_count(20)
     warmup = warmup_count()
+    precompile_tether()
     python = sys.executable
     with tempfile.TemporaryDirectory(prefix="tether-bench-experiment-") as tmp_name:
         tmp = Path(tmp_name)
@@ -152,8 +156,6 @@ def main() -> int:
         runs = tmp / "runs"
         tether_env = dict(os.environ, TETHER_RUNS=str(runs))
         hydra_env = dict(os.environ)
-        for env in (tether_env, hydra_env):
-            env.pop("PYTHONDONTWRITEBYTECODE", None)  # both get their .pyc caches alike
         commands = [
             Command("tether experiment", [python, train.name], cwd=train.parent, env=tether_env),
             Command("hydra main", [python, app.name], cwd=app.parent, env=hydra_env),
@@ -172,12 +174,15 @@ def main() -> int:
         ratio_line(ours, baseline, GOAL, floor) + f"  (import omegaconf {omegaconf.median:.3f} s)"
     )
     ratio = ours.median / baseline.median
+    found = versions("tether", "hydra-core", "omegaconf", "PyYAML")
+    print(versions_line(found))
     save_results(
         "experiment",
         {
             "goal": f"empty @tether.experiment run <= {GOAL} x empty @hydra.main app",
             "ratio": round(ratio, 3),
             "met": ratio <= GOAL,
+            "versions": found,
             "timings": [t.as_dict() for t in (ours, baseline, omegaconf, floor)],
         },
     )

@@ -17,19 +17,23 @@ from benchlib import (
     BenchError,
     Command,
     fail,
+    precompile_tether,
     print_table,
     ratio_line,
     repeat_count,
     save_results,
     time_commands,
     venv_script,
+    versions,
+    versions_line,
 )
 
 GOAL = 0.4
 
 
 def main() -> int:
-    repeat = repeat_count(15)
+    repeat = repeat_count(30)
+    precompile_tether()
     try:
         tether = venv_script("tether")
         dvc = venv_script("dvc")
@@ -50,12 +54,15 @@ def main() -> int:
     print_table([ours, baseline, floor])
     print(ratio_line(ours, baseline, GOAL, floor))
     ratio = ours.median / baseline.median
+    found = versions("tether", "dvc", "click")
+    print(versions_line(found))
     save_results(
         "startup",
         {
             "goal": f"tether --help <= {GOAL} x dvc --version",
             "ratio": round(ratio, 3),
             "met": ratio <= GOAL,
+            "versions": found,
             "timings": [t.as_dict() for t in (ours, baseline, floor)],
         },
     )

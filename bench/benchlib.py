@@ -152,6 +152,23 @@ def ratio_line(ours: Timing, baseline: Timing, goal: float, floor: Timing | None
     return f"{line}  {verdict(ratio, goal)}"
 
 
+def versions(*dists: str) -> dict[str, str]:
+    """Installed versions of the given distributions ("missing" when not installed)."""
+    from importlib import metadata
+
+    found = {}
+    for dist in dists:
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "missing"
+    return found
+
+
+def versions_line(found: Mapping[str, str]) -> str:
+    return "versions: " + ", ".join(f"{name} {version}" for name, version in found.items())
+
+
 def machine() -> dict[str, object]:
     try:
         cores = len(os.sched_getaffinity(0))
@@ -178,6 +195,20 @@ def save_results(name: str, data: Mapping[str, object]) -> Path:
     }
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def precompile_tether() -> None:
+    """Write tether's .pyc files, as installing a wheel would.
+
+    The package is installed editable, and with PYTHONDONTWRITEBYTECODE=1 (set on some machines
+    and in CI) its modules would be compiled from source in every timed process, while the
+    peers' site-packages were byte-compiled by pip at install time.
+    """
+    import compileall
+
+    import tether
+
+    compileall.compile_dir(Path(tether.__file__).parent, quiet=1)
 
 
 def fail(exc: BaseException) -> int:

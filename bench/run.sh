@@ -55,19 +55,30 @@ fi
 
 echo "bench: $(nproc) cores, $("$VENV/bin/python" -c 'import platform; print("Python", platform.python_version(), platform.platform())')"
 failed=()
+summary=()
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
 for script in "${scripts[@]}"; do
     echo
     echo "== $script"
     # Each script exits 0 even when it misses its goal (it prints MISSED); a non-zero exit means
     # the benchmark itself broke.
-    if ! PATH="$VENV/bin:$PATH" "$VENV/bin/python" "$script"; then
+    if PATH="$VENV/bin:$PATH" "$VENV/bin/python" "$script" 2>&1 | tee "$out"; then
+        while IFS= read -r line; do
+            summary+=("$line")
+        done < <(grep -E ' ratio [0-9.]+ \(goal' "$out" || true)
+    else
         failed+=("$script")
     fi
 done
 
 echo
+echo "== summary"
+for line in "${summary[@]}"; do
+    echo "$line"
+done
 if [[ ${#failed[@]} -gt 0 ]]; then
-    echo "bench: broken: ${failed[*]}" >&2
+    echo "bench: BROKEN: ${failed[*]}" >&2
     exit 1
 fi
 echo "bench: done (${#scripts[@]} benchmarks)"

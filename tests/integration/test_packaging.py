@@ -14,8 +14,12 @@ from tests.conftest import ROOT
 @pytest.mark.integration
 def test_wheel_and_sdist_install_and_run(tmp_path: Path):
     dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "build", "--outdir", str(dist), str(ROOT)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(dist), str(ROOT)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     wheels = list(dist.glob("tether-*.whl"))
     sdists = list(dist.glob("tether-*.tar.gz"))
     assert len(wheels) == 1 and len(sdists) == 1
@@ -25,8 +29,16 @@ def test_wheel_and_sdist_install_and_run(tmp_path: Path):
         env_dir = tmp_path / f"venv-{artifact.suffix}"
         venv.create(env_dir, with_pip=True, system_site_packages=True)
         py = env_dir / "bin" / "python"
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(artifact)],
-                       check=True, capture_output=True, text=True)
-        out = subprocess.run([str(env_dir / "bin" / "tether"), "--version"], check=True,
-                             capture_output=True, text=True).stdout
+        subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", "--no-deps", str(artifact)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        out = subprocess.run(
+            [str(env_dir / "bin" / "tether"), "--version"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         assert "0.1.0" in out

@@ -53,9 +53,8 @@ def reproduce(ctx: click.Context, run: str, force: bool, rel_tol: float, as_json
         if result.new is None:
             click.echo(f"the re-run made no run record (exit code {result.exit_code})", err=True)
         else:
-            click.echo(
-                f"\nnew run {result.new}  (inputs {'identical' if result.same_inputs else 'differ: see tether diff'})"
-            )
+            inputs = "identical" if result.same_inputs else "differ: see tether diff"
+            click.echo(f"\nnew run {result.new}  (inputs {inputs})")
             for m in result.metrics:
                 mark = "=" if m.same(rel_tol) else "≠"
                 click.echo(f"  {mark} {m.key}: {m.old} -> {m.new}")
