@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TetherError
-from .lock import RunLock, SourceRecord
+from .lock import RunLock, SourceRecord, read_lock
 from .options import ATTR, RunOptions, SnapshotOptions, options_of
 from .run import Run
 from .store import RunRecord, Store, open_store
+from .store.attrs import read_attributes
 from .store.layout import OUTPUT, find_project_file
 from .store.state import RunState, hostname, now_iso, proc_start_time
 
@@ -131,7 +132,7 @@ def _snapshot(run_id: str, opts: SnapshotOptions, run_dir: Path) -> list[SourceR
         path = Path(repo).expanduser().absolute()
         if not path.exists():
             raise TetherError(f"snapshot: repository path {repo} does not exist")
-        if source.git_top(path) is not None:
+        if source.in_git(path):
             out.append(
                 source.snapshot_repo(
                     path, run_id, include=opts.include, exclude=opts.exclude, project_root=root
@@ -290,6 +291,9 @@ def start_run(
     )
     store = open_store(runs_dir)
     store.ensure_root()
+    # The run fills in save_dir and upstream folders on its own copy: the caller's config stays
+    # as it was, so one dict can start many runs.
+    cfg = _copy_config(cfg)
     lock, explicit_dir, folders, pending = _prepare(cfg, opts, store, command, parent)
     if opts.needed:
         twin = store.index.completed_twin(lock.digest())
@@ -310,15 +314,24 @@ def start_run(
     yield from _lifecycle(store, record, run, capture_output, on_error)
 
 
+def _copy_config(cfg: Any) -> Any:
+    if cfg is None:
+        return None
+    if isinstance(cfg, dict) and not hasattr(cfg, "_get_node"):
+        import copy
+
+        return copy.deepcopy(cfg)
+    return cfg.copy() if hasattr(cfg, "copy") else cfg
+
+
 def _drop_snapshot_ref(lock: RunLock) -> None:
-    from .capture.source import REF_PREFIX, _git, git_top
+    """A skipped run leaves no snapshot ref behind, in any of its repositories."""
+    from .capture.source import REF_PREFIX, _git
 
     for src in lock.sources:
-        if src.commit:
-            top = git_top(Path.cwd())
-            if top is not None:
-                with contextlib.suppress(TetherError):
-                    _git(top, "update-ref", "-d", REF_PREFIX + lock.id)
+        if src.commit and src.root:
+            with contextlib.suppress(TetherError):
+                _git(Path(src.root), "update-ref", "-d", REF_PREFIX + lock.id)
 
 
 def _announce(record: RunRecord) -> None:
@@ -387,7 +400,12 @@ def _lifecycle(
             state.exit_code = exit_code
             state.stopped = now_iso()
             state.error = error
-            store.set_state(store.refresh(record), state)
+            # Labels or notes may have come from another process; run.lock only changes when a
+            # background hash fills in its data digests.
+            if any(d.status == "pending" for d in record.lock.data):
+                record.lock = read_lock(record.dir)
+            record.attrs = read_attributes(record.dir)
+            store.set_state(record, state)
             store.index.close()
 
 
@@ -433,7 +451,7 @@ def run_for_call(
         with start_run(
             cfg, runs_dir=runs_dir, options=opts, on_error=post_mortem if debug else None
         ) as run:
-            return func(cfg, run) if wants_run else func(cfg, *args[1:], **kwargs)
+            return func(run.cfg, run) if wants_run else func(run.cfg, *args[1:], **kwargs)
     except Skipped as skip:
         print(
             f"tether: skipped: run {skip.twin} already completed with the same config, "

@@ -1,11 +1,13 @@
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 import tether
 from tests.conftest import ROOT, run_cli
@@ -102,31 +104,36 @@ def test_completion_offers_runs():
 
 
 def test_demo_end_to_end(tmp_path: Path):
-    """`make demo`'s script: three completed runs, reindex gives the same listing."""
+    """`make demo`'s script: prepare -> 3 trains, all completed; reindex gives the same listing;
+    lineage links the stages; reproduce gives identical metrics."""
     runs = tmp_path / "demo-runs"
     env = {"DEMO_RUNS": str(runs), "BIN": str(Path(sys.executable).parent)}
     proc = subprocess.run(
         ["bash", str(ROOT / "examples/digits/demo.sh")],
-        env={**__import__("os").environ, **env},
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     assert "test accuracy" in proc.stdout
-    listing = json.loads(
-        run_cli("runs", "--json", env={"TETHER_RUNS": str(runs)}, check=True).stdout
-    )
-    assert len(listing) == 3
+    here = {"TETHER_RUNS": str(runs)}
+    listing = json.loads(run_cli("runs", "--json", env=here, check=True).stdout)
+    assert [r["name"] for r in listing] == ["train", "train", "train", "prepare"]
     assert {r["status"] for r in listing} == {"completed"}
-    import yaml
-
-    for row in listing:
+    for row in listing[:3]:
         lock = yaml.safe_load((Path(row["dir"]) / "run.lock").read_text())
         assert lock["config"]["model"]["kind"] in ("logistic", "svm")
         assert lock["env"]["python"] and lock["env"]["packages_digest"]
+        assert lock["stages"][0]["run"] == listing[3]["id"]
+        assert lock["data"][0]["digest"]
         assert row["metrics"]["test/acc"] > 0.9
     (runs / "index.db").unlink()
-    run_cli("runs", "reindex", env={"TETHER_RUNS": str(runs)}, check=True)
-    again = json.loads(run_cli("runs", "--json", env={"TETHER_RUNS": str(runs)}, check=True).stdout)
+    run_cli("runs", "reindex", env=here, check=True)
+    again = json.loads(run_cli("runs", "--json", env=here, check=True).stdout)
     assert again == listing
+    lineage = run_cli("lineage", "1", env=here, check=True).stdout
+    assert "train" in lineage and "prepare" in lineage
+    repro = run_cli("reproduce", "1", "--json", cwd=ROOT, env=here)
+    assert repro.returncode == 0, repro.stderr
+    assert json.loads(repro.stdout)["identical"]

@@ -24,7 +24,11 @@ def test_start_run_records_config_env_and_completion(tmp_path: Path):
     lock = yaml.safe_load((run.dir / "run.lock").read_text())
     assert lock["config"]["lr"] == 0.1
     assert lock["config"]["save_dir"] == str(run.dir)
-    assert cfg["save_dir"] == str(run.dir)
+    assert run.cfg["save_dir"] == str(run.dir)
+    assert cfg["save_dir"] == "???"  # the caller's config is left alone
+    with tether.start_run(cfg, name="again", snapshot=False) as second:
+        pass
+    assert second.dir != run.dir
     for key in ("python", "platform", "host", "user", "packages_digest"):
         assert lock["env"][key]
     state = read_state(run)
@@ -32,7 +36,7 @@ def test_start_run_records_config_env_and_completion(tmp_path: Path):
     assert "hello from the run" in (run.dir / "output.log").read_text()
     summary = json.loads((run.dir / "summary.json").read_text())
     assert summary["metrics"]["loss"] == {"last": 0.5, "min": 0.5, "max": 1.0, "step": 1}
-    row = open_store().list()[0]
+    row = next(r for r in open_store().list() if r.id == run.id)
     assert row.status == "completed" and row.metrics == {"loss": 0.5}
 
 

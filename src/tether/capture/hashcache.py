@@ -186,7 +186,7 @@ class HashCache:
         found: dict[DirKey, dict[str, FileRecord]] = {}
         if self._db is None:
             return found
-        query = "SELECT entries, checksum FROM dirs WHERE dev = ? AND ino = ?"
+        query = "SELECT CAST(entries AS BLOB), CAST(checksum AS BLOB) FROM dirs WHERE dev = ? AND ino = ?"
         try:
             execute = self._db.execute
             for key in dirs:
@@ -222,7 +222,8 @@ class HashCache:
                 for key, fresh in updates.items():
                     dev, ino = _signed(key[0]), _signed(key[1])
                     row = db.execute(
-                        "SELECT entries, checksum FROM dirs WHERE dev = ? AND ino = ?", (dev, ino)
+                        "SELECT CAST(entries AS BLOB), CAST(checksum AS BLOB) FROM dirs WHERE dev = ? AND ino = ?",
+                        (dev, ino),
                     ).fetchone()
                     merged = (_decode(row[0], row[1]) or {}) if row is not None else {}
                     merged.update(fresh)

@@ -26,10 +26,15 @@ def register() -> None:
     global _registered
     if _registered:
         return
+    # OmegaConf 2.4 deprecates register_new_resolver for register_resolver; in 2.3 the name
+    # register_resolver is an older, different call (no replace=), so tell them apart by it.
+    import inspect
+
     from omegaconf import OmegaConf
 
-    # OmegaConf 2.4 renamed the call; 2.3 only has the old name.
     new_api = getattr(OmegaConf, "register_resolver", None)
+    if new_api is not None and "annotation_validation" not in inspect.signature(new_api).parameters:
+        new_api = None
     for name, func in (("track", _track), ("stage", _stage)):
         if new_api is not None:
             new_api(name, func, replace=True, annotation_validation="off")

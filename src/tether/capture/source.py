@@ -78,6 +78,50 @@ def git_top(path: Path) -> Path | None:
     return Path(out.strip())
 
 
+def _repo_state(repo: Path) -> tuple[Path, Path, str | None, str | None, str | None]:
+    """Top folder, index file, HEAD commit and tree, branch: one `git rev-parse` when the repo
+    has commits (each git process costs about a millisecond on the run's start-up path)."""
+    if shutil.which("git") is None:
+        raise GitError("git is not installed", "install git, or pass snapshot=False")
+    where = repo if repo.is_dir() else repo.parent
+    proc = subprocess.run(
+        ["git", "-C", str(where), "rev-parse", "--show-toplevel", "--git-path", "index"]
+        + ["HEAD", "HEAD^{tree}", "--abbrev-ref", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = proc.stdout.splitlines()
+    head: str | None
+    head_tree: str | None
+    if proc.returncode == 0 and len(lines) == 5:
+        top = Path(lines[0])
+        branch = None if lines[4] == "HEAD" else lines[4]
+        head, head_tree = lines[2], lines[3]
+    else:
+        found = git_top(where)
+        if found is None:
+            raise GitError(
+                f"{repo} is not inside a git repository", "run `git init`, or snapshot=False"
+            )
+        top = found
+        # A repository with no commits yet: no HEAD, every file is new.
+        lines = [str(top), _git(top, "rev-parse", "--git-path", "index").strip()]
+        head = head_tree = None
+        try:
+            branch = _git(top, "symbolic-ref", "--short", "-q", "HEAD").strip() or None
+        except GitError:
+            branch = None
+    index_file = Path(lines[1])
+    return (
+        top,
+        index_file if index_file.is_absolute() else top / index_file,
+        head,
+        head_tree,
+        branch,
+    )
+
+
 def _pathspec(pattern: str) -> str:
     """A gitignore-like glob as a git pathspec: a pattern without '/' matches at any depth."""
     pattern = pattern.strip()
@@ -105,24 +149,7 @@ def snapshot_repo(
 ) -> SourceRecord:
     """Commit the working tree of `repo`: tracked changes and untracked files not ignored by
     .gitignore, narrowed to `include` globs and without `exclude` globs."""
-    top = git_top(repo)
-    if top is None:
-        if shutil.which("git") is None:
-            raise GitError("git is not installed", "install git, or pass snapshot=False")
-        raise GitError(
-            f"{repo} is not inside a git repository", "run `git init`, or snapshot=False"
-        )
-    index_file = Path(_git(top, "rev-parse", "--git-path", "index").strip())
-    index_path = index_file if index_file.is_absolute() else top / index_file
-    head: str | None
-    try:
-        head = _git(top, "rev-parse", "--verify", "-q", "HEAD^{commit}").strip() or None
-    except GitError:
-        head = None  # no commits yet
-    try:
-        branch: str | None = _git(top, "symbolic-ref", "--short", "-q", "HEAD").strip() or None
-    except GitError:
-        branch = None  # detached HEAD
+    top, index_path, head, head_tree, branch = _repo_state(repo)
     excludes = [_pathspec(p).replace(":(glob)", ":(exclude,glob)") for p in exclude]
     with tempfile.TemporaryDirectory(prefix="tether-index-") as tmp:
         temp_index = Path(tmp) / "index"
@@ -165,7 +192,7 @@ def snapshot_repo(
         env=dict(os.environ, **_IDENT),
     ).strip()
     _git(top, "update-ref", REF_PREFIX + run_id, commit)
-    dirty = head is None or _git(top, "rev-parse", f"{head}^{{tree}}").strip() != tree
+    dirty = head is None or head_tree != tree
     return SourceRecord(
         path=_relative(top, project_root),
         root=str(top),
@@ -177,6 +204,20 @@ def snapshot_repo(
         include=list(include),
         exclude=list(exclude),
     )
+
+
+def in_git(path: Path) -> bool:
+    """Inside a git work tree? A walk up for `.git`, cheaper than a git process."""
+    if shutil.which("git") is None:
+        return False
+    here = path.resolve()
+    ceilings = [Path(p) for p in os.environ.get("GIT_CEILING_DIRECTORIES", "").split(":") if p]
+    for folder in (here, *here.parents):
+        if (folder / ".git").exists():
+            return True
+        if folder in ceilings:
+            return False
+    return False
 
 
 def _relative(path: Path, base: Path | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -34,7 +35,7 @@ def diff(ctx: click.Context, old: str, new: str, as_json: bool, no_code: bool) -
     store = store_from(ctx)
     a = store.resolve_one(old)
     b = store.resolve_one(new)
-    color = not as_json and sys.stdout.isatty()
+    color = not as_json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     result = diff_runs(a, b, patch=not no_code, color=color)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))

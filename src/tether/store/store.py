@@ -122,15 +122,16 @@ class Store:
         record.attrs = attrs_mod.read_attributes(record.dir)
         self.index.upsert(record)
 
-    def refresh(self, record: RunRecord) -> RunRecord:
-        """Re-read a run's files and bring its index row up to date."""
-        fresh = self.load_dir(record.dir)
+    def refresh(self, record: RunRecord, *, lock: bool = True) -> RunRecord:
+        """Re-read a run's files and bring its index row up to date (`lock=False` keeps the
+        run.lock already in memory: it is written once, so only a background hash changes it)."""
+        fresh = self.load_dir(record.dir, lock=None if lock else record.lock)
         self.index.upsert(fresh)
         return fresh
 
     # -- reading ----------------------------------------------------------------------------
-    def load_dir(self, run_dir: Path) -> RunRecord:
-        lock = read_lock(run_dir)
+    def load_dir(self, run_dir: Path, lock: RunLock | None = None) -> RunRecord:
+        lock = lock or read_lock(run_dir)
         summary: dict[str, object] = {}
         try:
             with open(run_dir / SUMMARY, encoding="utf-8") as fh:
