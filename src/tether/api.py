@@ -122,7 +122,9 @@ def _get_key(container: dict[str, Any], key: str) -> Any:
 
 
 # -- capture ----------------------------------------------------------------------------------
-def _snapshot(run_id: str, opts: SnapshotOptions, run_dir: Path) -> list[SourceRecord]:
+def _snapshot(
+    run_id: str, opts: SnapshotOptions, run_dir: Path, store_root: Path
+) -> list[SourceRecord]:
     from .capture import source
 
     project = find_project_file()
@@ -149,6 +151,7 @@ def _snapshot(run_id: str, opts: SnapshotOptions, run_dir: Path) -> list[SourceR
                     include=opts.include,
                     exclude=opts.exclude,
                     project_root=root,
+                    skip_dirs=[store_root],
                 )
             )
     return out
@@ -234,7 +237,9 @@ def _prepare(
         hash_entries(entries)
     lock.data = entries
     if opts.snapshot.enabled:
-        lock.sources = _snapshot(lock.id, opts.snapshot, run_dir)
+        if explicit_dir is not None and (explicit_dir / "run.lock").exists():
+            store.create(lock, run_dir=explicit_dir)  # refuses, naming the run already there
+        lock.sources = _snapshot(lock.id, opts.snapshot, run_dir, store.root)
     return lock, explicit_dir, folders, entries if background else []
 
 

@@ -106,10 +106,13 @@ def parse_argv(
                     args.extra[name] = value
             else:
                 hint = did_you_mean(flag, known)
-                raise ConfigError(
-                    f"unknown option {flag!r}",
-                    f"did you mean {hint!r}?" if hint else "see --help",
-                )
+                if hint:
+                    suggestion = f"did you mean {hint!r}?"
+                elif flag.startswith("--") and len(flag) > 2:
+                    suggestion = f"to set a config key, write {flag[2:]}=VALUE"
+                else:
+                    suggestion = "see --help"
+                raise ConfigError(f"unknown option {flag!r}", suggestion)
             continue
         if "=" in word:
             args.overrides.append(word)
@@ -191,22 +194,50 @@ def all_keys(cfg: Any, prefix: str = "") -> list[str]:
 
 
 def _select(cfg: Any, key: str) -> Any:
-    from omegaconf import OmegaConf
+    """The node at a dotted key (containers as they are, leaves as their raw value, `???` and
+    interpolations unresolved), or _ABSENT. OmegaConf.select cannot tell a `???` key from an
+    absent one, and `???` keys (save_dir) must stay settable."""
+    from omegaconf import DictConfig, ListConfig
 
-    try:
-        return OmegaConf.select(
-            cfg, key, default=_ABSENT, throw_on_missing=False, throw_on_resolution_failure=False
-        )
-    except Exception:
-        return _ABSENT
+    node: Any = cfg
+    for part in key.split("."):
+        if isinstance(node, DictConfig) and part in node.keys():  # `in` skips ??? keys
+            node = node._get_node(part)
+        elif (
+            isinstance(node, ListConfig)
+            and part.lstrip("-").isdigit()
+            and -len(node) <= int(part) < len(node)
+        ):
+            node = node._get_node(int(part))
+        else:
+            return _ABSENT
+    if isinstance(node, (DictConfig, ListConfig)):
+        return node
+    return node._value() if node is not None else None
 
 
 def _unknown_key(cfg: Any, key: str, source: str) -> ConfigError:
-    hint = did_you_mean(key, all_keys(cfg))
     return ConfigError(
         f"unknown config key {key!r}{source}",
-        f"did you mean {hint!r}?" if hint else f"use +{key}=... to add a new key",
+        _suggest_key(cfg, key) or f"use +{key}=... to add a new key",
     )
+
+
+def _suggest_key(cfg: Any, key: str) -> str | None:
+    """Did-you-mean: first among the siblings of the last part (so `optim.nesterov` is not
+    offered `optim.lr`), then among all dotted keys."""
+    from omegaconf import DictConfig
+
+    parent, _, last = key.rpartition(".")
+    siblings = _select(cfg, parent) if parent else cfg
+    if isinstance(siblings, DictConfig):
+        hint = did_you_mean(last, [str(k) for k in siblings])
+        if hint:
+            return f"did you mean {(parent + '.' if parent else '') + hint!r}?"
+        if parent:
+            return None
+    hint = did_you_mean(key, all_keys(cfg))
+    return f"did you mean {hint!r}?" if hint else None
 
 
 def _kind(value: Any) -> str | None:
@@ -235,7 +266,7 @@ def _check_type(key: str, old: Any, new: Any, source: str) -> None:
     if want == "number" and got == "bool":
         pass
     elif want == "bool" and got == "number" and new in (0, 1):
-        return
+        return  # apply_override turns it into a bool
     names = {"bool": "a boolean", "number": "a number", "mapping": "a mapping", "list": "a list"}
     shown = old if want not in ("mapping", "list") else type(old).__name__
     raise ConfigError(
@@ -271,6 +302,8 @@ def apply_override(cfg: Any, item: str, source: str = "") -> None:
             )
         if not add:
             _check_type(key, old, value, source)
+            if isinstance(old, bool) and not isinstance(value, bool) and value in (0, 1):
+                value = bool(value)
     try:
         merge = OmegaConf.is_config(value)
         OmegaConf.update(cfg, key, value, merge=merge, force_add=add)
@@ -339,6 +372,8 @@ def build_config(
             raise _unknown_key(cfg, name, " (keyword argument)")
         if not add:
             _check_type(name, old, value, " (keyword argument)")
+            if isinstance(old, bool) and not isinstance(value, bool) and value in (0, 1):
+                value = bool(value)
         OmegaConf.update(cfg, name, value, merge=isinstance(value, dict), force_add=add)
     return cfg
 
@@ -377,18 +412,15 @@ def help_text(prog: str, doc: str | None, cfg: Any, source: str) -> str:
         node = _select(cfg, key)
         if isinstance(node, DictConfig):
             continue
-        try:
-            value = OmegaConf.select(cfg, key, throw_on_missing=False)
-            shown = (
-                OmegaConf.to_yaml({"v": value}).strip()[3:]
-                if OmegaConf.is_config(value)
-                else repr(value)
-            )
-        except Exception:
-            shown = "???"
-        if str(shown) == "'???'":
-            shown = "??? (required)"
-        rows.append((key, str(shown)))
+        if node == "???":
+            shown = "??? (tether fills it)" if key == "save_dir" else "??? (required)"
+        elif OmegaConf.is_config(node):
+            import json
+
+            shown = json.dumps(OmegaConf.to_container(node, resolve=False), default=str)
+        else:
+            shown = repr(node)
+        rows.append((key, shown))
     width = max((len(k) for k, _ in rows), default=0)
     lines += [f"  {k.ljust(width)}  {v}" for k, v in rows] or ["  (none)"]
     lines += [
@@ -410,7 +442,9 @@ def help_text(prog: str, doc: str | None, cfg: Any, source: str) -> str:
 # -- the decorator ----------------------------------------------------------------------------
 def report_and_exit(exc: TetherError) -> None:
     """One line on stderr and exit 2; the traceback only with TETHER_DEBUG=1."""
-    if os.environ.get("TETHER_DEBUG") == "1":
+    from .debug import debug_enabled
+
+    if debug_enabled():
         raise exc
     print(f"error: {exc}", file=sys.stderr)
     raise SystemExit(exc.exit_code)

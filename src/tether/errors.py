@@ -38,5 +38,9 @@ class StoreError(TetherError):
 def did_you_mean(word: str, candidates: list[str] | set[str] | tuple[str, ...]) -> str | None:
     import difflib
 
-    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
-    return close[0] if close else None
+    options = sorted(candidates)
+    by_lower = {c.lower(): c for c in options}
+    if word.lower() in by_lower:
+        return by_lower[word.lower()]  # only the case differs: model.c -> model.C
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[close[0]] if close else None

@@ -85,8 +85,19 @@ def _repo_state(repo: Path) -> tuple[Path, Path, str | None, str | None, str | N
         raise GitError("git is not installed", "install git, or pass snapshot=False")
     where = repo if repo.is_dir() else repo.parent
     proc = subprocess.run(
-        ["git", "-C", str(where), "rev-parse", "--show-toplevel", "--git-path", "index"]
-        + ["HEAD", "HEAD^{tree}", "--abbrev-ref", "HEAD"],
+        [
+            "git",
+            "-C",
+            str(where),
+            "rev-parse",
+            "--show-toplevel",
+            "--git-path",
+            "index",
+            "HEAD",
+            "HEAD^{tree}",
+            "--abbrev-ref",
+            "HEAD",
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -236,8 +247,10 @@ def copy_sources(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     project_root: Path | None = None,
+    skip_dirs: Sequence[Path] = (),
 ) -> SourceRecord:
-    """Outside git: copy the selected files under `base` into `dest` with a digest manifest."""
+    """Outside git: copy the selected files under `base` into `dest` with a digest manifest.
+    `skip_dirs` (the runs root) are never entered, so runs do not copy each other."""
     import fnmatch
 
     import blake3
@@ -258,10 +271,11 @@ def copy_sources(
         return False
 
     manifest: dict[str, dict[str, object]] = {}
-    dest_resolved = dest.resolve()
+    fenced = {dest.resolve(), *(Path(d).resolve() for d in skip_dirs)}
+    full = False
     for folder, dirs, files in os.walk(base):
-        here = Path(folder)
-        if here.resolve() == dest_resolved or dest_resolved in here.resolve().parents:
+        here = Path(folder).resolve()
+        if full or here in fenced or any(f in here.parents for f in fenced):
             dirs[:] = []
             continue
         rel_dir = os.path.relpath(folder, base).replace(os.sep, "/")

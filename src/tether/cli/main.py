@@ -104,13 +104,21 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rc = cli.main(args=argv, prog_name="tether", standalone_mode=False)
     except TetherError as exc:
-        if os.environ.get("TETHER_DEBUG") == "1":
+        from ..debug import debug_enabled
+
+        if debug_enabled():
             raise
         click.echo(f"tether: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("tether: aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        # One line, like every other user mistake; --help has the rest.
+        where = exc.ctx.command_path if exc.ctx is not None else "tether"
+        message = exc.format_message().rstrip(".")
+        click.echo(f"tether: error: {message}; see `{where} --help`", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -44,18 +44,17 @@ def _list(ctx: click.Context, limit: int, show_all: bool, as_json: bool, as_csv:
 
     store = store_from(ctx)
     rows = store.list(limit=None if show_all else limit)
-    items = render.listing(rows, store.index.ids())
+    items = render.listing(rows, store.index.ids() if rows else [])
     if as_json:
         click.echo(render.to_json(items))
         return
     if as_csv:
         click.echo(render.to_csv(items), nl=False)
         return
-    total = store.index.count()
     if not items:
         click.echo(f"no runs in {store.root}")
         return
-    _table(items, total, store.root)
+    _table(items, store.index.count(), store.root)
 
 
 def _table(items: list[dict], total: int, root: object) -> None:
@@ -100,3 +99,5 @@ def reindex(ctx: click.Context) -> None:
     store = store_from(ctx)
     n = store.reindex()
     click.echo(f"indexed {n} run{'s' if n != 1 else ''} in {store.root}")
+    for problem in store.skipped:
+        click.echo(f"skipped: {problem}", err=True)

@@ -116,6 +116,7 @@ class Index:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None
+        self.was_reset = False  # an index of another schema was dropped on open
 
     # -- connection -------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -182,6 +183,7 @@ class Index:
                 # An index from another tether version: it is only a cache, so start afresh.
                 for table in ("runs", "tags", "vals", "stages", "schema_version"):
                     c.execute(f"DROP TABLE IF EXISTS {table}")
+                self.was_reset = True
             for statement in _DDL.split(";"):
                 if statement.strip():
                     c.execute(statement)

@@ -17,7 +17,7 @@ from . import attrs as attrs_mod
 from .index import Index
 from .layout import INDEX, LOCK, SUMMARY, resolve_runs_root
 from .records import IndexRow, RunRecord
-from .state import RunState, read_state, write_state
+from .state import RunState, hostname, proc_start_time, read_state, write_state
 
 
 class Store:
@@ -25,6 +25,7 @@ class Store:
         self.root = Path(root)
         self._index: Index | None = None
         self._index_was_missing = False
+        self.skipped: builtins.list[str] = []  # run folders reindex could not read, and why
 
     # -- places -----------------------------------------------------------------------------
     @property
@@ -36,6 +37,8 @@ class Store:
             index = Index(path)
             try:
                 index.count()
+                if index.was_reset:
+                    self._index_was_missing = True  # an older schema was dropped: rebuild
             except sqlite3.DatabaseError:
                 # A damaged cache: keep it aside for inspection and rebuild from the folders.
                 index.close()
@@ -58,7 +61,11 @@ class Store:
 
     def ensure_root(self) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            if not self.root.is_dir():
+                self.root.mkdir(parents=True, exist_ok=True)
+                # Runs live beside the code (<project>/.tether/runs): keep them out of git, and
+                # so out of every later run's source snapshot.
+                (self.root / ".gitignore").write_text("# made by tether: runs are not code\n*\n")
         except OSError as exc:
             raise StoreError(
                 f"runs root {self.root} cannot be created ({exc.strerror})",
@@ -69,6 +76,17 @@ class Store:
                 f"runs root {self.root} is not writable",
                 "set TETHER_RUNS or --runs-dir to a writable folder",
             )
+
+    def _check_creatable(self) -> None:
+        """The root does not exist: fail now if it never could (a file in the way)."""
+        for folder in (self.root, *self.root.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    raise StoreError(
+                        f"runs root {self.root} cannot be created ({folder} is not a folder)",
+                        "set TETHER_RUNS or --runs-dir to a writable folder",
+                    )
+                return
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / run_id
@@ -100,7 +118,11 @@ class Store:
                 raise StoreError(f"save_dir {run_dir} cannot be created ({exc.strerror})")
             os.symlink(run_dir, link, target_is_directory=True)
         write_lock(run_dir, lock)
-        state = RunState(status="pending")
+        # The creator's pid: a pending run whose creator died shows `unknown`, not pending.
+        pid = os.getpid()
+        state = RunState(
+            status="pending", pid=pid, host=hostname(), proc_start=proc_start_time(pid)
+        )
         write_state(run_dir, state)
         record = RunRecord(lock.id, run_dir, lock, state, attrs_mod.Attributes(), {})
         self.index.upsert(record)
@@ -165,13 +187,17 @@ class Store:
                 continue  # created but killed before run.lock landed: nothing to list
             try:
                 yield self.load_dir(path.resolve() if entry.is_symlink() else path)
-            except StoreError:
-                continue
+            except StoreError as exc:
+                self.skipped.append(str(exc))
 
     def reindex(self) -> int:
+        self.skipped = []
         return self.index.rebuild(self.scan())
 
     def list(self, limit: int | None = None) -> builtins.list[IndexRow]:
+        if not self.root.is_dir():
+            self._check_creatable()
+            return []  # listing an empty place creates nothing
         return self._readable_index().rows(limit=limit)
 
     # -- RUN specs --------------------------------------------------------------------------
@@ -226,7 +252,11 @@ def _like(prefix: str) -> str:
 
 
 def _ambiguous(spec: str, matches: builtins.list[tuple[str, str]]) -> AmbiguousRun:
-    shown = ", ".join(f"{rid[:13]} ({name})" for rid, name in matches[:5])
+    from ..ids import short_ids
+
+    # Prefixes long enough to tell the candidates apart (runs of one millisecond share 13 chars).
+    shorts = short_ids([rid for rid, _ in matches], minimum=len(spec) + 1)
+    shown = ", ".join(f"{shorts[rid]} ({name})" for rid, name in matches[:5])
     more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
     return AmbiguousRun(
         f"{spec!r} matches {len(matches)} runs: {shown}{more}", "use a longer prefix"
