@@ -201,7 +201,7 @@ def _select(cfg: Any, key: str) -> Any:
 
     node: Any = cfg
     for part in key.split("."):
-        if isinstance(node, DictConfig) and part in node.keys():  # `in` skips ??? keys
+        if isinstance(node, DictConfig) and part in list(node.keys()):  # `in` skips ??? keys
             node = node._get_node(part)
         elif (
             isinstance(node, ListConfig)
