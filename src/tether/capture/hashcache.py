@@ -39,6 +39,8 @@ _MARSHAL_VERSION = 4  # readable by every Python tether supports
 FileRecord = tuple[int, int, int, int, bytes]
 DirKey = tuple[int, int]
 
+# CAST: a value someone rewrote as TEXT still comes back as bytes (and fails its checksum).
+_SELECT = "SELECT CAST(entries AS BLOB), CAST(checksum AS BLOB) FROM dirs WHERE dev = ? AND ino = ?"
 _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
 
@@ -186,7 +188,7 @@ class HashCache:
         found: dict[DirKey, dict[str, FileRecord]] = {}
         if self._db is None:
             return found
-        query = "SELECT CAST(entries AS BLOB), CAST(checksum AS BLOB) FROM dirs WHERE dev = ? AND ino = ?"
+        query = _SELECT
         try:
             execute = self._db.execute
             for key in dirs:
@@ -221,10 +223,7 @@ class HashCache:
             try:
                 for key, fresh in updates.items():
                     dev, ino = _signed(key[0]), _signed(key[1])
-                    row = db.execute(
-                        "SELECT CAST(entries AS BLOB), CAST(checksum AS BLOB) FROM dirs WHERE dev = ? AND ino = ?",
-                        (dev, ino),
-                    ).fetchone()
+                    row = db.execute(_SELECT, (dev, ino)).fetchone()
                     merged = (_decode(row[0], row[1]) or {}) if row is not None else {}
                     merged.update(fresh)
                     names = listings.get(key)

@@ -1,0 +1,1 @@
+"""Operations declared in tether.toml: run them, stage their inputs, expand batches."""
