@@ -1,6 +1,6 @@
 """Stage 1 of the digits pipeline: split the data set and save it in the run folder.
 
-    python examples/digits/prepare.py test_size=0.3
+python examples/digits/prepare.py test_size=0.3
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Stage 2 of the digits pipeline: train a classifier on the prepared split.
 
-    python examples/digits/train.py                    # defaults from config.yaml
-    python examples/digits/train.py model.C=0.1        # override a key
-    python examples/digits/train.py model.kind=svm --print-config
+python examples/digits/train.py                    # defaults from config.yaml
+python examples/digits/train.py model.C=0.1        # override a key
+python examples/digits/train.py model.kind=svm --print-config
 """
 
 from __future__ import annotations
