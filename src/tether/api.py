@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TetherError
-from .lock import RunLock, SourceRecord, read_lock
+from .lock import RunLock, read_lock
 from .options import ATTR, RunOptions, SnapshotOptions, options_of
 from .run import Run
+from .snapshotting import EarlySnapshot, publish_snapshot, take_snapshot
 from .store import RunRecord, Store, open_store
 from .store.attrs import read_attributes
 from .store.layout import OUTPUT, find_project_file
@@ -122,47 +123,6 @@ def _get_key(container: dict[str, Any], key: str) -> Any:
 
 
 # -- capture ----------------------------------------------------------------------------------
-def _snapshot(
-    run_id: str, opts: SnapshotOptions, run_dir: Path, store_root: Path
-) -> list[SourceRecord]:
-    from .capture import source
-
-    project = find_project_file()
-    root = project.parent if project else None
-    out: list[SourceRecord] = []
-    for repo in opts.repos or ["."]:
-        path = Path(repo).expanduser().absolute()
-        if not path.exists():
-            raise TetherError(f"snapshot: repository path {repo} does not exist")
-        if source.in_git(path):
-            out.append(
-                source.snapshot_repo(
-                    path, run_id, include=opts.include, exclude=opts.exclude, project_root=root
-                )
-            )
-        elif opts.repos:
-            raise source.GitError(f"snapshot: {repo} is not inside a git repository")
-        else:
-            base = root or _script_dir() or Path.cwd()
-            out.append(
-                source.copy_sources(
-                    base,
-                    run_dir / "source",
-                    include=opts.include,
-                    exclude=opts.exclude,
-                    project_root=root,
-                    skip_dirs=[store_root],
-                )
-            )
-    return out
-
-
-def _script_dir() -> Path | None:
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    return Path(path).resolve().parent if path else None
-
-
 def _stages(
     store: Store, opts: RunOptions, cfg: Any, container: dict[str, Any], collected: Any
 ) -> tuple[list[Any], dict[str, Path]]:
@@ -207,6 +167,7 @@ def _prepare(
     store: Store,
     command: list[str] | None,
     parent: str | None,
+    early: EarlySnapshot | None = None,
 ) -> tuple[RunLock, Path | None, dict[str, Path], list[Any]]:
     """Everything about the run that is known before it starts, as an unsaved lock."""
     from .capture.environment import capture_environment
@@ -225,6 +186,8 @@ def _prepare(
         parent=parent,
         project_id=_project_id(),
     )
+    if early is not None and early.usable(opts.snapshot):
+        lock.id = early.run_id  # the early snapshot's commit message names this id
     run_dir = explicit_dir or store.run_dir(lock.id)
     _set_key(cfg, container, "save_dir", str(run_dir))
     lock.stages, folders = _stages(store, opts, cfg, container, collected)
@@ -239,7 +202,12 @@ def _prepare(
     if opts.snapshot.enabled:
         if explicit_dir is not None and (explicit_dir / "run.lock").exists():
             store.create(lock, run_dir=explicit_dir)  # refuses, naming the run already there
-        lock.sources = _snapshot(lock.id, opts.snapshot, run_dir, store.root)
+        if early is not None and early.usable(opts.snapshot):
+            lock.sources = early.result()
+        else:
+            lock.sources = take_snapshot(lock.id, opts.snapshot, run_dir, store.root)
+        for src in lock.sources:
+            publish_snapshot(src, lock.id)
     return lock, explicit_dir, folders, entries if background else []
 
 
@@ -276,6 +244,7 @@ def start_run(
     command: list[str] | None = None,
     on_error: Callable[[BaseException], None] | None = None,
     options: RunOptions | None = None,
+    early_snapshot: EarlySnapshot | None = None,
 ) -> Iterator[Run]:
     """Create a run for `cfg` (a DictConfig or dict) and record how it ends.
 
@@ -299,7 +268,9 @@ def start_run(
     # The run fills in save_dir and upstream folders on its own copy: the caller's config stays
     # as it was, so one dict can start many runs.
     cfg = _copy_config(cfg)
-    lock, explicit_dir, folders, pending = _prepare(cfg, opts, store, command, parent)
+    lock, explicit_dir, folders, pending = _prepare(
+        cfg, opts, store, command, parent, early_snapshot
+    )
     if opts.needed:
         twin = store.index.completed_twin(lock.digest())
         if twin is not None:
@@ -439,6 +410,7 @@ def run_for_call(
     runs_dir: str | os.PathLike[str] | None = None,
     debug: bool = True,
     new_run: bool = False,
+    early: EarlySnapshot | None = None,
 ) -> Any:
     """Call `func(cfg[, run])` inside a run (or inside the current one, if any)."""
     from .debug import post_mortem
@@ -454,7 +426,11 @@ def run_for_call(
         opts.needed = True
     try:
         with start_run(
-            cfg, runs_dir=runs_dir, options=opts, on_error=post_mortem if debug else None
+            cfg,
+            runs_dir=runs_dir,
+            options=opts,
+            on_error=post_mortem if debug else None,
+            early_snapshot=early,
         ) as run:
             return func(run.cfg, run) if wants_run else func(run.cfg, *args[1:], **kwargs)
     except Skipped as skip:
@@ -519,6 +495,9 @@ def experiment(
             from .config import load_for_call, report_and_exit
 
             from_cli = not a and not kw
+            # git works on the snapshot while this process imports OmegaConf and loads the
+            # config: two cores, half the start-up.
+            early = EarlySnapshot.start(own.merged(options_of(wrapper)).snapshot)
             cfg, cli_args = load_for_call(wrapper, source, a, kw)
             if cfg is None:
                 return None
@@ -527,7 +506,14 @@ def experiment(
                 opts.needed = True
             try:
                 return run_for_call(
-                    inner, opts, (cfg,), {}, runs_dir=runs_dir, debug=debug, new_run=True
+                    inner,
+                    opts,
+                    (cfg,),
+                    {},
+                    runs_dir=runs_dir,
+                    debug=debug,
+                    new_run=True,
+                    early=early,
                 )
             except TetherError as exc:
                 if from_cli:

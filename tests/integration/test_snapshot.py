@@ -163,3 +163,30 @@ def test_named_repo_outside_git_is_an_error(tmp_path: Path, monkeypatch: pytest.
     (tmp_path / "nogit").mkdir()
     with pytest.raises(GitError, match="not inside a git repository"):
         snapshot_repo(tmp_path / "nogit", "x")
+
+
+def test_runs_that_never_start_leave_no_snapshot_ref(tmp_path: Path):
+    """The snapshot starts early, in a thread; only a run that starts publishes its ref."""
+    import sys
+
+    repo = make_repo(
+        tmp_path / "r",
+        {
+            "app.py": "import tether\n@tether.experiment(defaults={'lr': 0.1})\n"
+            "def main(cfg):\n    print('ran', cfg.lr)\n"
+            "if __name__ == '__main__':\n    main()\n"
+        },
+    )
+
+    def app(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "app.py", *args], cwd=repo, capture_output=True, text=True
+        )
+
+    assert app("--help").returncode == 0
+    assert app("--print-config").returncode == 0
+    assert app("lr=oops").returncode == 2
+    assert git(repo, "for-each-ref", "refs/tether/") == ""
+    done = app("lr=0.5")
+    assert done.returncode == 0 and "ran 0.5" in done.stdout
+    assert len(git(repo, "for-each-ref", "refs/tether/").splitlines()) == 1

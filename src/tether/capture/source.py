@@ -157,9 +157,11 @@ def snapshot_repo(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     project_root: Path | None = None,
+    publish: bool = True,
 ) -> SourceRecord:
     """Commit the working tree of `repo`: tracked changes and untracked files not ignored by
-    .gitignore, narrowed to `include` globs and without `exclude` globs."""
+    .gitignore, narrowed to `include` globs and without `exclude` globs. With publish=False the
+    commit is made but not referenced yet (see `publish_snapshot`)."""
     top, index_path, head, head_tree, branch = _repo_state(repo)
     excludes = [_pathspec(p).replace(":(glob)", ":(exclude,glob)") for p in exclude]
     with tempfile.TemporaryDirectory(prefix="tether-index-") as tmp:
@@ -202,7 +204,8 @@ def snapshot_repo(
         f"tether snapshot of run {run_id}",
         env=dict(os.environ, **_IDENT),
     ).strip()
-    _git(top, "update-ref", REF_PREFIX + run_id, commit)
+    if publish:
+        _git(top, "update-ref", REF_PREFIX + run_id, commit)
     dirty = head is None or head_tree != tree
     return SourceRecord(
         path=_relative(top, project_root),
@@ -215,6 +218,12 @@ def snapshot_repo(
         include=list(include),
         exclude=list(exclude),
     )
+
+
+def publish_snapshot(record: SourceRecord, run_id: str) -> None:
+    """Point refs/tether/snapshots/<run-id> at a snapshot commit, keeping it from git gc."""
+    if record.commit and record.root:
+        _git(Path(record.root), "update-ref", REF_PREFIX + run_id, record.commit)
 
 
 def in_git(path: Path) -> bool:

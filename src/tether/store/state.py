@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +23,7 @@ def now_iso() -> str:
 
 
 def hostname() -> str:
-    return socket.gethostname()
+    return os.uname().nodename
 
 
 def proc_start_time(pid: int) -> int | None:
@@ -99,8 +98,10 @@ class RunState:
 
 
 def write_state(run_dir: Path, state: RunState) -> None:
+    """Atomic always; fsynced only for a final status. pending and running are superseded within
+    moments, and after a crash a missing or older state.json reads as `unknown` anyway."""
     state.updated = now_iso()
-    atomic_write_json(run_dir / STATE, state.to_dict())
+    atomic_write_json(run_dir / STATE, state.to_dict(), durable=state.status in FINAL)
 
 
 def read_state(run_dir: Path) -> RunState:
