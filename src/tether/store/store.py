@@ -103,7 +103,13 @@ class Store:
         if run_dir is None:
             run_dir = link
             # It may exist already: capture (a source copy) can write into it before the lock.
-            run_dir.mkdir(exist_ok=True)
+            try:
+                run_dir.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"run folder {run_dir} cannot be created ({exc.strerror})",
+                    "set TETHER_RUNS or --runs-dir to a writable folder",
+                )
         else:
             run_dir = Path(run_dir).absolute()
             if (run_dir / LOCK).exists():
@@ -199,6 +205,25 @@ class Store:
             self._check_creatable()
             return []  # listing an empty place creates nothing
         return self._readable_index().rows(limit=limit)
+
+    def query(
+        self, where: str | None = None, sort: str | None = None, limit: int | None = None
+    ) -> builtins.list[IndexRow]:
+        """Runs matching a --where expression, in --sort order (newest first by default).
+
+        Raises WhereError (a TetherError) for an expression or sort key it cannot compile.
+        """
+        from .query import compile_where, parse_sort, select_rows
+
+        if not self.root.is_dir():
+            # Nothing to list, but a mistake in the expression is still worth reporting.
+            if where is not None:
+                compile_where(where)
+            if sort:
+                parse_sort(sort)
+            self._check_creatable()
+            return []
+        return select_rows(self._readable_index(), where, sort, limit)
 
     # -- RUN specs --------------------------------------------------------------------------
     def resolve(self, spec: str) -> builtins.list[IndexRow]:
