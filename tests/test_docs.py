@@ -301,10 +301,12 @@ def run_block(block: Block, work: Path, env: dict[str, str]) -> None:
 
 
 # Pages with nothing to run get no session (their structure is still checked below).
-RUNNABLE = [d for d in DOCS if any(b.runs for b in parse(d))]
+RUNNABLE_DOCS = [d for d in DOCS if any(b.runs for b in parse(d))]
 
 
-@pytest.mark.parametrize("doc", RUNNABLE, ids=[str(p.relative_to(ROOT)) for p in RUNNABLE])
+@pytest.mark.parametrize(
+    "doc", RUNNABLE_DOCS, ids=[str(p.relative_to(ROOT)) for p in RUNNABLE_DOCS]
+)
 def test_doc_session(doc: Path, tmp_path: Path, runs_root: Path):
     blocks = [b for b in parse(doc) if b.runs]
     work, env = _session(tmp_path, runs_root)

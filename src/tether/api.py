@@ -368,6 +368,9 @@ def _lifecycle(
         _current_run.reset(token)
         try:
             run._close()
+            from .track.tensorboard import rollup_into_summary
+
+            rollup_into_summary(store, record)  # TensorBoard scalars join summary.json
         finally:
             if capture is not None:
                 capture.stop()

@@ -1,8 +1,9 @@
-"""`tether show RUN`: one run's state, config, metrics and run.lock."""
+"""`tether show RUN`: state, attrs, config, metrics, dependencies, lineage and run.lock."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -15,7 +16,9 @@ from .main import store_from
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def show(ctx: click.Context, run: str, as_json: bool) -> None:
-    """Show RUN: where it lives, its state, config, metrics and run.lock."""
+    """Show RUN: where it lives, its state, label, tags and notes, config, metrics (last, min,
+    max, step), dependencies (data digests, upstream stages), lineage and run.lock."""
+    from ..ids import short_ids
     from ..lock import dump_yaml
     from .render import duration
 
@@ -24,16 +27,33 @@ def show(ctx: click.Context, run: str, as_json: bool) -> None:
     lock = record.lock.to_dict()
     state = record.state.to_dict()
     state["status"] = record.status
+    shorts = short_ids(store.index.ids())
+    deps = dependencies(store, record, shorts)
+    tree = lineage(store, record, shorts)
+    used_by = [
+        {"id": rid, "short_id": shorts.get(rid, rid[:13]), "name": _name(store, rid), "stage": st}
+        for rid, st in store.index.consumers(record.id)
+    ]
     if as_json:
         out = {
             "id": record.id,
+            "short_id": shorts.get(record.id, record.id[:13]),
             "name": record.name,
             "dir": str(record.dir),
             "state": state,
             "label": record.attrs.label,
             "tags": record.attrs.tags,
             "notes": record.attrs.notes,
+            "attrs": {
+                "label": record.attrs.label,
+                "tags": record.attrs.tags,
+                "notes": record.attrs.notes,
+            },
             "metrics": record.metrics(),
+            "summary": record.summary,
+            "dependencies": deps,
+            "lineage": tree,
+            "consumers": used_by,
             "lock": lock,
         }
         click.echo(json.dumps(out, indent=2, default=str))
@@ -72,6 +92,12 @@ def show(ctx: click.Context, run: str, as_json: bool) -> None:
             for k, v in record.metrics().items()
         ]
         _section(console, "metrics", "\n".join(rows))
+    if deps["data"] or deps["stages"]:
+        _section(console, "dependencies", "\n".join(_dependency_lines(deps)))
+    if tree["children"] or used_by:
+        lines = _tree_lines(tree["children"], 0)
+        lines += [f"used by: {u['name']} {u['short_id']} (as {u['stage']})" for u in used_by]
+        _section(console, "lineage", "\n".join(lines))
     rest = {k: v for k, v in lock.items() if k != "config"}
     _section(console, "run.lock", dump_yaml(rest).rstrip())
 
@@ -82,3 +108,103 @@ def _section(console: object, title: str, body: str) -> None:
     assert isinstance(console, Console)
     console.print(f"\n[bold]{title}[/bold]")
     console.print(body, markup=False, soft_wrap=True)
+
+
+def _name(store: Any, run_id: str) -> str:
+    rows = store.index.rows(where_sql="runs.id = ?", params=[run_id], limit=1)
+    return str(rows[0].name) if rows else "?"
+
+
+def dependencies(store: Any, record: Any, shorts: dict[str, str]) -> dict[str, Any]:
+    """The run's tracked data (with digests) and the upstream runs it consumed as stages."""
+    from ..errors import TetherError
+
+    data = [
+        {
+            "path": d.path,
+            "key": d.key,
+            "algo": d.algo,
+            "digest": d.digest,
+            "files": d.files,
+            "bytes": d.bytes,
+            "status": d.status,
+        }
+        for d in record.lock.data
+    ]
+    stages = []
+    for st in record.lock.stages:
+        entry: dict[str, Any] = {
+            "stage": st.name,
+            "run": st.run,
+            "short_id": shorts.get(st.run, st.run[:13]),
+            "lock_digest": st.lock_digest,
+            "name": None,
+            "status": "missing",
+            "missing": True,
+            "lock_digest_matches": None,
+        }
+        try:
+            upstream = store.load(st.run)
+        except TetherError:
+            pass
+        else:
+            entry.update(name=upstream.name, status=upstream.status, missing=False)
+            if st.lock_digest:
+                entry["lock_digest_matches"] = upstream.lock.digest() == st.lock_digest
+        stages.append(entry)
+    return {"data": data, "stages": stages}
+
+
+def lineage(store: Any, record: Any, shorts: dict[str, str]) -> dict[str, Any]:
+    """The upstream tree as nested dicts (the same shape as `tether lineage --json`)."""
+    from ..capture.lineage import upstream_tree
+
+    def as_dict(node: Any) -> dict[str, Any]:
+        return {
+            "id": node.id,
+            "short_id": shorts.get(node.id, node.id[:13]),
+            "name": None if node.missing else node.name,
+            "status": node.status,
+            "stage": node.stage,
+            "missing": node.missing,
+            "children": [as_dict(c) for c in node.children],
+        }
+
+    return as_dict(upstream_tree(store, record))
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"  # pragma: no cover
+
+
+def _dependency_lines(deps: dict[str, Any]) -> list[str]:
+    lines = []
+    for d in deps["data"]:
+        digest = (
+            "hashing..." if d["status"] == "pending" else f"{d['algo']}:{(d['digest'] or '-')[:16]}"
+        )
+        files = f"{d['files']} file{'s' if d['files'] != 1 else ''}"
+        size = f"{files}, {_size(d['bytes'])}" if d["files"] else _size(d["bytes"])
+        key = f"  (config {d['key']})" if d["key"] else ""
+        lines.append(f"data   {d['path']}  {digest}  {size}{key}")
+    for st in deps["stages"]:
+        if st["missing"]:
+            lines.append(f"stage  {st['stage']}: {st['short_id']} missing (not in this runs root)")
+            continue
+        changed = "  (its run.lock changed since)" if st["lock_digest_matches"] is False else ""
+        lines.append(f"stage  {st['stage']}: {st['name']} {st['short_id']} {st['status']}{changed}")
+    return lines
+
+
+def _tree_lines(children: list[dict[str, Any]], depth: int) -> list[str]:
+    lines = []
+    for node in children:
+        what = "missing" if node["missing"] else f"{node['name']} {node['status']}"
+        lines.append(f"{'  ' * depth}<- {node['short_id']} {what} (as {node['stage']})")
+        lines.extend(_tree_lines(node["children"], depth + 1))
+    return lines

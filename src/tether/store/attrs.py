@@ -19,12 +19,53 @@ from .state import hostname, now_iso
 KINDS = ("label", "tag", "untag", "note")
 
 
-def _author() -> str:
+_AUTHOR: tuple[str, str] | None = None  # (who, file-name slug), looked up once per process
+
+
+def author() -> tuple[str, str]:
+    """Who adds events: `Name <email>` from git config when set, else `$USER@host`.
+
+    Returns the author as written into the event and a slug safe for its file name. Looked up
+    once per process (one `git config` call).
+    """
+    global _AUTHOR
+    if _AUTHOR is None:
+        name, email = _git_identity()
+        if name or email:
+            who = f"{name} <{email}>" if name and email else (name or email)
+            slug_src = email or name
+        else:
+            user = os.environ.get("USER") or os.environ.get("USERNAME") or ""
+            if not user:
+                try:
+                    user = getpass.getuser()
+                except Exception:
+                    user = "unknown"
+            who = f"{user}@{hostname()}"
+            slug_src = who
+        slug = re.sub(r"[^A-Za-z0-9_.-]", "_", slug_src).strip("._") or "unknown"
+        _AUTHOR = (who, slug[:64])
+    return _AUTHOR
+
+
+def _git_identity() -> tuple[str, str]:
+    import subprocess
+
     try:
-        user = getpass.getuser()
-    except Exception:
-        user = "unknown"
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{user}@{hostname()}")
+        proc = subprocess.run(
+            ["git", "config", "--get-regexp", r"^user\.(name|email)$"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "", ""
+    found: dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        found[key.strip().lower()] = value.strip()
+    return found.get("user.name", ""), found.get("user.email", "")
 
 
 def add_event(run_dir: Path, kind: str, value: Any) -> Path:
@@ -32,9 +73,9 @@ def add_event(run_dir: Path, kind: str, value: Any) -> Path:
         raise ValueError(f"unknown attribute event {kind!r}")
     folder = run_dir / ATTRS
     folder.mkdir(exist_ok=True)
-    author = _author()
-    path = folder / f"{new_id()}-{author}.json"
-    atomic_write_json(path, {"kind": kind, "value": value, "t": now_iso(), "author": author})
+    who, slug = author()
+    path = folder / f"{new_id()}-{slug}.json"
+    atomic_write_json(path, {"kind": kind, "value": value, "t": now_iso(), "author": who})
     return path
 
 

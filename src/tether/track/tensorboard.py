@@ -1,0 +1,178 @@
+"""TensorBoard roll-up: scalars from the event files a run wrote join its summary.json.
+
+After a run ends, `rollup_into_summary` reads every `events.out.tfevents.*` file under the run
+folder with TensorBoard's own reader (`EventAccumulator`, from the optional `tensorboard`
+package: `pip install 'tether[tensorboard]'`) and merges the last, min and max value and the last
+step of each scalar tag into `summary.json` under `metrics`, then re-indexes the run, so
+`tether runs`, `tether show`, `tether compare` and `--where metrics.<tag>.last` see them.
+
+Scalars written the TF1/PyTorch way (`simple_value`) and the TF2 way (rank-0 tensors of the
+`scalars` plug-in) are both read. When the event files sit in one folder the keys are the tags
+(`train/loss`); when they sit in several (`logs/train`, `logs/val`), each key is prefixed with the
+folder relative to the run folder (`logs/train/loss`), as TensorBoard names its runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("tether.tensorboard")
+
+EVENTS_PREFIX = "events.out.tfevents."
+SUMMARY_KEY = "tensorboard"  # summary.json: which metric keys came from event files
+
+
+def event_dirs(run_dir: Path) -> list[Path]:
+    """Folders under `run_dir` that hold TensorBoard event files, sorted."""
+    found: set[Path] = set()
+    for folder, dirs, files in os.walk(run_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if any(name.startswith(EVENTS_PREFIX) for name in files):
+            found.add(Path(folder))
+    return sorted(found)
+
+
+def rollup(run_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """`{key: {"last", "min", "max", "step"}}` for every scalar tag in the run's event files.
+
+    Empty when there are no event files, or when the `tensorboard` package is not installed
+    (logged at debug level). An unreadable event file is logged and left out.
+    """
+    run_dir = Path(run_dir)
+    folders = event_dirs(run_dir)
+    if not folders:
+        return {}
+    try:
+        from tensorboard.backend.event_processing import event_accumulator
+    except ImportError:
+        log.debug(
+            "%d TensorBoard event folder(s) in %s: not rolled up, the tensorboard package is "
+            "not installed (pip install 'tether[tensorboard]')",
+            len(folders),
+            run_dir,
+        )
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for folder in folders:
+        rel = folder.relative_to(run_dir).as_posix()
+        prefix = "" if len(folders) == 1 or rel == "." else f"{rel}/"
+        try:
+            series = _read_folder(event_accumulator, folder)
+        except Exception as exc:  # a damaged file must not break the end of a run
+            log.warning("TensorBoard events in %s not read: %s", folder, exc)
+            continue
+        for tag, points in series.items():
+            stats = _stats(points)
+            if stats is not None:
+                out[prefix + tag] = stats
+    return out
+
+
+def _read_folder(event_accumulator: Any, folder: Path) -> dict[str, list[tuple[float, int, float]]]:
+    """tag -> [(wall_time, step, value)] in the order the events were written."""
+    acc = event_accumulator.EventAccumulator(
+        str(folder),
+        # 0 keeps every event: the default reservoir samples, and could miss the min or max.
+        size_guidance={event_accumulator.SCALARS: 0, event_accumulator.TENSORS: 0},
+    )
+    acc.Reload()
+    tags = acc.Tags()
+    series: dict[str, list[tuple[float, int, float]]] = {}
+    for tag in tags.get("scalars", []):
+        series[tag] = [(e.wall_time, int(e.step), _f32(e.value)) for e in acc.Scalars(tag)]
+    tensor_tags = tags.get("tensors", [])
+    if tensor_tags:
+        from tensorboard.util import tensor_util
+
+        for tag in tensor_tags:
+            if tag in series:
+                continue
+            try:
+                plugin = acc.SummaryMetadata(tag).plugin_data.plugin_name
+            except Exception:
+                plugin = ""
+            if plugin != "scalars":
+                continue
+            points = []
+            for e in acc.Tensors(tag):
+                value = tensor_util.make_ndarray(e.tensor_proto)
+                if value.ndim == 0:
+                    number = _f32(value) if value.dtype.itemsize <= 4 else float(value)
+                    points.append((e.wall_time, int(e.step), number))
+            series[tag] = points
+    return series
+
+
+def _f32(value: Any) -> float:
+    """A float32 as the short decimal it was written from (0.7, not 0.699999988)."""
+    number = float(value)
+    return float(f"{number:.7g}") if math.isfinite(number) else number
+
+
+def _stats(points: list[tuple[float, int, float]]) -> dict[str, Any] | None:
+    finite = [p for p in points if math.isfinite(p[2])]
+    if not finite:
+        return None
+    values = [p[2] for p in finite]
+    _, step, last = finite[-1]
+    return {"last": last, "min": min(values), "max": max(values), "step": step}
+
+
+def merge_into_summary(
+    summary: dict[str, Any], rolled: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """A copy of `summary` with `rolled` merged into its metrics.
+
+    Keys the run logged itself (`run.log_metrics`) win over event files of the same name; keys
+    an earlier roll-up wrote are replaced, so rolling up twice gives the same summary.
+    """
+    out = dict(summary)
+    metrics = dict(out.get("metrics") or {})
+    previous = set((out.get(SUMMARY_KEY) or {}).get("keys") or [])
+    merged = []
+    for key, stats in sorted(rolled.items()):
+        if key in metrics and key not in previous:
+            log.debug("TensorBoard tag %s left out: the run logged %s itself", key, key)
+            continue
+        metrics[key] = dict(stats)
+        merged.append(key)
+    for stale in previous - set(merged):
+        metrics.pop(stale, None)  # a tag an earlier roll-up saw and the files no longer have
+    out["metrics"] = metrics
+    if merged:
+        out[SUMMARY_KEY] = {"keys": merged}
+    else:
+        out.pop(SUMMARY_KEY, None)
+    return out
+
+
+def rollup_into_summary(store: Any, record: Any) -> dict[str, dict[str, Any]]:
+    """Roll the run's TensorBoard scalars into its summary.json and index row.
+
+    `store` is a `tether.store.Store`, `record` the run's `RunRecord` (updated in place). Meant
+    to be called when a run ends; it never raises for a problem with the event files. Returns
+    the scalars that were merged (empty when there was nothing to do).
+    """
+    from ..fsio import atomic_write_json
+    from ..store.layout import SUMMARY
+
+    try:
+        rolled = rollup(record.dir)
+    except Exception as exc:
+        log.warning("TensorBoard roll-up of %s failed: %s", record.dir, exc)
+        return {}
+    if not rolled and SUMMARY_KEY not in (record.summary or {}):
+        return {}
+    summary = merge_into_summary(dict(record.summary or {}), rolled)
+    if summary == record.summary:
+        return rolled
+    atomic_write_json(Path(record.dir) / SUMMARY, summary)
+    record.summary = summary
+    store.index.upsert(record)
+    return {
+        k: v for k, v in rolled.items() if k in (summary.get(SUMMARY_KEY) or {}).get("keys", [])
+    }
