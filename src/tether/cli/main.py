@@ -48,6 +48,13 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "purge": ("tether.cli.lifecycle", "purge", "Delete runs in the trash for good."),
     "archive": ("tether.cli.archive", "archive", "Export runs to a .tar.gz, or import them."),
     "cat": ("tether.cli.cat", "cat", "Print a file of a run."),
+    "plot": ("tether.cli.plot", "plot", "Plot metrics of runs in the terminal or to PNG."),
+    "report": (
+        "tether.cli.report",
+        "report",
+        "Write report.md for a run: summary table and plots.",
+    ),
+    "mlflow": ("tether.cli.mlflow", "mlflow", "MLflow: sync runs into an MLflow tracking store."),
     "completion": (
         "tether.cli.completion",
         "completion",
