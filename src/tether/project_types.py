@@ -19,6 +19,7 @@ class FlagDef:
     default: Any = None
     description: str | None = None
     source: str | None = None  # the config file it came from, None for the inline table
+    choices: list[Any] | None = None  # allowed values, from `{default = .., choices = [..]}`
 
 
 @dataclass

@@ -1,0 +1,230 @@
+"""`tether check [--json]`: validate the project file and report the health of the setup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def _git() -> dict[str, Any]:
+    import shutil
+    import subprocess
+
+    exe = shutil.which("git")
+    if exe is None:
+        return {"found": False, "version": None, "path": None}
+    try:
+        out = subprocess.run(
+            [exe, "--version"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"found": False, "version": None, "path": exe}
+    words = out.split()
+    version = words[2] if len(words) >= 3 and words[:2] == ["git", "version"] else out.strip()
+    return {"found": True, "version": version, "path": exe}
+
+
+def _project() -> dict[str, Any]:
+    from ..project import ProjectError, load_project
+    from ..store.layout import find_project_file
+
+    info: dict[str, Any] = {
+        "path": None,
+        "valid": None,
+        "project_id": None,
+        "ops": [],
+        "errors": [],
+        "warnings": [],
+    }
+    path = find_project_file()
+    if path is None:
+        return info
+    info["path"] = str(path)
+    try:
+        project = load_project(path=path)
+    except ProjectError as exc:
+        info["valid"] = False
+        info["errors"] = exc.problems
+        info["warnings"] = exc.warnings
+        return info
+    info.update(
+        valid=True,
+        project_id=project.project_id,
+        ops=sorted(project.ops),
+        warnings=project.warnings,
+    )
+    return info
+
+
+def _runs_root(explicit: str | None) -> dict[str, Any]:
+    import os
+
+    from ..store.layout import resolve_runs_root
+
+    root = resolve_runs_root(explicit)
+    info: dict[str, Any] = {
+        "path": str(root),
+        "exists": root.is_dir(),
+        "writable": False,
+        "problem": None,
+    }
+    if root.exists() and not root.is_dir():
+        info["problem"] = f"runs root {root} is not a folder"
+    elif root.is_dir():
+        info["writable"] = os.access(root, os.W_OK | os.X_OK)
+        if not info["writable"]:
+            info["problem"] = f"runs root {root} is not writable"
+    else:
+        # Made on the first run: it must be creatable under its nearest existing parent.
+        parent = next((p for p in root.parents if p.exists()), None)
+        if parent is None or not parent.is_dir():
+            info["problem"] = f"runs root {root} cannot be created ({parent} is not a folder)"
+        elif not os.access(parent, os.W_OK | os.X_OK):
+            info["problem"] = f"runs root {root} cannot be created ({parent} is not writable)"
+        else:
+            info["writable"] = True
+    return info
+
+
+def _index(root: Path) -> dict[str, Any]:
+    import sqlite3
+
+    from ..store.layout import INDEX
+
+    path = root / INDEX
+    info: dict[str, Any] = {
+        "path": str(path),
+        "exists": path.is_file(),
+        "ok": True,
+        "check": None,
+        "runs": None,
+        "problem": None,
+    }
+    if not info["exists"]:
+        return info
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
+            info["check"] = "; ".join(rows)
+            if rows != ["ok"]:
+                info["ok"] = False
+            else:
+                info["runs"] = int(conn.execute("SELECT count(*) FROM runs").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        info["ok"] = False
+        info["check"] = info["check"] or str(exc)
+    if not info["ok"]:
+        info["problem"] = (
+            f"index {path} is damaged ({info['check']}); `tether runs reindex` rebuilds it "
+            "from the run folders"
+        )
+    return info
+
+
+def build_report(runs_dir: str | None) -> dict[str, Any]:
+    import platform
+    import sys
+
+    from .. import __version__
+
+    root = _runs_root(runs_dir)
+    report: dict[str, Any] = {
+        "ok": True,
+        "tether": __version__,
+        "python": {"version": platform.python_version(), "executable": sys.executable},
+        "git": _git(),
+        "project": _project(),
+        "runs_root": root,
+        "index": _index(Path(root["path"])),
+    }
+    report["ok"] = not (
+        report["project"]["errors"] or root["problem"] or report["index"]["problem"]
+    )
+    return report
+
+
+def exit_code(report: dict[str, Any]) -> int:
+    if report["project"]["errors"]:
+        return 2
+    if report["runs_root"]["problem"] or report["index"]["problem"]:
+        return 1
+    return 0
+
+
+def _print(report: dict[str, Any]) -> None:
+    from ..project import display_path
+
+    project, root, index, git = (
+        report["project"],
+        report["runs_root"],
+        report["index"],
+        report["git"],
+    )
+    rows: list[tuple[str, str]] = [
+        ("tether", report["tether"]),
+        ("python", f"{report['python']['version']} ({report['python']['executable']})"),
+        (
+            "git",
+            git["version"] if git["found"] else "missing (runs copy their source files instead)",
+        ),
+    ]
+    if project["path"] is None:
+        rows.append(("project", "none (`tether init` writes a tether.toml)"))
+    else:
+        shown = display_path(Path(project["path"]))
+        if project["valid"]:
+            rows.append(("project", shown))
+            rows.append(("project-id", project["project_id"] or "none"))
+            ops = project["ops"]
+            rows.append(("ops", f"{len(ops)}" + (f": {', '.join(ops)}" if ops else "")))
+        else:
+            n = len(project["errors"])
+            rows.append(("project", f"{shown} (invalid: {n} problem{'s' if n > 1 else ''})"))
+    if root["problem"]:
+        state = "problem"
+    elif root["exists"]:
+        state = "exists, writable"
+    else:
+        state = "not made yet; the first run makes it"
+    rows.append(("runs root", f"{root['path']} ({state})"))
+    if not index["exists"]:
+        rows.append(("index", "none yet (made by the first run)"))
+    elif index["ok"]:
+        n = index["runs"]
+        rows.append(("index", f"{index['path']} (ok, {n} run{'' if n == 1 else 's'})"))
+    else:
+        rows.append(("index", f"{index['path']} (damaged)"))
+    for key, value in rows:
+        click.echo(f"{key:<10}  {value}")
+    for warning in project["warnings"]:
+        click.echo(f"tether: warning: {warning}", err=True)
+    for problem in [*project["errors"], root["problem"], index["problem"]]:
+        if problem:
+            click.echo(f"tether: error: {problem}", err=True)
+    if report["ok"]:
+        click.echo("all good")
+
+
+@click.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def check(ctx: click.Context, as_json: bool) -> None:
+    """Validate the project file and report tether, Python, git, the runs root and its index.
+
+    Exit status: 0 when all is well, 2 when the project file is wrong, 1 when the runs root or
+    the index is unusable.
+    """
+    obj = ctx.find_root().obj or {}
+    report = build_report(obj.get("runs_dir"))
+    if as_json:
+        import json
+
+        click.echo(json.dumps(report, indent=2))
+    else:
+        _print(report)
+    ctx.exit(exit_code(report))
