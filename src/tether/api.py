@@ -212,16 +212,10 @@ def _prepare(
 
 
 def _project_id() -> str | None:
-    project = find_project_file()
-    if project is None or project.suffix != ".toml":
-        return None
-    import tomllib
+    from .store.layout import read_project_data
 
-    try:
-        with open(project, "rb") as fh:
-            value = tomllib.load(fh).get("project-id")
-    except (OSError, ValueError):
-        return None
+    project = find_project_file()
+    value = read_project_data(project).get("project-id") if project else None
     return str(value) if value else None
 
 

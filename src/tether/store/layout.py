@@ -36,19 +36,34 @@ def find_git_top(start: Path | None = None) -> Path | None:
     return None
 
 
+def read_project_data(project_file: Path) -> dict[str, object]:
+    """The raw top level of a project file (any of its three formats), {} when unreadable:
+    a broken project file is reported by the commands that read it; the root falls back."""
+    try:
+        if project_file.suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef]
+            with open(project_file, "rb") as fh:
+                data = tomllib.load(fh)
+        elif project_file.suffix == ".json":
+            import json
+
+            from ..project import strip_json_comments
+
+            data = json.loads(strip_json_comments(project_file.read_text(encoding="utf-8")))
+        else:
+            import yaml
+
+            data = yaml.safe_load(project_file.read_text(encoding="utf-8"))
+    except Exception:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _runs_dir_from_project(project_file: Path) -> Path | None:
-    if project_file.suffix != ".toml":
-        return None
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        with open(project_file, "rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, ValueError):
-        # A broken project file is reported by the commands that read it; the root falls back.
-        return None
+    data = read_project_data(project_file)
     value = data.get("runs-dir")
     if isinstance(value, str) and value:
         path = Path(os.path.expanduser(value))
