@@ -29,6 +29,9 @@ system-deps:
 
 demo: $(VENV)/.installed
 	@DEMO_RUNS="$(DEMO_RUNS)" BIN="$(BIN)" bash examples/digits/demo.sh
+	@echo
+	@echo "=========== operations: examples/pipeline (tether.toml, tether run, a grid batch)"
+	@DEMO_RUNS="$(DEMO_RUNS)" BIN="$(BIN)" bash examples/pipeline/demo.sh
 
 test: $(VENV)/.dev-installed system-deps
 	$(BIN)/python -m pytest -n auto -q

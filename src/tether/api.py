@@ -136,6 +136,14 @@ def _stages(
         folders[name] = upstream.dir
         if key:
             _set_key(cfg, container, key, str(upstream.dir))
+    for name, run_id in opts.stage_runs.items():
+        upstream = store.load(run_id)
+        if upstream.status != "completed":
+            raise TetherError(
+                f"upstream run {run_id[:13]} ({upstream.name}) is {upstream.status}, not completed"
+            )
+        records.append(stage_record(name, upstream))
+        folders[name] = upstream.dir
     for run_id in collected.stages.values():
         if run_id in {r.run for r in records}:
             continue

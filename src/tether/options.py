@@ -32,6 +32,7 @@ class RunOptions:
     data_paths: list[str] = field(default_factory=list)  # explicit paths
     background_hash: bool = False
     stages: dict[str, str | None] = field(default_factory=dict)  # stage name -> config key
+    stage_runs: dict[str, str] = field(default_factory=dict)  # stage name -> run id, chosen
     needed: bool = False
     label: str | None = None
     tags: list[str] = field(default_factory=list)
@@ -45,6 +46,7 @@ class RunOptions:
             *(p for p in other.data_paths if p not in self.data_paths),
         ]
         out.stages = {**other.stages, **self.stages}
+        out.stage_runs = {**other.stage_runs, **self.stage_runs}
         out.background_hash = self.background_hash or other.background_hash
         out.needed = self.needed or other.needed
         if other.snapshot != SnapshotOptions():

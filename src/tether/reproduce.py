@@ -193,21 +193,29 @@ def reproduce(
         config_file.write_text(dump_yaml(config))
         id_file = tmp / "run-id"
         executable = lock.env.get("executable")
+        python = executable if executable and Path(executable).exists() else sys.executable
         if command[0].startswith("python"):
-            command[0] = executable if executable and Path(executable).exists() else sys.executable
+            command[0] = python
+        elif command[0] == "tether":
+            # An operation run (`tether run OP ...`): the tether beside the recorded Python.
+            beside = Path(python).parent / "tether"
+            command[0] = str(beside if beside.exists() else Path(sys.executable).parent / "tether")
         env = dict(
             os.environ,
             TETHER_REPRODUCE_CONFIG=str(config_file),
             TETHER_RUN_ID_FILE=str(id_file),
             TETHER_RUNS=str(store.root),
         )
-        proc = subprocess.run(
-            command,
-            cwd=cwd,
-            env=env,
-            stdout=None if stream else subprocess.DEVNULL,
-            stderr=None if stream else subprocess.DEVNULL,
-        )
+        try:
+            proc = subprocess.run(
+                command,
+                cwd=cwd,
+                env=env,
+                stdout=None if stream else subprocess.DEVNULL,
+                stderr=None if stream else subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            raise TetherError(f"cannot re-run {command[0]}: {exc.strerror}")
         new_ids = id_file.read_text().split() if id_file.exists() else []
     result = Reproduction(
         original=record.id, new=new_ids[0] if new_ids else None, exit_code=proc.returncode

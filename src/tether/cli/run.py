@@ -1,0 +1,282 @@
+"""`tether run OP [k=v ...]`: run an operation of the project file (one run or a batch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("op", required=False, metavar="OP")
+@click.argument("flags", nargs=-1, metavar="[FLAG=VALUE]...")
+@click.option("--label", metavar="TEXT", help="Label the run (each trial of a batch).")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag the run (repeatable).")
+@click.option(
+    "--preview",
+    is_flag=True,
+    help="Show the command, config, sources, dependencies (and trials); run nothing.",
+)
+@click.option(
+    "--needed",
+    is_flag=True,
+    help="Skip a run whose config, code and data match a completed run.",
+)
+@click.option("--batch", "batch_file", metavar="FILE", help="Trials from a CSV, JSON or YAML file.")
+@click.option("--random", "random_mode", is_flag=True, help="Sample trials instead of a grid.")
+@click.option(
+    "--max-runs",
+    type=int,
+    metavar="N",
+    help="Trials to sample with --random (default 20), or the first N of a grid.",
+)
+@click.option("--seed", type=int, metavar="S", help="Seed of --random (recorded either way).")
+@click.option("-y", "--yes", is_flag=True, help="Start a batch without asking.")
+@click.pass_context
+def run(
+    ctx: click.Context,
+    op: str | None,
+    flags: tuple[str, ...],
+    label: str | None,
+    tags: tuple[str, ...],
+    preview: bool,
+    needed: bool,
+    batch_file: str | None,
+    random_mode: bool,
+    max_runs: int | None,
+    seed: int | None,
+    yes: bool,
+) -> int:
+    """Run operation OP of tether.toml with its flags set by FLAG=VALUE words.
+
+    Values are typed like YAML (0.1, true, adam, [1, 2]) and must fit the flag's default. A list,
+    range(a,b), linspace(a,b,n) or logspace(a,b,n) value makes a batch: one trial per
+    combination; with --random, uniform(a,b), loguniform(a,b) and choice(...) are sampled.
+
+    The run folder gets the op's source code and dependencies, the command runs there, its output
+    goes to the console and output.log, and `key: value` scalars it prints become metrics.
+    Exits with the op's exit code.
+    """
+    from ..errors import TetherError, did_you_mean
+    from ..project import load_project
+    from .main import store_from
+
+    project = load_project()
+    for warning in project.warnings:
+        click.echo(f"tether: warning: {warning}", err=True)
+    names = sorted(project.ops)
+    if not op:
+        raise TetherError(
+            "give the operation to run: tether run OP [FLAG=VALUE ...]",
+            f"operations: {', '.join(names)}" if names else f"{project.path} has no operations",
+        )
+    if op not in project.ops:
+        hint = did_you_mean(op, names)
+        raise TetherError(
+            f"no operation {op!r} in {_shown_path(project.path)}"
+            + (f" (did you mean {hint!r}?)" if hint else ""),
+            f"operations: {', '.join(names)}" if names else "the project has no operations",
+        )
+    opdef = project.ops[op]
+    store = store_from(ctx)
+
+    from ..ops.batch import expand
+    from ..ops.flags import parse_flags
+
+    spec = parse_flags(opdef, flags)
+    batch = expand(
+        opdef,
+        spec,
+        batch_file=batch_file,
+        random_mode=random_mode,
+        max_runs=max_runs,
+        seed=seed,
+    )
+    needed = needed or opdef.needed
+    if preview:
+        return _preview(project, opdef, spec, batch, store)
+    if batch is None:
+        return _single(project, opdef, spec.fixed, store, label, tags, needed)
+    if not yes and _interactive():
+        click.confirm(
+            f"Run {len(batch.trials)} trials of {op}?", default=True, abort=True, err=True
+        )
+    command = ["tether", "run", op, *flags]
+    if label:
+        command += ["--label", label]
+    for tag in tags:
+        command += ["--tag", tag]
+    if batch_file:
+        command += ["--batch", batch_file]
+    if random_mode:
+        command += ["--random", "--seed", str(batch.spec["seed"])]
+    if max_runs is not None:
+        command += ["--max-runs", str(max_runs)]
+    if needed:
+        command.append("--needed")
+    return _batch(project, opdef, batch, store, label, tags, needed, command)
+
+
+def _interactive() -> bool:
+    import sys
+
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _shown_path(path: Any) -> str:
+    from ..project import display_path
+
+    return display_path(path)
+
+
+def _single(
+    project: Any,
+    op: Any,
+    flags: dict[str, Any],
+    store: Any,
+    label: str | None,
+    tags: tuple[str, ...],
+    needed: bool,
+) -> int:
+    from ..api import Terminated
+    from ..ops.exec import check, plan_trial, run_trial
+
+    plan = plan_trial(project, op, flags, store)
+    check(plan)
+    started: list[str] = []
+
+    def on_start(run_id: str) -> None:
+        started.append(run_id)
+        click.echo(f"tether: run {run_id[:13]} ({op.name}) in {store.run_dir(run_id)}", err=True)
+
+    try:
+        result = run_trial(plan, store, label=label, tags=tags, needed=needed, on_start=on_start)
+    except (KeyboardInterrupt, Terminated) as exc:
+        which = f"run {started[0][:13]}" if started else "the run"
+        click.echo(f"\ntether: {which} terminated ({type(exc).__name__})", err=True)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
+    if result.status == "skipped":
+        click.echo(
+            f"tether: skipped: run {str(result.twin)[:13]} already completed with the same "
+            "config, code and data (--needed)",
+            err=True,
+        )
+        return 0
+    short = str(result.run_id)[:13]
+    if result.status == "failed":
+        click.echo(f"tether: run {short} failed (exit {result.exit_code})", err=True)
+        return result.exit_code or 1
+    click.echo(f"tether: run {short} {result.status}", err=True)
+    return 0
+
+
+def _batch(
+    project: Any,
+    op: Any,
+    batch: Any,
+    store: Any,
+    label: str | None,
+    tags: tuple[str, ...],
+    needed: bool,
+    command: list[str],
+) -> int:
+    from ..ops.batch import run_batch
+    from ..ops.exec import check, plan_trial
+    from ..ops.staging import plan_staging
+
+    staging = plan_staging(project, op, store)  # one choice of upstream runs for every trial
+    check(plan_trial(project, op, batch.trials[0], store, staging))
+    for trial in batch.trials[1:]:
+        plan_trial(project, op, trial, store, staging)  # a bad trial stops the batch up front
+    return run_batch(
+        batch,
+        lambda flags: plan_trial(project, op, flags, store, staging),
+        store,
+        root=project.root,
+        op_name=op.name,
+        command=command,
+        label=label,
+        tags=tags,
+        needed=needed,
+    )
+
+
+# -- preview ----------------------------------------------------------------------------------
+def _preview(project: Any, op: Any, spec: Any, batch: Any, store: Any) -> int:
+    from ..lock import dump_yaml
+    from ..ops.exec import plan_trial
+    from ..ops.flags import describe
+    from ..ops.staging import plan_staging
+
+    staging = plan_staging(project, op, store)
+    flags = batch.trials[0] if batch is not None else spec.fixed
+    plan = plan_trial(project, op, flags, store, staging)
+    out = click.echo
+    out(f"op: {op.name}  ({_shown_path(project.path)})")
+    if op.description:
+        out(f"  {op.description}")
+    out(f"command: {plan.display}")
+    out("  (in the run folder)")
+    out("config:" + ("" if plan.config else " {}"))
+    if plan.config:
+        for line in dump_yaml(plan.config).splitlines():
+            out(f"  {line}")
+    sources = staging.sources
+    out(f"sources: {len(sources)} file{'s' if len(sources) != 1 else ''} copied")
+    for path in sources[:30]:
+        out(f"  {path.dest}")
+    if len(sources) > 30:
+        out(f"  ... and {len(sources) - 30} more")
+    for warning in staging.warnings:
+        out(f"  warning: {warning}")
+    out("dependencies:" + ("" if staging.deps else " none"))
+    for dep in staging.deps:
+        _preview_dep(dep, out)
+    if plan.patterns:
+        out("output scalars: " + ("key: value, key=value" if op.output_scalars is True else ""))
+        if op.output_scalars is not True:
+            for p in plan.patterns:
+                out(f"  {p.regex.pattern}")
+    else:
+        out("output scalars: off")
+    if batch is not None:
+        n = len(batch.trials)
+        out(f"batch: {n} trial{'s' if n != 1 else ''} ({batch.mode}), each a run of its own")
+        for note in batch.notes:
+            out(f"  {note}")
+        for i, trial in enumerate(batch.trials[:50], start=1):
+            out(f"  {i:>3}  {describe(trial) or '(defaults)'}")
+        if n > 50:
+            out(f"  ... and {n - 50} more")
+    errors = staging.errors()
+    out("nothing was run (--preview)")
+    if errors:
+        raise errors[0]
+    return 0
+
+
+def _preview_dep(dep: Any, out: Any) -> None:
+    d = dep.dep
+    what = [d.type]
+    if d.op:
+        what.append(f"op={d.op}")
+    if d.where:
+        what.append(f"where={d.where!r}")
+    if d.files:
+        what.append("files=" + ",".join(d.files))
+    out(f"  {dep.key_path}: {' '.join(what)}")
+    if dep.error is not None:
+        out(f"    error: {dep.error}")
+        return
+    if d.type == "run-files" and dep.upstream:
+        row = dep.upstream[0]
+        out(f"    upstream: run {row.id[:13]} ({row.name}, {row.status}) as stage {dep.stage}")
+    if d.type == "runs-summary":
+        out(f"    {len(dep.upstream)} run(s) summarised into {dep.summary_file}")
+    for path in dep.paths[:20]:
+        out(f"    link {path.dest} -> {path.source}")
+    if len(dep.paths) > 20:
+        out(f"    ... and {len(dep.paths) - 20} more")

@@ -1,0 +1,450 @@
+"""Run one trial of an operation: plan it, record it, stage its inputs, run its command.
+
+The command runs with the run folder as its working directory, `TETHER_RUN_DIR`,
+`TETHER_RUN_ID`, `TETHER_OP` and `TETHER_PROJECT_DIR` set, and the Python environment tether
+runs in first on PATH (so `python` in `exec` is that interpreter). Its stdout and stderr pass
+through to the console as they come and into output.log as time-stamped lines; each line is
+scanned for output scalars. Ctrl-C (or SIGTERM to tether) is passed on to the command's process
+group; the run is recorded `terminated`. A non-zero exit marks the run `failed` with that code.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import queue
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import TetherError, did_you_mean
+from ..project_types import OpDef, Project
+from ..store import Store
+from .flags import flag_words, is_key, value_text
+from .scalars import Pattern, Scanner, compile_patterns
+from .staging import Staging, plan_staging, snapshot_patterns, stage
+
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|(?<!\$)\{([^{}\s]*)\}")
+STOP_GRACE_S = (10.0, 5.0)  # after the first signal, after SIGTERM; then SIGKILL
+RECORD_EVERY_S = 0.2  # how often scalars found in the output are recorded
+DRAIN_S = 5.0  # how long output may trail the command's exit (a grandchild holding the pipe)
+SHELL = "/bin/sh"
+MAX_LINE = 1 << 20  # characters of an unfinished line kept for the scalar scan
+
+
+@dataclass
+class Plan:
+    """One trial, resolved: config, command, staged inputs. Nothing is written yet."""
+
+    project: Project
+    op: OpDef
+    flags: dict[str, Any]  # the flags this trial sets (dotted names), in the order given
+    config: dict[str, Any]  # the op's defaults merged with `flags`, nested
+    staging: Staging
+    patterns: list[Pattern]
+    command: list[str]  # argv (a shell string runs as [/bin/sh, -c, text])
+    display: str  # the command as a user reads it
+
+    @property
+    def record_command(self) -> list[str]:
+        """What run.lock records as the command: the `tether run` that makes this run again."""
+        return ["tether", "run", self.op.name, *flag_words(self.flags)]
+
+
+@dataclass
+class TrialResult:
+    run_id: str | None
+    status: str  # completed, failed, terminated, skipped
+    exit_code: int = 0
+    twin: str | None = None  # --needed: the completed run with the same inputs
+    error: str | None = None
+
+
+# -- config and command -----------------------------------------------------------------------
+def build_config(op: OpDef, flags: dict[str, Any]) -> dict[str, Any]:
+    """Defaults with the flags applied, nested on the dots of their names."""
+    flat = {**op.defaults(), **flags}
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _lookup(config: dict[str, Any], key: str) -> tuple[bool, Any]:
+    if key in config:
+        return True, config[key]
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def fill(text: str, config: dict[str, Any], op: OpDef, *, quote: bool) -> str:
+    """`{key}` placeholders filled from the config (`{{`/`}}` are literal braces); values are
+    shell-quoted when the command goes through the shell."""
+
+    def sub(m: re.Match[str]) -> str:
+        whole, key = m.group(0), m.group(1)
+        if whole in ("{{", "}}"):
+            return whole[0]
+        if not is_key(key):
+            return whole  # `{print $1}` and the like are not placeholders
+        found, value = _lookup(config, key)
+        if not found:
+            hint = did_you_mean(key, [*op.flags, "save_dir"])
+            raise TetherError(
+                f"ops.{op.name}.exec: {{{key}}} is not a flag of op {op.name!r}"
+                + (f" (did you mean {{{hint}}}?)" if hint else ""),
+                "write {{ and }} for literal braces",
+            )
+        text = value_text(value)
+        return shlex.quote(text) if quote else text
+
+    return _PLACEHOLDER.sub(sub, text)
+
+
+def resolve_command(op: OpDef, config: dict[str, Any]) -> tuple[list[str], str]:
+    """(argv, display) of the op's `exec` with placeholders filled."""
+    if isinstance(op.exec, str):
+        text = fill(op.exec, config, op, quote=True).strip()
+        if not text:
+            raise TetherError(f"ops.{op.name}.exec: the command is empty")
+        return [SHELL, "-c", text], text
+    if not op.exec:
+        raise TetherError(f"ops.{op.name}.exec: the command is empty")
+    argv = [fill(str(a), config, op, quote=False) for a in op.exec]
+    return argv, shlex.join(argv)
+
+
+def plan_trial(
+    project: Project,
+    op: OpDef,
+    flags: dict[str, Any],
+    store: Store,
+    staging: Staging | None = None,
+) -> Plan:
+    """Everything about one trial that is known before it starts (dependency errors are kept
+    in `staging` for --preview to show; `check` raises them)."""
+    config = build_config(op, flags)
+    shown = dict(config)
+    shown.setdefault("save_dir", "<run folder>")
+    command, display = resolve_command(op, shown)
+    where = f"ops.{op.name}.output-scalars"
+    patterns = compile_patterns(op.output_scalars, where)
+    if staging is None:
+        staging = plan_staging(project, op, store)
+    return Plan(project, op, dict(flags), config, staging, patterns, command, display)
+
+
+def check(plan: Plan) -> None:
+    """Raise the first problem that would stop the trial (a missing upstream run, ...)."""
+    errors = plan.staging.errors()
+    if errors:
+        raise errors[0]
+
+
+# -- running ----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def working_dir(path: Path) -> Iterator[None]:
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def _run_options(plan: Plan, *, needed: bool, label: str | None, tags: Sequence[str]) -> Any:
+    from ..capture.source import in_git
+    from ..options import RunOptions, SnapshotOptions
+
+    root = plan.project.root
+    include, exclude = snapshot_patterns(root, plan.op.sourcecode)
+    snapshot = SnapshotOptions(True, include, exclude, [str(root)] if in_git(root) else [])
+    opts = RunOptions(
+        name=plan.op.name,
+        snapshot=snapshot,
+        data_paths=plan.staging.data_paths,
+        needed=needed,
+        label=label,
+        tags=list(tags),
+    )
+    opts.stage_runs = dict(plan.staging.stage_runs)
+    return opts
+
+
+def _ensure_stages(plan: Plan, run: Any, store: Store) -> None:
+    """Record the upstream runs this trial links, if start_run chose differently (a stage with
+    a `where` or a name of its own): run.lock is rewritten atomically before the command runs."""
+    from ..capture.lineage import stage_record
+    from ..lock import write_lock
+
+    wanted = plan.staging.stage_runs
+    lock = run.record.lock
+    have = {s.name: s.run for s in lock.stages}
+    if all(have.get(name) == run_id for name, run_id in wanted.items()):
+        return
+    kept = [s for s in lock.stages if s.name not in wanted]
+    lock.stages = kept + [stage_record(name, store.load(rid)) for name, rid in wanted.items()]
+    write_lock(run.dir, lock)
+    run.record = store.refresh(run.record, lock=False)
+    for name, rid in wanted.items():
+        run.stages[name] = store.load(rid).dir
+
+
+def child_env(plan: Plan, run_id: str, run_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    for key in ("TETHER_RUN_ID_FILE", "TETHER_REPRODUCE_CONFIG", "TETHER_NEEDED"):
+        env.pop(key, None)  # meant for this tether, not for the op's own code
+    bin_dir = str(Path(sys.executable).parent)
+    path = env.get("PATH", "")
+    if path.split(os.pathsep)[0] != bin_dir:
+        env["PATH"] = bin_dir + (os.pathsep + path if path else "")
+    env.update(
+        TETHER_RUN_DIR=str(run_dir),
+        TETHER_RUN_ID=run_id,
+        TETHER_OP=plan.op.name,
+        TETHER_PROJECT_DIR=str(plan.project.root),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def run_trial(
+    plan: Plan,
+    store: Store,
+    *,
+    label: str | None = None,
+    tags: Sequence[str] = (),
+    needed: bool = False,
+    parent: str | None = None,
+    on_start: Callable[[str], None] | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> TrialResult:
+    """Create the run, stage, execute; Ctrl-C propagates (the run is recorded terminated)."""
+    from ..api import Skipped, start_run
+
+    check(plan)
+    opts = _run_options(plan, needed=needed, label=label, tags=tags)
+    result = TrialResult(None, "completed")
+    with working_dir(plan.project.root):
+        try:
+            with start_run(
+                plan.config,
+                runs_dir=str(store.root),
+                options=opts,
+                capture_output=False,
+                command=plan.record_command,
+                parent=parent,
+            ) as run:
+                result.run_id = run.id
+                if on_start is not None:
+                    on_start(run.id)
+                _ensure_stages(plan, run, store)
+                stage(plan.staging, run.dir, store)
+                config = dict(run.record.lock.config)
+                config["save_dir"] = str(run.dir)
+                argv, display = resolve_command(plan.op, config)
+                if echo is not None:
+                    echo(display)
+                code = execute(
+                    argv,
+                    display=display,
+                    cwd=run.dir,
+                    env=child_env(plan, run.id, run.dir),
+                    patterns=plan.patterns,
+                    log_metrics=run.log_metrics,
+                )
+                if code:
+                    raise SystemExit(code)
+        except Skipped as skip:
+            result.status, result.twin = "skipped", skip.twin
+        except SystemExit as exc:
+            result.status = "failed"
+            result.exit_code = exc.code if isinstance(exc.code, int) else 1
+    return result
+
+
+def execute(
+    argv: list[str],
+    *,
+    display: str,
+    cwd: Path,
+    env: dict[str, str],
+    patterns: Sequence[Pattern] = (),
+    log_metrics: Callable[[dict[str, Any], int | None], None] | None = None,
+    stdout: IO[Any] | None = None,
+    stderr: IO[Any] | None = None,
+) -> int:
+    """Run `argv` in `cwd`, teeing its output to the console and `cwd`/output.log; return its
+    exit code (128+N when a signal N ended it)."""
+    from ..capture.output import LogFile
+    from ..store.layout import OUTPUT
+
+    log = LogFile(cwd / OUTPUT)
+    log.write("tether", f"$ {display}\n")
+    # The pipe readers find the scalars; this thread records them (the run's index connection
+    # belongs to it).
+    found: queue.SimpleQueue[tuple[dict[str, Any], int | None]] = queue.SimpleQueue()
+    scanner = Scanner(patterns, lambda values, step: found.put((values, step)))
+
+    def record() -> None:
+        while True:
+            try:
+                values, step = found.get_nowait()
+            except queue.Empty:
+                return
+            if log_metrics is not None:
+                try:
+                    log_metrics(values, step)
+                except Exception as exc:  # a metric that cannot be written must not stop the run
+                    print(f"tether: output scalars: {exc}", file=sys.stderr)
+
+    console_lock = threading.Lock()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group: Ctrl-C reaches it through us
+        )
+    except OSError as exc:
+        log.close()
+        raise TetherError(f"cannot start {argv[0]!r}: {exc.strerror}")
+    assert proc.stdout is not None and proc.stderr is not None
+    pumps = [
+        threading.Thread(
+            target=_pump,
+            args=(proc.stdout, "stdout", stdout or sys.stdout, log, scanner, console_lock),
+            daemon=True,
+        ),
+        threading.Thread(
+            target=_pump,
+            args=(proc.stderr, "stderr", stderr or sys.stderr, log, scanner, console_lock),
+            daemon=True,
+        ),
+    ]
+    for t in pumps:
+        t.start()
+    try:
+        try:
+            while True:
+                try:
+                    code = proc.wait(timeout=RECORD_EVERY_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    record()
+        except BaseException as exc:
+            first = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
+            stop_process(proc, first)
+            _drain(pumps)
+            log.write("tether", f"stopped ({type(exc).__name__})\n")
+            raise
+        _drain(pumps)
+    finally:
+        record()
+        log.close()
+    return code if code >= 0 else 128 - code
+
+
+def stop_process(proc: subprocess.Popen[Any], first: int = signal.SIGTERM) -> None:
+    """Signal the process group: `first`, then SIGTERM, then SIGKILL, each after a grace
+    period; a second Ctrl-C skips to SIGKILL."""
+    steps: list[tuple[int, float | None]] = [(first, STOP_GRACE_S[0])]
+    if first != signal.SIGTERM:
+        steps.append((signal.SIGTERM, STOP_GRACE_S[1]))
+    steps.append((signal.SIGKILL, None))
+    for sig, grace in steps:
+        _signal_group(proc, sig)
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        except KeyboardInterrupt:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+            return
+
+
+def _signal_group(proc: subprocess.Popen[Any], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def _drain(pumps: list[threading.Thread]) -> None:
+    for t in pumps:
+        t.join(timeout=DRAIN_S)
+
+
+def _pump(
+    pipe: IO[bytes],
+    name: str,
+    console: IO[Any],
+    log: Any,
+    scanner: Scanner,
+    lock: threading.Lock,
+) -> None:
+    """Copy one pipe to the console as it comes (progress bars keep working), and whole lines
+    to output.log and the scalar scanner."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    raw = getattr(console, "buffer", None)
+    pending = ""
+    fd = pipe.fileno()
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        with lock:
+            try:
+                if raw is not None:
+                    raw.write(chunk)
+                    raw.flush()
+                else:
+                    console.write(chunk.decode("utf-8", "replace"))
+                    console.flush()
+            except (OSError, ValueError):
+                pass  # a closed console must not stop the log
+        text = decoder.decode(chunk)
+        log.write(name, text)
+        pending += text
+        *lines, pending = pending.split("\n")
+        for line in lines:
+            _feed(scanner, line)
+        if len(pending) > MAX_LINE:
+            pending = pending[-MAX_LINE:]  # no newline for a long while: keep the latest part
+    final = decoder.decode(b"", final=True)
+    if final:
+        log.write(name, final)
+    if pending + final:
+        _feed(scanner, pending + final)
+    with contextlib.suppress(OSError):
+        pipe.close()
+
+
+def _feed(scanner: Scanner, line: str) -> None:
+    with contextlib.suppress(Exception):  # a line that trips the scanner is still output
+        scanner.feed(line)
