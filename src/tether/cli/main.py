@@ -55,6 +55,17 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Write report.md for a run: summary table and plots.",
     ),
     "mlflow": ("tether.cli.mlflow", "mlflow", "MLflow: sync runs into an MLflow tracking store."),
+    "launch": (
+        "tether.cli.launch",
+        "launch",
+        "Launch a command on MPI/Slurm/PBS ranks: tether launch -n 2 -- CMD",
+    ),
+    "doctor": (
+        "tether.cli.doctor",
+        "doctor",
+        "Check this machine for launching: MPI, scheduler, torch, sinks.",
+    ),
+    "env": ("tether.cli.envship", "env", "Ship the Python environment: env pack | env yeet."),
     "completion": (
         "tether.cli.completion",
         "completion",
