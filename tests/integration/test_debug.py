@@ -1,4 +1,4 @@
-"""`@tether.unsafe_debug` and `TETHER_DEBUG=1`: a post-mortem debugger where the error was raised."""
+"""`@tether.unsafe_debug` with `TETHER_DEBUG=1`: a post-mortem debugger where the error rose."""
 
 from __future__ import annotations
 
