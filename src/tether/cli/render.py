@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from datetime import datetime, timezone
 from typing import Any
 
@@ -89,10 +90,15 @@ def to_json(items: list[dict[str, Any]]) -> str:
     return json.dumps(items, indent=2, default=str)
 
 
-def to_csv(items: list[dict[str, Any]]) -> str:
+def to_csv(items: list[dict[str, Any]], extra: list[str] | None = None) -> str:
+    """CSV of a listing; `extra` names the --columns (in `item["columns"]`) to append, except
+    those the listing already has (`metrics.loss` when the run has a loss, `host`, ...)."""
     metric_keys = sorted({k for it in items for k in it["metrics"]})
-    base = [k for k in (items[0] if items else row_dict_keys()) if k not in ("metrics", "tags")]
+    skip = ("metrics", "tags", "columns")
+    base = [k for k in (items[0] if items else row_dict_keys()) if k not in skip]
     header = [*base, "tags", *(f"metrics.{k}" for k in metric_keys)]
+    added = [name for name in dict.fromkeys(extra or []) if name not in header and name != "op"]
+    header += added
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
@@ -102,9 +108,33 @@ def to_csv(items: list[dict[str, Any]]) -> str:
                 *("" if it[k] is None else it[k] for k in base),
                 ";".join(it["tags"]),
                 *(it["metrics"].get(k, "") for k in metric_keys),
+                *(csv_cell(it["columns"].get(name)) for name in added),
             ]
         )
     return buf.getvalue()
+
+
+def csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ";".join(str(v) for v in value)
+    return value
+
+
+def format_cell(value: Any) -> str:
+    """A value of a --columns column in the table: numbers like metrics, lists joined."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return format_metric(float(value)) if math.isfinite(value) else str(value)
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    return str(value)
 
 
 def row_dict_keys() -> list[str]:

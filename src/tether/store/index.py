@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
 CREATE INDEX IF NOT EXISTS runs_name ON runs (name);
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started);
 CREATE TABLE IF NOT EXISTS tags (
   run TEXT NOT NULL,
   tag TEXT NOT NULL,
@@ -112,6 +115,26 @@ def record_values(record: RunRecord) -> dict[str, Any]:
     return values
 
 
+@lru_cache(maxsize=256)
+def _pattern(pattern: str) -> re.Pattern[str] | None:
+    try:
+        return re.compile(pattern)
+    except (re.error, RecursionError, OverflowError, ValueError):
+        return None
+
+
+def _regexp(pattern: object, value: object) -> int:
+    """SQLite's `value REGEXP pattern` (a search, as `~` in --where): compiled once per pattern."""
+    if value is None or not isinstance(pattern, str):
+        return 0
+    compiled = _pattern(pattern)
+    if compiled is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # config.epochs ~ "^10$" matches the number 10
+    return 1 if compiled.search(value if isinstance(value, str) else str(value)) else 0
+
+
 class Index:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -125,6 +148,7 @@ class Index:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         conn.row_factory = sqlite3.Row
+        conn.create_function("regexp", 2, _regexp, deterministic=True)
         conn.execute("PRAGMA busy_timeout = 60000")
         # Switching a fresh file to WAL needs an exclusive lock, and SQLite does not always
         # call the busy handler for it: retry with jitter when many processes start at once.
