@@ -283,6 +283,9 @@ class Index:
     def ids(self) -> list[str]:
         return [r[0] for r in self._connect().execute("SELECT id FROM runs ORDER BY id")]
 
+    def probe(self) -> None:
+        self._connect().execute("SELECT 1 FROM runs LIMIT 1").fetchall()
+
     def count(self) -> int:
         return int(self._connect().execute("SELECT count(*) FROM runs").fetchone()[0])
 

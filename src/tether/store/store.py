@@ -36,7 +36,7 @@ class Store:
             self._index_was_missing = not path.exists()
             index = Index(path)
             try:
-                index.count()
+                index.probe()  # a damaged file fails here (cheap: no count of 100k rows)
                 if index.was_reset:
                     self._index_was_missing = True  # an older schema was dropped: rebuild
             except sqlite3.DatabaseError:
