@@ -18,6 +18,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 # Everything the tests and linters need.
 $(VENV)/.dev-installed: pyproject.toml $(VENV)/.installed
+	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev]'
 	@touch $@
 
@@ -27,11 +28,13 @@ dev: $(VENV)/.dev-installed
 system-deps:
 	@bash scripts/system-deps.sh
 
+# The operations demo first; the decorated-main demo ends with a chart and report.md.
 demo: $(VENV)/.installed
-	@DEMO_RUNS="$(DEMO_RUNS)" BIN="$(BIN)" bash examples/digits/demo.sh
-	@echo
 	@echo "=========== operations: examples/pipeline (tether.toml, tether run, a grid batch)"
 	@DEMO_RUNS="$(DEMO_RUNS)" BIN="$(BIN)" bash examples/pipeline/demo.sh
+	@echo
+	@echo "=========== decorated mains: examples/digits (prepare -> train, History, plots, report)"
+	@DEMO_RUNS="$(DEMO_RUNS)" BIN="$(BIN)" bash examples/digits/demo.sh
 
 test: $(VENV)/.dev-installed system-deps
 	$(BIN)/python -m pytest -n auto -q
