@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 DEMO_RUNS ?= $(CURDIR)/.tether/demo-runs
 
-.PHONY: demo test lint bench install dev system-deps format clean dist
+.PHONY: demo test lint bench install dev system-deps format clean dist slurm-up slurm-down
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,16 @@ demo: $(VENV)/.installed
 	@echo "=========== decorated mains: examples/digits (prepare -> train, History, plots, report)"
 	@DEMO_RUNS="$(DEMO_RUNS)" BIN="$(BIN)" bash examples/digits/demo.sh
 
-test: $(VENV)/.dev-installed system-deps
+# As root (CI runs as root), the Slurm tests get a real one-node cluster: scripts/slurm-up.sh
+# installs slurm-wlm and munge if needed and starts the daemons (a no-op when they run).
+slurm-up:
+	@if [ "$$(id -u)" = "0" ]; then bash scripts/slurm-up.sh; \
+	else echo "slurm-up: not root: the Slurm tests skip unless Slurm already runs here"; fi
+
+slurm-down:
+	@bash scripts/slurm-down.sh
+
+test: $(VENV)/.dev-installed system-deps slurm-up
 	$(BIN)/python -m pytest -n auto -q
 
 lint: $(VENV)/.dev-installed

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every bench/bench_*.py in a separate environment, .venv-bench, that holds tether and its
-# peers (dvc, hydra-core) only, so the numbers are not skewed by dev tools or by the main venv.
+# peers (dvc, hydra-core, mlflow, torch) only, so the numbers are not skewed by dev tools or by the
+# main venv.
 #
 #   make bench                      # or: bash bench/run.sh
 #   bash bench/run.sh startup       # only the benchmarks whose name contains "startup"
@@ -14,7 +15,8 @@ ROOT=$(pwd)
 PYTHON=${PYTHON:-python3}
 VENV=${BENCH_VENV:-$ROOT/.venv-bench}
 STAMP=$VENV/.bench-installed
-BENCH_PEERS=(dvc hydra-core)
+# torch for bench_launch.py's torchrun; pinned (an unpinned torch pulls a multi-GB CUDA build).
+BENCH_PEERS=(dvc hydra-core mlflow "torch==2.13.0" joblib submitit)
 
 if [[ ! -x $VENV/bin/python ]]; then
     echo "bench: creating $VENV"
@@ -66,7 +68,7 @@ for script in "${scripts[@]}"; do
     if PATH="$VENV/bin:$PATH" "$VENV/bin/python" "$script" 2>&1 | tee "$out"; then
         while IFS= read -r line; do
             summary+=("$line")
-        done < <(grep -E ' ratio [0-9.]+ \(goal' "$out" || true)
+        done < <(grep -E '(^|[[:space:]])ratio[[:space:]]' "$out" || true)
     else
         failed+=("$script")
     fi

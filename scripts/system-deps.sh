@@ -4,6 +4,20 @@
 set -euo pipefail
 need=()
 command -v git >/dev/null 2>&1 || need+=(git)
+# The Slurm tests' one-node cluster (scripts/slurm-up.sh configures and starts it).
+if [ "$(id -u)" = "0" ]; then
+  command -v slurmctld >/dev/null 2>&1 || need+=(slurm-wlm)
+  command -v munged >/dev/null 2>&1 || need+=(munge)
+fi
+# Open MPI: `tether launch` runs real 2-rank jobs through mpiexec (tests/integration/
+# test_launch_mpi.py); libopenmpi-dev brings the headers and mpicc that mpi4py builds need.
+command -v mpiexec >/dev/null 2>&1 || need+=(openmpi-bin)
+command -v mpicc >/dev/null 2>&1 || need+=(libopenmpi-dev)
+# rsync, tar, zstd: `tether env pack --compress zstd` and `tether env yeet` copy with real rsync
+# between local folders standing for nodes (tests/integration/test_envpack.py).
+command -v rsync >/dev/null 2>&1 || need+=(rsync)
+command -v zstd >/dev/null 2>&1 || need+=(zstd)
+command -v tar >/dev/null 2>&1 || need+=(tar)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -5,12 +5,43 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
+
+# Variables that must not outlive a test: a MASTER_ADDR/MASTER_PORT left in os.environ makes
+# the next torch.distributed (gloo) test try to rendezvous with a process that is gone, and wait
+# out a timeout of many minutes (ezpz guards its suite the same way).
+_LEAK_GUARDED = ("MASTER_ADDR", "MASTER_PORT")
+
+
+@pytest.fixture(autouse=True)
+def _guard_rendezvous_env() -> Iterator[None]:
+    """Fail a test that leaves MASTER_ADDR/MASTER_PORT changed in os.environ (and restore them).
+
+    Named to sort before `_isolated_runs`, so it is set up before `monkeypatch` and torn down
+    after it: `monkeypatch.setenv("MASTER_PORT", ...)` is undone in time and is no leak."""
+    before = {name: os.environ.get(name) for name in _LEAK_GUARDED}
+    yield
+    after = {name: os.environ.get(name) for name in _LEAK_GUARDED}
+    leaked = {name: value for name, value in after.items() if value != before[name]}
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    if leaked:
+        shown = ", ".join(f"{k}={v!r}" for k, v in leaked.items())
+        pytest.fail(
+            f"this test leaked {shown} into os.environ (a later gloo test would wait for "
+            "minutes); use monkeypatch.setenv, a child environment, or tether.dist.cleanup()",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(autouse=True)

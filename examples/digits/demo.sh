@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo behind `make demo`: a two-stage pipeline (prepare -> train) on scikit-learn's digits,
-# trained three times with different overrides, then the runs list, one run and its lineage.
+# trained three times with different overrides, then the runs list, one run, its lineage, a
+# terminal chart of its per-epoch metrics and a report.md with PNG charts.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 BIN="${BIN:-.venv/bin}"
@@ -9,11 +10,11 @@ rm -rf "$TETHER_RUNS"   # the demo's own runs root: start fresh so the listing i
 
 echo "== prepare: split the digits into train and test sets"
 "$BIN/python" "$here/prepare.py"
-echo "== train 1/3: defaults (logistic regression, C=1.0)"
+echo "== train 1/3: defaults (logistic regression by SGD, C=1.0, lr=0.01, 15 epochs)"
 "$BIN/python" "$here/train.py"
-echo "== train 2/3: a smaller C"
-"$BIN/python" "$here/train.py" model.C=0.05
-echo "== train 3/3: an SVM"
+echo "== train 2/3: a smaller learning rate"
+"$BIN/python" "$here/train.py" model.lr=0.003
+echo "== train 3/3: a linear SVM"
 "$BIN/python" "$here/train.py" model.kind=svm model.C=5
 echo
 echo "== tether runs"
@@ -24,6 +25,15 @@ echo "== tether show 1"
 echo
 echo "== tether lineage 1"
 "$BIN/tether" lineage 1
+echo
+echo "== tether plot 1:3 --key eval/acc   (the three trainings compared)"
+"$BIN/tether" plot 1:3 --key eval/acc --height 14
+echo
+echo "== tether plot 1   (the newest run's curves, one chart per key group)"
+"$BIN/tether" plot 1
+echo
+echo "== tether report 1"
+"$BIN/tether" report 1
 echo
 echo "The runs are in $TETHER_RUNS; list them again with:"
 echo "  TETHER_RUNS=$TETHER_RUNS $BIN/tether runs"

@@ -19,8 +19,9 @@ echo
 echo "== tether run train C=0.5 (links split.npz from the prepare run)"
 "$BIN/tether" run train C=0.5
 echo
-echo "== tether run train C=[0.1,1,10] max_iter=[50,100]: a grid batch of 6 trials"
-"$BIN/tether" run train 'C=[0.1,1,10]' 'max_iter=[50,100]' -y
+echo "== tether run train C=[0.1,1,10] max_iter=[50,100] --n-jobs 2: a grid batch of 6 trials,"
+echo "   two at a time on the local executor (joblib), with a progress bar"
+"$BIN/tether" run train 'C=[0.1,1,10]' 'max_iter=[50,100]' -y --n-jobs 2
 echo
 echo "== tether run evaluate (the latest train run's model)"
 "$BIN/tether" run evaluate

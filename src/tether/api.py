@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TetherError
+from .executors import EXECUTOR_FLAGS, batch_requested
 from .lock import RunLock, read_lock
 from .options import ATTR, RunOptions, SnapshotOptions, options_of
 from .run import Run
@@ -369,7 +370,7 @@ def _lifecycle(
     finally:
         _current_run.reset(token)
         try:
-            run._close()
+            run._close(status)  # flush and close the run's History and its sinks
             from .track.tensorboard import rollup_into_summary
 
             rollup_into_summary(store, record)  # TensorBoard scalars join summary.json
@@ -466,12 +467,14 @@ def experiment(
     label: str | None = None,
     tags: tuple[str, ...] | list[str] = (),
     debug: bool = True,
+    mlflow: bool = False,
 ) -> Any:
     """The composite decorator: config command line + run record + snapshot + data digests +
     previous stages + unsafe_debug.
 
     The function takes `cfg`, or `cfg, run`. From the command line, bad input prints one line and
-    exits 2; an exception in the function marks the run failed and propagates.
+    exits 2; an exception in the function marks the run failed and propagates. With
+    `mlflow=True` the run is also logged to MLflow, as `@tether.mlflow` does.
     """
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -494,6 +497,10 @@ def experiment(
             if getattr(func, "__tether_runner__", False)
             else func
         )
+        if mlflow:
+            from .track.mlflow_decorator import mlflow as log_to_mlflow
+
+            inner = log_to_mlflow(inner)
 
         @functools.wraps(func)
         def wrapper(*a: Any, **kw: Any) -> Any:
@@ -510,6 +517,20 @@ def experiment(
             if cli_args is not None and cli_args.needed:
                 opts.needed = True
             try:
+                if batch_requested(wrapper, cli_args):
+                    # --task-to/--tasks/--n-jobs/--executor/... or @tether.parallel: a batch.
+                    from .executors.parallel import run_decorated
+
+                    return run_decorated(
+                        wrapper,
+                        inner,
+                        opts,
+                        cfg,
+                        cli_args,
+                        runs_dir=runs_dir,
+                        early=early,
+                        from_cli=from_cli,
+                    )
                 return run_for_call(
                     inner,
                     opts,
@@ -533,6 +554,7 @@ def experiment(
         setattr(wrapper, ATTR, options_of(func))
         wrapper.__tether_runner__ = True  # type: ignore[attr-defined]
         wrapper.__tether_config_source__ = source  # type: ignore[attr-defined]
+        wrapper.__tether_extra_flags__ = EXECUTOR_FLAGS  # type: ignore[attr-defined]
         from .config import add_cli
 
         add_cli(wrapper)

@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
-import json
-import threading
-import time
+import contextlib
+import contextvars
+import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .store import RunRecord, Store
-from .store.layout import METRICS, SUMMARY
+
+if TYPE_CHECKING:
+    from .track.history import History
+
+# Sinks that the next Run made in this context takes on (`@tether.mlflow` above a decorator
+# that starts the run itself).
+_sink_requests: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar(
+    "tether_sink_requests", default=()
+)
+
+
+@contextlib.contextmanager
+def sinks_for_next_run(*sinks: Any) -> Iterator[None]:
+    """Runs started inside this block send their metrics to `sinks` as well."""
+    token = _sink_requests.set((*_sink_requests.get(), *sinks))
+    try:
+        yield
+    finally:
+        _sink_requests.reset(token)
+
+
+def _take_sink_requests() -> tuple[Any, ...]:
+    requests = _sink_requests.get()
+    if requests:
+        _sink_requests.set(())  # the first run takes them, not the runs it starts
+    return requests
 
 
 class Run:
@@ -26,10 +52,11 @@ class Run:
         self.record = record
         self.cfg = cfg
         self.stages: dict[str, Path] = dict(stages or {})
-        self._summary: dict[str, dict[str, Any]] = {}
-        self._metrics_fh: Any = None
-        self._last_flush = 0.0
-        self._lock = threading.Lock()
+        self._history_core: Any = None  # tether.track.history._Core, made on first use
+        for request in _take_sink_requests():
+            # A factory makes a fresh sink per run; names and Sink classes load as usual.
+            made = request() if callable(request) and not isinstance(request, type) else request
+            self.add_sink(made)
 
     @property
     def id(self) -> str:
@@ -71,51 +98,56 @@ class Run:
         self.store.add_attr(self.record, "note", text)
 
     # -- metrics ----------------------------------------------------------------------------
+    @property
+    def history(self) -> History:
+        """The run's History: rows to metrics.jsonl (and sinks) from a background thread."""
+        from .track.history import History
+
+        return History(run=self)
+
     def log_metrics(self, values: dict[str, Any], step: int | None = None) -> None:
-        """Append one row to metrics.jsonl and keep last/min/max per key for summary.json."""
-        row: dict[str, Any] = {"t": round(time.time(), 3)}
-        if step is not None:
-            row["step"] = int(step)
-        with self._lock:
-            for key, value in values.items():
-                number = float(value.item() if hasattr(value, "item") else value)
-                row[key] = number
-                stats = self._summary.get(key)
-                if stats is None:
-                    self._summary[key] = {"last": number, "min": number, "max": number}
-                else:
-                    stats["last"] = number
-                    stats["min"] = min(stats["min"], number)
-                    stats["max"] = max(stats["max"], number)
-                if step is not None:
-                    self._summary[key]["step"] = int(step)
-            if self._metrics_fh is None:
-                self._metrics_fh = open(self.path(METRICS), "a", encoding="utf-8")  # noqa: SIM115
-            self._metrics_fh.write(json.dumps(row) + "\n")
-            self._metrics_fh.flush()
-            if time.monotonic() - self._last_flush > 2.0:
-                self._flush_summary()
+        """One row of metrics: `run.history.update(values, step=step)`.
 
-    def _flush_summary(self) -> None:
-        from .fsio import atomic_write_json
+        Returns at once; metrics.jsonl, summary.json and the index follow within
+        `flush_every` seconds (2 by default), and completely when the run ends or at `flush()`.
+        """
+        self.history.update(values, step=step)
 
-        self._last_flush = time.monotonic()
-        if not self._summary:
-            return
-        summary = dict(self.record.summary)
-        summary["metrics"] = {k: dict(v) for k, v in self._summary.items()}
-        atomic_write_json(self.path(SUMMARY), summary, durable=False)
-        self.record.summary = summary
-        self.store.index.upsert(self.record)
+    def add_sink(self, spec: Any, **options: Any) -> Any:
+        """Also send this run's metrics to a sink (`"mlflow"`, `"wandb"`, a Sink object)."""
+        return self.history.add_sink(spec, **options)
+
+    def log_artifact(self, path: str | os.PathLike[str], name: str | None = None) -> Path:
+        """Keep a file with the run: copied into the run folder (under `artifacts/`, unless it
+        is already inside), and uploaded by sinks that keep artifacts (MLflow) at the end."""
+        import shutil
+
+        source = Path(path).absolute()
+        if not source.exists():
+            from .errors import TetherError
+
+            raise TetherError(f"no file {source} to keep with run {self.id}")
+        run_dir = self.dir.resolve()
+        if source.resolve().is_relative_to(run_dir):
+            target = source
+        else:
+            target = self.dir / "artifacts" / (name or source.name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, target, dirs_exist_ok=True)
+            else:
+                shutil.copy2(source, target)
+        core = self.history._core
+        if target not in core.artifacts:
+            core.artifacts.append(target)
+        return target
 
     def flush(self) -> None:
-        with self._lock:
-            self._flush_summary()
-            if self._metrics_fh is not None:
-                self._metrics_fh.flush()
+        """Write the metrics logged so far (metrics.jsonl, summary.json, index, sinks) now."""
+        if self._history_core is not None:
+            self._history_core.flush()
 
-    def _close(self) -> None:
-        self.flush()
-        if self._metrics_fh is not None:
-            self._metrics_fh.close()
-            self._metrics_fh = None
+    def _close(self, status: str | None = None) -> None:
+        """The run ends: flush and close its History and sinks (`status`: its final status)."""
+        if self._history_core is not None:
+            self._history_core.close(status)

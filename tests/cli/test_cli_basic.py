@@ -104,13 +104,14 @@ def test_completion_offers_runs():
 
 
 def test_demo_end_to_end(tmp_path: Path):
-    """`make demo`'s script: prepare -> 3 trains, all completed; reindex gives the same listing;
-    lineage links the stages; reproduce gives identical metrics."""
+    """`make demo`'s script: prepare -> 3 trains, all completed, each logging per-epoch metrics;
+    it ends with a terminal chart and a report.md whose PNGs are real images; reindex gives the
+    same listing; lineage links the stages; reproduce gives identical metrics."""
     runs = tmp_path / "demo-runs"
     env = {"DEMO_RUNS": str(runs), "BIN": str(Path(sys.executable).parent)}
     proc = subprocess.run(
         ["bash", str(ROOT / "examples/digits/demo.sh")],
-        env={**os.environ, **env},
+        env={**os.environ, **env, "NO_COLOR": "1", "COLUMNS": "100"},
         capture_output=True,
         text=True,
         timeout=600,
@@ -127,7 +128,34 @@ def test_demo_end_to_end(tmp_path: Path):
         assert lock["env"]["python"] and lock["env"]["packages_digest"]
         assert lock["stages"][0]["run"] == listing[3]["id"]
         assert lock["data"][0]["digest"]
-        assert row["metrics"]["test/acc"] > 0.9
+        assert row["metrics"]["eval/acc"] > 0.9
+        # One row per epoch, logged through History, with the three keys.
+        epochs = lock["config"]["model"]["epochs"]
+        lines = (Path(row["dir"]) / "metrics.jsonl").read_text().splitlines()
+        rows = [json.loads(line) for line in lines]
+        assert [r["step"] for r in rows] == list(range(epochs))
+        assert all({"train/loss", "train/acc", "eval/acc"} <= set(r) for r in rows)
+    # The demo ends with terminal charts and a report with PNG charts of the newest run.
+    out = proc.stdout
+    tail = out[out.index("== tether plot 1 ") :]
+    assert "train/loss" in tail and "eval/acc" in tail and "step" in tail and "┌" in tail
+    newest = Path(listing[0]["dir"])
+    report = newest / "report.md"
+    assert str(report) in out
+    text = report.read_text()
+    assert listing[0]["id"] in text and "completed" in text
+    assert "| eval/acc |" in text and "| model.kind | svm |" in text
+    pngs = sorted((newest / "plots").glob("*.png"))
+    assert [p.name for p in pngs] == ["eval.png", "train.png"]
+    for png in pngs:
+        assert f"](plots/{png.name})" in text
+        width, height = png_size(png)
+        assert width > 100 and height > 100
+        from matplotlib.image import imread
+
+        pixels = imread(png)  # decodes the whole image: a truncated or corrupt file fails here
+        assert pixels.shape[:2] == (height, width)
+        assert pixels.std() > 0  # not a blank canvas
     (runs / "index.db").unlink()
     run_cli("runs", "reindex", env=here, check=True)
     again = json.loads(run_cli("runs", "--json", env=here, check=True).stdout)
@@ -137,3 +165,14 @@ def test_demo_end_to_end(tmp_path: Path):
     repro = run_cli("reproduce", "1", "--json", cwd=ROOT, env=here)
     assert repro.returncode == 0, repro.stderr
     assert json.loads(repro.stdout)["identical"]
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's signature and IHDR chunk; fails for anything else."""
+    import struct
+
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    assert head[12:16] == b"IHDR", f"{path}: no IHDR chunk first"
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height

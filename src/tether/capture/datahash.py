@@ -10,8 +10,9 @@
   to a folder is walked; a link that leads back to one of its own parent folders (a loop), a
   broken link, and fifos, sockets or devices are errors naming the path.
 
-Files are read in 1 MiB chunks (small files in one read) by several threads at once: blake3
-releases the GIL, so on N cores N files hash in parallel. Files whose (device, inode, size,
+Files are read in 4 MiB chunks (files under 1 MiB in one read) by several threads at once:
+blake3 releases the GIL, so on N cores N big files hash in parallel; big files start while the
+folders are still being listed. Files whose (device, inode, size,
 mtime_ns) match the stat cache (`hashcache.HashCache`) are not read at all. A file modified
 less than `RACY_NS` before it was hashed is not cached: a second write inside the file system's
 timestamp granularity could leave size and mtime unchanged.
@@ -30,8 +31,8 @@ import stat as statmod
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent import futures
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
@@ -48,10 +49,12 @@ if TYPE_CHECKING:
 
 ALGO = "blake3"
 MANIFEST_HEADER = b"tether-manifest-v1\n"
-CHUNK = 1 << 20  # read size for files above one chunk
+CHUNK = 1 << 20  # files smaller than this are read in one call
+READ_SIZE = 4 << 20  # read size for the others (fewer GIL hand-offs per file)
 RACY_NS = 2_000_000_000  # files modified this recently are hashed but not cached
 _BATCH_FILES = 64  # small files handed to a worker at once
 _BATCH_BYTES = 8 << 20
+_EARLY_BYTES = 256 << 10  # files this big hash mostly without the GIL: start them while listing
 _RETRIES = 3  # attempts on a file that changes while it is read
 _PROGRESS_EVERY_S = 0.1
 FLOCK_NAME = ".run.lock.flock"
@@ -166,8 +169,11 @@ def _kind(mode: int) -> str:
     return "not a regular file or folder"
 
 
-def _scan(root: str, tick: Callable[[int], None]) -> _Tree:
-    """List every file below `root` with its stat (one stat per file, no reads)."""
+def _scan(root: str, listed: Callable[[list[_Entry]], None]) -> _Tree:
+    """List every file below `root` with its stat (one stat per file, no reads).
+
+    `listed` gets the files of each folder as soon as that folder is listed.
+    """
     st = _stat_root(root)
     if statmod.S_ISREG(st.st_mode):
         parent = os.path.dirname(os.path.abspath(root))
@@ -186,7 +192,7 @@ def _scan(root: str, tick: Callable[[int], None]) -> _Tree:
             (pst.st_dev, pst.st_ino),
             name,
         )
-        tick(1)
+        listed([entry])
         return _Tree(root, False, [entry])
     if not statmod.S_ISDIR(st.st_mode):
         raise HashError(f"{root}: cannot hash {_kind(st.st_mode)}")
@@ -245,7 +251,8 @@ def _scan(root: str, tick: Callable[[int], None]) -> _Tree:
                     stack.append((path, prefix + name + "/", key, {**ancestors, key: path}))
                 else:
                     raise HashError(f"{path}: cannot hash {_kind(mode)}")
-        tick(len(entries) - before)
+        if len(entries) > before:
+            listed(entries[before:])
     return tree
 
 
@@ -256,7 +263,7 @@ _local = threading.local()
 def _buffer() -> tuple[bytearray, memoryview]:
     buf = getattr(_local, "buf", None)
     if buf is None:
-        buf = _local.buf = bytearray(CHUNK)
+        buf = _local.buf = bytearray(READ_SIZE)
         _local.view = memoryview(buf)
     return buf, _local.view
 
@@ -292,6 +299,8 @@ def _read_file(
                 n += k
                 if counter is not None:
                     counter.add(0, k)
+                    if counter.stop.is_set():
+                        raise _Stopped
             digest = hasher.digest()
         st = os.fstat(fd)
     finally:
@@ -313,11 +322,18 @@ class _Job:
         self.st: os.stat_result | None = None
 
 
+class _Stopped(Exception):
+    """Raised inside a worker when the call was abandoned (an error elsewhere, Ctrl-C)."""
+
+
 class _Counter:
+    """Progress shared by the workers, and the flag that tells them to stop."""
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.files = 0
         self.bytes = 0
+        self.stop = threading.Event()
 
     def add(self, files: int, nbytes: int) -> None:
         with self.lock:
@@ -326,11 +342,7 @@ class _Counter:
 
 
 def _hash_job(
-    job: _Job,
-    counter: _Counter,
-    stop: threading.Event,
-    attempts: int,
-    seen: os.stat_result | None = None,
+    job: _Job, counter: _Counter, attempts: int, seen: os.stat_result | None = None
 ) -> None:
     """Read one file until it reads consistently: same size and mtime before and after.
 
@@ -338,7 +350,7 @@ def _hash_job(
     """
     size, mtime = (job.size, job.mtime_ns) if seen is None else (seen.st_size, seen.st_mtime_ns)
     for _attempt in range(attempts):
-        if stop.is_set():
+        if counter.stop.is_set():
             return
         try:
             digest, st, n = _read_file(job.path, size, counter)
@@ -357,16 +369,17 @@ def _hash_job(
     )
 
 
-def _hash_batch(jobs: Sequence[_Job], counter: _Counter, stop: threading.Event) -> None:
+def _hash_batch(jobs: Sequence[_Job], counter: _Counter) -> None:
     """Hash `jobs` in turn; small files are counted once per batch (fewer lock round trips)."""
     files = nbytes = 0
     try:
+        stop = counter.stop
         for job in jobs:
             if stop.is_set():
                 return
             size = job.size
             if size >= CHUNK:
-                _hash_job(job, counter, stop, _RETRIES)
+                _hash_job(job, counter, _RETRIES)
                 continue
             try:
                 digest, st, n = _read_file(job.path, size)
@@ -378,7 +391,7 @@ def _hash_batch(jobs: Sequence[_Job], counter: _Counter, stop: threading.Event) 
                 nbytes += n
             else:  # it changed since it was listed: the careful way, with retries
                 time.sleep(0.05)
-                _hash_job(job, counter, stop, _RETRIES - 1, st)
+                _hash_job(job, counter, _RETRIES - 1, st)
     finally:
         counter.add(files, nbytes)
 
@@ -464,6 +477,170 @@ def _as_list(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -
     return [os.fspath(p) for p in paths]
 
 
+class _Workers:
+    """Threads that hash batches from a queue the caller may still reorder."""
+
+    def __init__(self, nthreads: int, counter: _Counter) -> None:
+        self.nthreads = nthreads
+        self.counter = counter
+        self.queue: deque[list[_Job]] = deque()
+        self.cv = threading.Condition()
+        self.closed = False
+        self.busy = 0
+        self.error: BaseException | None = None
+        self.threads: list[threading.Thread] = []
+
+    def put(self, batches: Iterable[list[_Job]]) -> None:
+        batches = list(batches)
+        if not batches:
+            return
+        with self.cv:
+            self.queue.extend(batches)
+            self.cv.notify_all()
+        if not self.threads:
+            for i in range(self.nthreads):
+                t = threading.Thread(target=self._work, name=f"tether-hash-{i}", daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    def take_queued(self) -> list[list[_Job]]:
+        """Remove and return what no worker has started yet."""
+        with self.cv:
+            items = list(self.queue)
+            self.queue.clear()
+            return items
+
+    def _work(self) -> None:
+        while True:
+            with self.cv:
+                while not self.queue and not self.closed:
+                    self.cv.wait()
+                if not self.queue:
+                    return
+                batch = self.queue.popleft()
+                self.busy += 1
+            try:
+                _hash_batch(batch, self.counter)
+            except BaseException as exc:
+                with self.cv:
+                    if self.error is None and not isinstance(exc, _Stopped):
+                        self.error = exc
+                    self.counter.stop.set()
+                    self.queue.clear()
+            finally:
+                with self.cv:
+                    self.busy -= 1
+                    self.cv.notify_all()
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def join(self, tick: Callable[[], None]) -> None:
+        """Wait for all queued work; raise the first error of a worker."""
+        with self.cv:
+            self.closed = True
+            self.cv.notify_all()
+        while True:
+            with self.cv:
+                if self.error is not None or (not self.queue and self.busy == 0):
+                    break
+                self.cv.wait(timeout=_PROGRESS_EVERY_S)
+            tick()
+        self.stop_all()
+        self.check()
+
+    def stop_all(self) -> None:
+        with self.cv:
+            self.closed = True
+            self.queue.clear()
+            self.cv.notify_all()
+        for t in self.threads:
+            t.join()
+
+
+class _Session:
+    """One `hash_data` call: decides per listed folder what the cache knows and what to read.
+
+    Big files (GIL-free work) start hashing while the folders are still being listed; small
+    ones wait for the end of the listing, to be interleaved with the big files not yet started.
+    """
+
+    def __init__(self, nthreads: int, db: Any, report: _Reporter) -> None:
+        self.nthreads = nthreads
+        self.db = db
+        self.report = report
+        self.counter = _Counter()
+        self.workers = _Workers(nthreads, self.counter) if nthreads > 1 else None
+        self.jobs: dict[tuple[int, int, int, int], _Job] = {}
+        self.later: list[_Job] = []
+        self.early: list[_Job] = []
+        self.early_bytes = 0
+        self.files_total = self.bytes_total = 0
+        self.cached_files = self.cached_bytes = 0
+
+    def listed(self, entries: list[_Entry]) -> None:
+        self.files_total += len(entries)
+        records = None
+        if self.db is not None:
+            records = self.db.lookup([entries[0].dir_key]).get(entries[0].dir_key)
+        for e in entries:
+            self.bytes_total += e.size
+            if records is not None:
+                rec = records.get(e.name)
+                if rec is not None and rec[:4] == (e.dev, e.ino, e.size, e.mtime_ns):
+                    e.digest = rec[4]
+                    self.cached_files += 1
+                    self.cached_bytes += e.size
+                    continue
+            key = (e.dev, e.ino, e.size, e.mtime_ns)
+            job = self.jobs.get(key)
+            if job is not None:
+                job.entries.append(e)
+                continue
+            job = self.jobs[key] = _Job(e)
+            if self.workers is not None and e.size >= _EARLY_BYTES:
+                self.early.append(job)
+                self.early_bytes += e.size
+                if self.early_bytes >= _BATCH_BYTES:
+                    self.workers.put([self.early])
+                    self.early, self.early_bytes = [], 0
+            else:
+                self.later.append(job)
+        if self.workers is not None:
+            self.workers.check()
+        self.report.maybe("scan", 0, self.files_total, 0, 0)
+
+    def tick(self) -> None:
+        c = self.counter
+        self.report.maybe(
+            "hash",
+            self.cached_files + c.files,
+            self.files_total,
+            self.cached_bytes + c.bytes,
+            self.bytes_total,
+        )
+
+    def run(self) -> None:
+        """Hash what is left once everything is listed."""
+        self.tick()
+        if self.workers is None:
+            for batch in _batches(self.later):
+                _hash_batch(batch, self.counter)
+                self.tick()
+            return
+        # Everything not started yet, interleaved again: big files among the small ones.
+        waiting = [j for batch in self.workers.take_queued() for j in batch]
+        self.workers.put(_batches(waiting + self.early + self.later))
+        self.early, self.later = [], []
+        self.workers.join(self.tick)
+
+    def abort(self) -> None:
+        self.counter.stop.set()
+        if self.workers is not None:
+            self.workers.stop_all()
+
+
 def hash_data(
     paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     *,
@@ -488,121 +665,73 @@ def hash_data(
     nthreads = default_threads() if threads is None else max(1, int(threads))
     st = stats if stats is not None else HashStats()
     report = _Reporter(progress)
-
-    # 1. List everything (stat only).
-    scanned = [0]
-
-    def tick(files: int) -> None:
-        scanned[0] += files
-        report.maybe("scan", 0, scanned[0], 0, 0)
-
-    trees = [_scan(root, tick) for root in roots]
-    entries = [e for t in trees for e in t.entries]
-    files_total = len(entries)
-    bytes_total = sum(e.size for e in entries)
-    st.files = files_total
-
-    # 2. Take what the cache knows.
     db: HashCache | None = None
     if cache is not False:
         db = HashCache(None if cache is True else cache)
         st.cache_error = db.error
+        if not db.enabled:
+            db = None
+    session = _Session(nthreads, db, report)
+    saver: threading.Thread | None = None
     try:
-        done_files = done_bytes = 0
-        jobs: dict[tuple[int, int, int, int], _Job] = {}
-        known = db.lookup({e.dir_key for e in entries}) if db is not None else {}
-        no_records: dict[str, Any] = {}
-        for e in entries:
-            rec = known.get(e.dir_key, no_records).get(e.name)
-            if rec is not None and rec[:4] == (e.dev, e.ino, e.size, e.mtime_ns):
-                e.digest = rec[4]
-                done_files += 1
-                done_bytes += e.size
-                continue
-            key = (e.dev, e.ino, e.size, e.mtime_ns)
-            job = jobs.get(key)
-            if job is None:
-                jobs[key] = _Job(e)
-            else:
-                job.entries.append(e)
-        st.files_cached = done_files
-
-        # 3. Read the rest, several files at once.
-        counter = _Counter()
-        todo = list(jobs.values())
-        if todo:
-            _run_jobs(
-                todo,
-                nthreads,
-                counter,
-                lambda: report.maybe(
-                    "hash",
-                    done_files + counter.files,
-                    files_total,
-                    done_bytes + counter.bytes,
-                    bytes_total,
-                ),
-            )
-        st.files_read = len(todo)
-        st.bytes_read = counter.bytes
-
-        # 4. Give every entry its digest and size as read; remember them.
-        updates: dict[tuple[int, int], dict[str, Any]] = {}
-        fresh_before = time.time_ns() - RACY_NS if db is not None else -1
-        for job in todo:
-            jst = job.st
-            digest = job.digest
-            assert digest is not None and jst is not None
-            for e in job.entries:
-                e.digest = digest
-                e.size = jst.st_size
-                if jst.st_mtime_ns < fresh_before:
-                    folder = updates.get(e.dir_key)
-                    if folder is None:
-                        folder = updates[e.dir_key] = {}
-                    folder[e.name] = (jst.st_dev, jst.st_ino, jst.st_size, jst.st_mtime_ns, digest)
+        # 1. List everything, take what the cache knows, start on big files at once.
+        trees = [_scan(root, session.listed) for root in roots]
+        # 2. Read the rest, several files at once.
+        session.run()
+        # 3. Give every entry its digest and size as read, and remember them (in the
+        #    background while the folder digests are computed).
+        todo = list(session.jobs.values())
+        updates = _apply(todo, remember=db is not None)
         if db is not None and updates:
-            # Folders listed in full: names gone from them are dropped from the cache.
-            listings: dict[tuple[int, int], set[str]] = {}
-            for t in trees:
-                if t.is_dir:
-                    for e in t.entries:
-                        if e.dir_key in updates:
-                            listings.setdefault(e.dir_key, set()).add(e.name)
-            db.store(updates, listings)
-            st.cache_error = st.cache_error or db.error
+            saver = threading.Thread(target=_save, args=(db, updates, trees), daemon=True)
+            saver.start()
+        results = [_digest_of(t) for t in trees]
+    except BaseException:
+        session.abort()
+        raise
     finally:
+        if saver is not None:
+            saver.join()
         if db is not None:
             db.close()
-
-    results = [_digest_of(t) for t in trees]
-    report.final(files_total, bytes_total)
+            st.cache_error = st.cache_error or db.error
+    st.files = session.files_total
+    st.files_cached = session.cached_files
+    st.files_read = len(todo)
+    st.bytes_read = session.counter.bytes
+    report.final(session.files_total, session.bytes_total)
     st.seconds = time.perf_counter() - started
     return results
 
 
-def _run_jobs(todo: list[_Job], nthreads: int, counter: _Counter, tick: Callable[[], None]) -> None:
-    stop = threading.Event()
-    if nthreads == 1 or (len(todo) == 1 and todo[0].size < _BATCH_BYTES):
-        for batch in _batches(todo):
-            _hash_batch(batch, counter, stop)
-            tick()
-        return
-    pool = futures.ThreadPoolExecutor(max_workers=nthreads, thread_name_prefix="tether-hash")
-    try:
-        pending = {pool.submit(_hash_batch, b, counter, stop) for b in _batches(todo)}
-        while pending:
-            done, pending = futures.wait(
-                pending, timeout=_PROGRESS_EVERY_S, return_when=futures.FIRST_EXCEPTION
-            )
-            for f in done:
-                f.result()  # raises the first error
-            tick()
-    except BaseException:
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+def _apply(todo: list[_Job], remember: bool) -> dict[tuple[int, int], dict[str, Any]]:
+    """Copy each job's digest and size to its entries; the cache rows to write."""
+    updates: dict[tuple[int, int], dict[str, Any]] = {}
+    fresh_before = time.time_ns() - RACY_NS if remember else -1
+    for job in todo:
+        jst = job.st
+        digest = job.digest
+        assert digest is not None and jst is not None
+        for e in job.entries:
+            e.digest = digest
+            e.size = jst.st_size
+            if jst.st_mtime_ns < fresh_before:
+                folder = updates.get(e.dir_key)
+                if folder is None:
+                    folder = updates[e.dir_key] = {}
+                folder[e.name] = (jst.st_dev, jst.st_ino, jst.st_size, jst.st_mtime_ns, digest)
+    return updates
+
+
+def _save(db: Any, updates: dict[tuple[int, int], dict[str, Any]], trees: list[_Tree]) -> None:
+    # Folders listed in full: names gone from them are dropped from the cache.
+    listings: dict[tuple[int, int], set[str]] = {}
+    for t in trees:
+        if t.is_dir:
+            for e in t.entries:
+                if e.dir_key in updates:
+                    listings.setdefault(e.dir_key, set()).add(e.name)
+    db.store(updates, listings)
 
 
 def _digest_of(tree: _Tree) -> DataDigest:
@@ -717,9 +846,14 @@ def hash_data_background(
     if not cache:
         argv.append("--no-cache")
     env = dict(os.environ)
-    # The child imports this same tether, even when it was put on sys.path by hand.
+    # The child imports this same tether, even when it was put on sys.path by hand (but a
+    # site-packages folder never goes on PYTHONPATH, where it would shadow the stdlib).
+    import site
+
     package_parent = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    sites = {str(Path(p).resolve()) for p in [*site.getsitepackages(), site.getusersitepackages()]}
+    if package_parent not in sites:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     with open(folder / LOG_NAME, "ab") as logf:
         return subprocess.Popen(
             argv,

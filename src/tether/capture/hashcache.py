@@ -11,7 +11,8 @@ per insert, as much as hashing a 16 KiB file.
 Safety:
 - WAL journal and a busy timeout, writes in short `BEGIN IMMEDIATE` transactions that merge with
   what other processes wrote meanwhile, so concurrent `tether` processes share the file.
-- Each value carries a checksum; a damaged value is a miss, never a wrong digest.
+- Each value carries a checksum; a damaged value is a miss, never a wrong digest. So writes
+  are not fsynced (`synchronous = OFF`): a crash can lose or damage rows, never mislead.
 - A file SQLite cannot read (not a database, malformed) is deleted and recreated. Any other
   failure (read-only folder, lock held too long) turns the cache off for this call. The cache
   never makes hashing fail.
@@ -88,7 +89,7 @@ def _decode(blob: bytes, check: bytes) -> dict[str, FileRecord] | None:
 
 
 class HashCache:
-    """Digests of files by folder; see the module docstring. Use from one thread."""
+    """Digests of files by folder; see the module docstring. Use from one thread at a time."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else default_cache_path()
@@ -99,13 +100,18 @@ class HashCache:
     # -- opening, and replacing a damaged file ---------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        # check_same_thread off: hash_data saves from a helper thread, never two at once.
+        db = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
         try:
             db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()
             if mode is None or str(mode[0]).lower() != "wal":
                 log.debug("hash cache %s: journal mode %s", self.path, mode)
-            db.execute("PRAGMA synchronous = NORMAL")
+            # No fsync: a row lost or torn by a crash is a miss (checksum) or a damaged file
+            # (replaced); a surviving row is still checked against the file's stat.
+            db.execute("PRAGMA synchronous = OFF")
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA):
                 db.execute("DROP TABLE IF EXISTS dirs")

@@ -6,6 +6,8 @@ from typing import Any
 
 import click
 
+from ..executors.cli import executor_options
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("op", required=False, metavar="OP")
@@ -32,6 +34,7 @@ import click
 )
 @click.option("--seed", type=int, metavar="S", help="Seed of --random (recorded either way).")
 @click.option("-y", "--yes", is_flag=True, help="Start a batch without asking.")
+@executor_options
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -79,6 +82,21 @@ def run(
         )
     opdef = project.ops[op]
     store = store_from(ctx)
+    executors = _requested(ctx)
+    if executors.retry_failed:  # the failed or missing trials of an earlier batch
+        from ..executors.ops import retry_op_batch
+
+        return retry_op_batch(
+            project,
+            opdef,
+            store,
+            executors.retry_failed,
+            executor=executors.executor,
+            n_jobs=executors.n_jobs,
+            slurm_config=executors.slurm_config,
+            label=label,
+            tags=tags,
+        )
 
     from ..ops.batch import expand
     from ..ops.flags import parse_flags
@@ -115,6 +133,12 @@ def run(
     if needed:
         command.append("--needed")
     return _batch(project, opdef, batch, store, label, tags, needed, command)
+
+
+def _requested(ctx: click.Context | None = None) -> Any:
+    from ..executors.cli import requested
+
+    return requested(ctx)
 
 
 def _interactive() -> bool:
@@ -191,6 +215,24 @@ def _batch(
     check(plan_trial(project, op, batch.trials[0], store, staging))
     for trial in batch.trials[1:]:
         plan_trial(project, op, trial, store, staging)  # a bad trial stops the batch up front
+    executors = _requested()
+    if executors.any:  # --executor / --n-jobs / --slurm-config: the trials on an executor
+        from ..executors.ops import run_op_batch
+
+        return run_op_batch(
+            project,
+            op,
+            batch,
+            store,
+            staging=staging,
+            label=label,
+            tags=tags,
+            needed=needed,
+            command=command,
+            executor=executors.executor,
+            n_jobs=executors.n_jobs,
+            slurm_config=executors.slurm_config,
+        )
     return run_batch(
         batch,
         lambda flags: plan_trial(project, op, flags, store, staging),

@@ -1,0 +1,242 @@
+"""`tether launch [OPTIONS] [LAUNCHER FLAGS] -- CMD...`: run CMD on MPI/Slurm/PBS ranks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+
+class _LaunchCommand(click.Command):
+    """Everything after the first `--` is the command, untouched (its own --help included).
+    Without `--`, the command starts at the first word that is not an option. Options tether
+    does not know are launcher flags, passed through; a launcher flag with a separate value
+    (`--bind-to core`) needs the `--` form, or `--bind-to=core`."""
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[LAUNCHER FLAGS] -- CMD..."]
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["tether.launch.argv"] = list(args)
+        command: list[str] | None = None
+        if "--" in args:
+            cut = args.index("--")
+            args, command = args[:cut], args[cut + 1 :]
+        rest = super().parse_args(ctx, args)
+        extra = list(ctx.args)
+        if command is None:
+            first = next((i for i, word in enumerate(extra) if not word.startswith("-")), None)
+            command = [] if first is None else extra[first:]
+            extra = extra if first is None else extra[:first]
+        ctx.meta["tether.launch"] = (extra, command)
+        ctx.args = []
+        return rest
+
+
+@click.command(
+    cls=_LaunchCommand,
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+        "ignore_unknown_options": True,
+        "allow_extra_args": True,
+        "allow_interspersed_args": False,
+    },
+)
+@click.option("-n", "-np", "nprocs", type=int, metavar="N", help="Total ranks.")
+@click.option("-ppn", "--ppn", "ppn", type=int, metavar="P", help="Ranks per host.")
+@click.option("--nhosts", type=int, metavar="H", help="Hosts to use (the first H of the job's).")
+@click.option(
+    "--hostfile",
+    envvar="TETHER_HOSTFILE",
+    metavar="FILE",
+    help="Hosts to run on (`host`, `host slots=N`, `host:N`; default TETHER_HOSTFILE, "
+    "else the scheduler's: PBS_NODEFILE, SLURM_JOB_NODELIST).",
+)
+@click.option("--cpu-bind", metavar="KIND", help="CPU binding, in the launcher's words.")
+@click.option(
+    "--launcher",
+    metavar="NAME",
+    help="mpiexec, srun or torchrun (default: the scheduler's: srun under Slurm, else mpiexec).",
+)
+@click.option(
+    "--mpi",
+    metavar="FLAVOUR",
+    help="openmpi|mpich|pals|intel, assumed only when `mpiexec --version` does not tell.",
+)
+@click.option(
+    "--scheduler",
+    metavar="NAME",
+    help="Use this scheduler plug-in instead of detecting one (also TETHER_SCHEDULER).",
+)
+@click.option(
+    "--template", metavar="NAME", help="Merge a site template (or a .toml file) under the flags."
+)
+@click.option("--list-templates", is_flag=True, help="List the shipped templates and exit.")
+@click.option(
+    "--env",
+    "env_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a variable for the ranks (and forward it to every host); repeatable.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the launch command; run nothing.")
+@click.option(
+    "--json-out",
+    metavar="FILE",
+    help="Also write launch.json here (command, hosts, attempts, outcome).",
+)
+@click.option("--rank-prefix", is_flag=True, help="Prefix each output line with `[rank]`.")
+@click.option(
+    "--idle-timeout",
+    type=float,
+    metavar="S",
+    help="Stop the job when it prints nothing for S seconds (exit 124).",
+)
+@click.option(
+    "--retries", type=int, default=0, show_default=True, metavar="K", help="Retry a failed job."
+)
+@click.option(
+    "--backoff",
+    type=float,
+    default=2.0,
+    show_default=True,
+    metavar="S",
+    help="Wait before retry k: S x 2^(k-1) seconds.",
+)
+@click.option("--label", metavar="TEXT", help="Label the run.")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag the run (repeatable).")
+@click.option(
+    "--snapshot/--no-snapshot",
+    default=None,
+    help="Snapshot the git repository of the working folder (default: when there is one).",
+)
+@click.pass_context
+def launch(
+    ctx: click.Context,
+    nprocs: int | None,
+    ppn: int | None,
+    nhosts: int | None,
+    hostfile: str | None,
+    cpu_bind: str | None,
+    launcher: str | None,
+    mpi: str | None,
+    scheduler: str | None,
+    template: str | None,
+    list_templates: bool,
+    env_pairs: tuple[str, ...],
+    dry_run: bool,
+    json_out: str | None,
+    rank_prefix: bool,
+    idle_timeout: float | None,
+    retries: int,
+    backoff: float,
+    label: str | None,
+    tags: tuple[str, ...],
+    snapshot: bool | None,
+) -> int:
+    """Launch CMD on ranks: `tether launch -n 4 -ppn 2 -- python train.py`.
+
+    The scheduler is detected (Slurm, PBS, a plug-in, else this machine), its hosts are read,
+    the MPI flavour is taken from `mpiexec --version`, and the command is built for it (as
+    root under Open MPI with --allow-run-as-root, and --oversubscribe past the cores). The
+    launch is a run named `launch`: its output, state and launch.json (command, hosts, each
+    attempt's exit code and duration) are in the run folder. Exits with the job's exit code.
+    """
+    from ..errors import TetherError
+
+    extra, command = ctx.meta.get("tether.launch", ([], []))
+    if list_templates:
+        return _list_templates()
+    if not command:
+        raise TetherError(
+            "no command to launch", "put it after `--`: tether launch -n 2 -- python train.py"
+        )
+    if mpi is not None:
+        from ..dist.mpi import FLAVOURS
+
+        if mpi not in FLAVOURS:
+            raise TetherError(f"--mpi {mpi!r} is not one of {', '.join(FLAVOURS)}")
+    from ..dist.spec import LaunchSpec
+
+    spec = LaunchSpec(
+        command=list(command),
+        nprocs=nprocs,
+        ppn=ppn,
+        nhosts=nhosts,
+        hostfile=hostfile,
+        cpu_bind=cpu_bind,
+        launcher=launcher,
+        extra_args=list(extra),
+        env=_env_pairs(env_pairs),
+        mpi=mpi,
+        rank_prefix=rank_prefix,
+        scheduler=scheduler,
+    )
+    from ..dist.launch import apply_template, display, resolve, run_launch
+
+    if template:
+        spec = apply_template(spec, template)
+    resolved, sched = resolve(spec)
+    argv = sched.build(resolved)
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv) or not argv:
+        raise TetherError(f"scheduler plug-in {sched.name!r} built no command: {argv!r}")
+    if dry_run:
+        click.echo(display(argv))
+        if json_out:
+            _dry_json(resolved, argv, json_out, template)
+        return 0
+    if retries < 0:
+        raise TetherError(f"--retries {retries} is negative")
+    root = ctx.find_root().obj or {}
+    click.echo(f"tether: launch: $ {display(argv)}", err=True)
+    result = run_launch(
+        resolved,
+        argv,
+        runs_dir=root.get("runs_dir"),
+        command=["tether", "launch", *ctx.meta.get("tether.launch.argv", [])],
+        json_out=json_out,
+        idle_timeout=idle_timeout,
+        retries=retries,
+        backoff=backoff,
+        template=template,
+        label=label,
+        tags=tags,
+        snapshot=snapshot,
+    )
+    if result.outcome != "completed":
+        where = f"; see {result.run_dir}/launch.json" if result.run_dir else ""
+        click.echo(f"tether: launch: {result.outcome} (exit {result.exit_code}){where}", err=True)
+    return result.exit_code
+
+
+def _env_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
+    from ..errors import TetherError
+
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
+            raise TetherError(f"--env {pair!r} is not KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _list_templates() -> int:
+    from ..dist.launch import TEMPLATES_DIR, template_summaries
+
+    rows = template_summaries()
+    width = max((len(name) for name, _ in rows), default=0)
+    for name, description in rows:
+        click.echo(f"{name:<{width}}  {description}")
+    click.echo(f"(in {TEMPLATES_DIR}; --template also takes a path to a .toml file)", err=True)
+    return 0
+
+
+def _dry_json(spec: Any, argv: list[str], path: str, template: str | None) -> None:
+    import time
+    from pathlib import Path
+
+    from ..dist.launch import launch_record, write_launch_json
+
+    record = launch_record(spec, argv, [], "dry-run", None, None, None, time.monotonic(), template)
+    write_launch_json(record, [Path(path).expanduser().absolute()])

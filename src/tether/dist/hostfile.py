@@ -1,0 +1,104 @@
+"""Hostfiles: the hosts a job may use and how many ranks (slots) each takes.
+
+One host per line, in any of the spellings the launchers and schedulers write:
+
+    # a comment; blank lines are skipped
+    node01                 # one slot, unless the host appears again
+    node02 slots=4         # Open MPI
+    node03:4               # MPICH / Hydra
+    node04 max_slots=8     # Open MPI (max_slots alone is not a slot count)
+
+A host listed on several lines gets one slot per line (a PBS nodefile lists a host once per
+slot), and the lines add up: `a slots=2` then `a slots=2` is four slots on `a`. When no line
+gives a count and no host repeats, the file says nothing about slots (`slots` is None): it is
+a plain list of hosts, and the launcher decides how many ranks each takes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import TetherError
+
+_SLOTS = re.compile(r"^slots=(\d+)$")
+_IGNORED = re.compile(r"^(max_slots|max-slots|cpu|gpu)=\S*$")
+_COLON = re.compile(r"^(?P<host>[^:\s]+):(?P<slots>\d+)$")
+
+
+@dataclass
+class Hostfile:
+    """A parsed hostfile: hosts in first-seen order, with their slots when the file says."""
+
+    hosts: list[str]
+    slots: dict[str, int] | None = None
+    path: str | None = None
+    lines: int = 0  # host lines read (comments and blanks excluded)
+    duplicates: list[str] = field(default_factory=list)  # hosts seen on more than one line
+
+    @property
+    def total_slots(self) -> int | None:
+        return sum(self.slots.values()) if self.slots is not None else None
+
+    def slots_line(self, hosts: list[str] | None = None) -> str:
+        """`a:4, b:4` for messages."""
+        if self.slots is None:
+            return ", ".join(hosts or self.hosts)
+        return ", ".join(f"{h}:{self.slots[h]}" for h in (hosts or self.hosts))
+
+
+def parse_hostfile(text: str, path: str | None = None) -> Hostfile:
+    """Parse hostfile text; a malformed line raises TetherError naming the line."""
+    order: list[str] = []
+    counts: dict[str, int] = {}
+    explicit = False
+    seen_lines: dict[str, int] = {}
+    lines = 0
+    where = path or "hostfile"
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        words = line.split()
+        host, slots = words[0], 1
+        colon = _COLON.match(host)
+        if colon:
+            host, slots, explicit = colon["host"], int(colon["slots"]), True
+        for word in words[1:]:
+            m = _SLOTS.match(word)
+            if m:
+                slots, explicit = int(m[1]), True
+            elif not _IGNORED.match(word):
+                raise TetherError(
+                    f"{where}:{number}: cannot read {raw.strip()!r}",
+                    "write one host per line: `host`, `host slots=N` or `host:N`",
+                )
+        if slots < 1:
+            raise TetherError(f"{where}:{number}: {host} has {slots} slots; give 1 or more")
+        lines += 1
+        if host not in counts:
+            order.append(host)
+            counts[host] = 0
+        counts[host] += slots
+        seen_lines[host] = seen_lines.get(host, 0) + 1
+    duplicates = [h for h in order if seen_lines[h] > 1]
+    known = explicit or bool(duplicates)
+    return Hostfile(order, counts if known else None, path, lines, duplicates)
+
+
+def read_hostfile(path: str | Path) -> Hostfile:
+    """Read and parse a hostfile; a missing, unreadable or empty file raises TetherError."""
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise TetherError(f"hostfile {path} does not exist", "check the path given to --hostfile")
+    except IsADirectoryError:
+        raise TetherError(f"hostfile {path} is a folder, not a file")
+    except OSError as exc:
+        raise TetherError(f"hostfile {path} cannot be read: {exc.strerror}")
+    parsed = parse_hostfile(text, str(path))
+    if not parsed.hosts:
+        raise TetherError(f"hostfile {path} lists no hosts", "write one host name per line")
+    return parsed

@@ -1,0 +1,658 @@
+"""The task pool of a batch: tasks in SQLite in the parent run folder, claimed by serial workers.
+
+A batch writes its task list once (`tasks.db` in the parent run folder). Workers, wherever they
+run (this process, joblib processes, Slurm or PBS jobs), loop: claim the next task, run it,
+record how it ended. A claim is atomic (one `BEGIN IMMEDIATE` transaction) and carries a lease:
+the worker's heartbeat thread renews it while the task runs. A worker that dies without a word
+(SIGKILL, a node lost) stops renewing; once its lease has expired another worker takes the task
+over, so a task is neither lost nor run by two live workers at once.
+
+Task statuses: `pending` (not started, or handed back), `running` (claimed, lease held),
+`completed`, `failed` (the task raised: its traceback is kept). Every claim is also an attempt
+row (`attempts`), so "each task completed exactly once" can be checked afterwards.
+
+On preemption or timeout submitit calls the submitted callable's `checkpoint` (see `Worker`): the
+task in flight goes back to `pending` and the requeued job carries on with the undone tasks only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import sqlite3
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..ids import new_id
+
+POOL_FILE = "tasks.db"
+DEFAULT_LEASE_S = 60.0
+LEASE_ENV = "TETHER_TASK_LEASE"  # seconds; tests shorten it
+STATUSES = ("pending", "running", "completed", "failed")
+IDLE_FIRST_S = 0.02  # a worker with nothing to claim looks again this soon, then less often
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (
+  idx INTEGER PRIMARY KEY,
+  item TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'pending',
+  worker TEXT,
+  lease REAL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  run TEXT,
+  prepared INTEGER NOT NULL DEFAULT 0,
+  result TEXT,
+  error TEXT,
+  started REAL,
+  stopped REAL
+);
+CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status, idx);
+CREATE TABLE IF NOT EXISTS attempts (
+  idx INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  worker TEXT NOT NULL,
+  run TEXT,
+  status TEXT NOT NULL,
+  started REAL NOT NULL,
+  stopped REAL,
+  PRIMARY KEY (idx, attempt)
+);
+"""
+
+
+def default_lease() -> float:
+    raw = os.environ.get(LEASE_ENV)
+    if raw:
+        try:
+            value = float(raw)
+            if value > 0:
+                return value
+        except ValueError:
+            pass
+    return DEFAULT_LEASE_S
+
+
+def worker_name() -> str:
+    """Who holds a claim: host, pid and, under a scheduler, the job id."""
+    job = (
+        (
+            os.environ.get("SLURM_ARRAY_JOB_ID", "")
+            and f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
+        )
+        or os.environ.get("SLURM_JOB_ID", "")
+        or os.environ.get("PBS_JOBID", "")
+    )
+    name = f"{os.uname().nodename}:{os.getpid()}"
+    return f"{name}:{job}" if job else name
+
+
+@dataclass
+class Claim:
+    index: int
+    item: Any
+    attempt: int
+    worker: str
+    run: str | None  # the id of this attempt's run
+    prepared: bool = False  # the run was made ahead (queued) and is started by this attempt
+
+
+@dataclass
+class TaskRow:
+    index: int
+    item: Any
+    status: str
+    attempts: int
+    run: str | None
+    error: str | None
+    result: Any
+    worker: str | None = None
+    lease: float | None = None
+
+
+@dataclass
+class Outcome:
+    """How one attempt at a task ended."""
+
+    status: str  # completed, failed, or terminated (interrupted: the task is handed back)
+    run: str | None = None
+    error: str | None = None
+    result: Any = None
+
+
+def _json_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        return None
+    return text if len(text) <= 65536 else None
+
+
+class TaskPool:
+    """The tasks of one batch, in `<parent run folder>/tasks.db`."""
+
+    def __init__(self, path: str | os.PathLike[str], lease_s: float | None = None) -> None:
+        self.path = Path(path)
+        self.lease_s = lease_s if lease_s is not None else default_lease()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+
+    # -- connection -------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        conn = sqlite3.connect(
+            self.path, timeout=60.0, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA busy_timeout = 60000")
+        for attempt in range(200):
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                time.sleep(0.005 + random.random() * 0.02 * min(attempt + 1, 10))
+        conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn, self._pid = conn, os.getpid()
+        self._lock = threading.Lock()
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "lease_s": self.lease_s}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path, self.lease_s = state["path"], state["lease_s"]
+        self._conn, self._pid = None, os.getpid()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        with self._lock:
+            for attempt in range(400):
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise
+                    time.sleep(0.002 + random.random() * 0.01 * min(attempt + 1, 10))
+            else:
+                raise sqlite3.OperationalError(f"{self.path}: the task pool stayed locked")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # -- creation ---------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        folder: str | os.PathLike[str],
+        items: Sequence[Any],
+        meta: dict[str, Any] | None = None,
+        lease_s: float | None = None,
+    ) -> TaskPool:
+        path = Path(folder) / POOL_FILE
+        if path.exists():
+            from ..errors import TetherError
+
+            raise TetherError(f"{path} exists already: this folder holds a batch")
+        # Built aside and renamed into place: a reader never sees a pool without its tables.
+        tmp = path.with_name(f".{POOL_FILE}.{os.getpid()}.{os.urandom(4).hex()}")
+        pool = cls(tmp, lease_s)
+        conn = pool._connect()
+        conn.execute("PRAGMA journal_mode = DELETE")
+        for statement in _DDL.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        with pool._tx() as c:
+            c.executemany(
+                "INSERT INTO tasks (idx, item) VALUES (?, ?)",
+                [(i, json.dumps(item)) for i, item in enumerate(items)],
+            )
+            c.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [(k, json.dumps(v)) for k, v in (meta or {}).items()],
+            )
+        pool.close()
+        os.replace(tmp, path)
+        return cls(path, lease_s)
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike[str], lease_s: float | None = None) -> TaskPool:
+        path = Path(folder) / POOL_FILE
+        if not path.is_file():
+            from ..errors import TetherError
+
+            raise TetherError(f"{folder} holds no task pool ({POOL_FILE}): is it a batch run?")
+        return cls(path, lease_s)
+
+    def meta(self) -> dict[str, Any]:
+        rows = self._connect().execute("SELECT key, value FROM meta").fetchall()
+        return {k: json.loads(v) for k, v in rows}
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
+            )
+
+    def set_prepared(self, runs: dict[int, str]) -> None:
+        """Child runs made ahead (status `queued`) for tasks not yet started."""
+        with self._tx() as c:
+            c.executemany(
+                "UPDATE tasks SET run = ?, prepared = 1 WHERE idx = ? AND status = 'pending'",
+                [(run, idx) for idx, run in runs.items()],
+            )
+
+    # -- claims -----------------------------------------------------------------------------
+    def claim(
+        self,
+        worker: str,
+        finished: tuple[Claim, Outcome] | None = None,
+        new_run: str | None = None,
+    ) -> Claim | None:
+        """Record how the previous task ended (if given) and claim the next one, in one
+        transaction. `new_run` is the id the attempt's run gets unless the task has a run made
+        ahead (queued) and never started. None when nothing is claimable now (see `wait_hint`).
+        """
+        now = time.time()
+        with self._tx() as c:
+            if finished is not None:
+                self._finish(c, finished[0], finished[1], now)
+            row = c.execute(
+                "SELECT idx, item, attempts, run, prepared FROM tasks WHERE status = 'pending' "
+                "ORDER BY idx LIMIT 1"
+            ).fetchone()
+            if row is None:
+                row = c.execute(
+                    "SELECT idx, item, attempts, run, prepared FROM tasks "
+                    "WHERE status = 'running' AND lease < ? ORDER BY lease LIMIT 1",
+                    (now,),
+                ).fetchone()
+                if row is not None:
+                    # The holder stopped renewing: its attempt is over (and its run with it).
+                    c.execute(
+                        "UPDATE attempts SET status = 'lost', stopped = ? "
+                        "WHERE idx = ? AND attempt = ? AND stopped IS NULL",
+                        (now, row[0], row[2]),
+                    )
+            if row is None:
+                return None
+            idx, item, attempts, run, prepared = row
+            attempt = attempts + 1
+            run_id = run if prepared else new_run
+            c.execute(
+                "UPDATE tasks SET status = 'running', worker = ?, lease = ?, attempts = ?, "
+                "run = COALESCE(?, run), prepared = 0, started = ?, stopped = NULL, error = NULL "
+                "WHERE idx = ?",
+                (worker, now + self.lease_s, attempt, run_id, now, idx),
+            )
+            c.execute(
+                "INSERT OR REPLACE INTO attempts (idx, attempt, worker, run, status, started) "
+                "VALUES (?, ?, ?, ?, 'running', ?)",
+                (idx, attempt, worker, run_id, now),
+            )
+        return Claim(idx, json.loads(item), attempt, worker, run_id, bool(prepared))
+
+    def heartbeat(self, claims: Sequence[Claim]) -> list[Claim]:
+        """Renew the leases of these claims; the claims this worker no longer holds."""
+        if not claims:
+            return []
+        lost = []
+        with self._tx() as c:
+            until = time.time() + self.lease_s
+            for claim in claims:
+                n = c.execute(
+                    "UPDATE tasks SET lease = ? WHERE idx = ? AND worker = ? AND attempts = ? "
+                    "AND status = 'running'",
+                    (until, claim.index, claim.worker, claim.attempt),
+                ).rowcount
+                if n == 0:
+                    lost.append(claim)
+        return lost
+
+    def finish(self, claim: Claim, outcome: Outcome) -> bool:
+        """Record how an attempt ended; False when the claim was no longer this worker's (its
+        lease expired and another worker took the task over: that worker's result counts)."""
+        with self._tx() as c:
+            return self._finish(c, claim, outcome, time.time())
+
+    def _finish(self, c: sqlite3.Connection, claim: Claim, outcome: Outcome, now: float) -> bool:
+        held = c.execute(
+            "SELECT 1 FROM tasks WHERE idx = ? AND worker = ? AND attempts = ? "
+            "AND status = 'running'",
+            (claim.index, claim.worker, claim.attempt),
+        ).fetchone()
+        attempt_status = outcome.status if held else "lost"
+        c.execute(
+            "UPDATE attempts SET status = ?, stopped = ?, run = COALESCE(?, run) "
+            "WHERE idx = ? AND attempt = ?",
+            (attempt_status, now, outcome.run, claim.index, claim.attempt),
+        )
+        if not held:
+            return False
+        if outcome.status == "terminated":
+            # Interrupted, not done: back in the pool, for this job's requeued self or another.
+            c.execute(
+                "UPDATE tasks SET status = 'pending', worker = NULL, lease = NULL, prepared = 0, "
+                "run = COALESCE(?, run), stopped = ? WHERE idx = ?",
+                (outcome.run, now, claim.index),
+            )
+        else:
+            c.execute(
+                "UPDATE tasks SET status = ?, worker = NULL, lease = NULL, prepared = 0, "
+                "run = COALESCE(?, run), result = ?, error = ?, stopped = ? WHERE idx = ?",
+                (
+                    outcome.status,
+                    outcome.run,
+                    _json_or_none(outcome.result),
+                    outcome.error,
+                    now,
+                    claim.index,
+                ),
+            )
+        return True
+
+    # -- reading ----------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATUSES, 0)
+        for status, n in self._connect().execute(
+            "SELECT status, count(*) FROM tasks GROUP BY status"
+        ):
+            out[status] = n
+        out["total"] = sum(out[s] for s in STATUSES)
+        return out
+
+    def unfinished(self) -> int:
+        row = (
+            self._connect()
+            .execute("SELECT count(*) FROM tasks WHERE status IN ('pending', 'running')")
+            .fetchone()
+        )
+        return int(row[0])
+
+    def wait_hint(self) -> float | None:
+        """Seconds until the earliest lease of a running task expires (None: none running)."""
+        row = (
+            self._connect()
+            .execute("SELECT min(lease) FROM tasks WHERE status = 'running'")
+            .fetchone()
+        )
+        if row is None or row[0] is None:
+            return None
+        return max(0.0, float(row[0]) - time.time())
+
+    def rows(self) -> list[TaskRow]:
+        out = []
+        for (
+            idx,
+            item,
+            status,
+            attempts,
+            run,
+            error,
+            result,
+            worker,
+            lease,
+        ) in self._connect().execute(
+            "SELECT idx, item, status, attempts, run, error, result, worker, lease FROM tasks "
+            "ORDER BY idx"
+        ):
+            out.append(
+                TaskRow(
+                    idx,
+                    json.loads(item),
+                    status,
+                    attempts,
+                    run,
+                    error,
+                    json.loads(result) if result is not None else None,
+                    worker,
+                    lease,
+                )
+            )
+        return out
+
+    def attempts(self) -> list[dict[str, Any]]:
+        cur = self._connect().execute(
+            "SELECT idx, attempt, worker, run, status, started, stopped FROM attempts "
+            "ORDER BY idx, attempt"
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur]
+
+    # -- retry and abort --------------------------------------------------------------------
+    def reset_for_retry(self) -> int:
+        """Failed tasks, and tasks left running by workers that are gone (lease expired), back
+        to pending; the number of tasks to run again (pending ones included)."""
+        with self._tx() as c:
+            c.execute(
+                "UPDATE tasks SET status = 'pending', worker = NULL, lease = NULL, prepared = 0, "
+                "error = NULL WHERE status = 'failed' OR (status = 'running' AND lease < ?)",
+                (time.time(),),
+            )
+            row = c.execute("SELECT count(*) FROM tasks WHERE status = 'pending'").fetchone()
+        return int(row[0])
+
+    def release_all(self) -> list[str]:
+        """The batch is being stopped: every running task back to pending; their runs."""
+        with self._tx() as c:
+            runs = [
+                r[0] for r in c.execute("SELECT run FROM tasks WHERE status = 'running'") if r[0]
+            ]
+            now = time.time()
+            c.execute(
+                "UPDATE attempts SET status = 'terminated', stopped = ? WHERE stopped IS NULL",
+                (now,),
+            )
+            c.execute(
+                "UPDATE tasks SET status = 'pending', worker = NULL, lease = NULL, prepared = 0 "
+                "WHERE status = 'running'"
+            )
+        return runs
+
+
+# -- workers ----------------------------------------------------------------------------------
+class TaskRunner(Protocol):
+    """Runs one task. Sent (pickled) to every worker; `setup` runs once per worker process."""
+
+    def setup(self) -> None: ...
+
+    def run(self, claim: Claim) -> Outcome: ...
+
+    def interrupted(self, claim: Claim) -> None: ...
+
+    def teardown(self) -> None: ...
+
+
+@dataclass
+class WorkerReport:
+    worker: str
+    done: int = 0
+    failed: int = 0
+    interrupted: bool = False
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+class Worker:
+    """A serial worker: claims tasks from the pool and runs them one by one until none is left.
+
+    This is the callable every executor runs (in this process, in joblib workers, as Slurm or
+    PBS jobs). It follows submitit's requeue contract: on preemption or timeout submitit calls
+    `checkpoint`, which hands the task in flight back to the pool (recorded not done, its run
+    `terminated`) and returns a `DelayedSubmission` of a fresh worker, so the requeued job
+    carries on with the undone tasks only.
+    """
+
+    def __init__(
+        self,
+        pool: TaskPool,
+        runner: TaskRunner,
+        *,
+        max_tasks: int | None = None,
+        linger: bool = True,
+    ) -> None:
+        self.pool = pool
+        self.runner = runner
+        self.max_tasks = max_tasks
+        self.linger = linger  # wait for tasks other workers hold, to take them over if they die
+        self._current: Claim | None = None
+        self._idle = IDLE_FIRST_S
+        self._stopping = False
+        self._beat: threading.Thread | None = None
+        self._beat_stop = threading.Event()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "pool": self.pool,
+            "runner": self.runner,
+            "max_tasks": self.max_tasks,
+            "linger": self.linger,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(  # type: ignore[misc]
+            state["pool"], state["runner"], max_tasks=state["max_tasks"], linger=state["linger"]
+        )
+
+    def fresh(self) -> Worker:
+        return Worker(self.pool, self.runner, max_tasks=self.max_tasks, linger=self.linger)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def __call__(self, *_slot: Any) -> WorkerReport:
+        report = WorkerReport(worker_name())
+        t0 = time.monotonic()
+        self.runner.setup()
+        self._start_heartbeat()
+        finished: tuple[Claim, Outcome] | None = None
+        try:
+            while not self._stopping:
+                if self.max_tasks is not None and report.done + report.failed >= self.max_tasks:
+                    break
+                claim = self.pool.claim(report.worker, finished, new_run=new_id())
+                finished = None
+                if claim is None:
+                    if not self._should_wait():
+                        break
+                    continue
+                self._idle = IDLE_FIRST_S
+                self._current = claim
+                outcome = self.runner.run(claim)
+                self._current = None
+                if outcome.status == "terminated":
+                    self.pool.finish(claim, outcome)
+                    report.interrupted = True
+                    break
+                finished = (claim, outcome)
+                if outcome.status == "completed":
+                    report.done += 1
+                else:
+                    report.failed += 1
+            if finished is not None:
+                self.pool.finish(*finished)
+                finished = None
+        except BaseException:
+            current = self._current
+            if current is not None:
+                # SIGTERM, Ctrl-C, submitit's exit after a checkpoint: the task is not done.
+                with contextlib.suppress(Exception):
+                    self.runner.interrupted(current)
+                    self.pool.finish(current, Outcome("terminated", current.run))
+                self._current = None
+            if finished is not None:
+                with contextlib.suppress(Exception):
+                    self.pool.finish(*finished)
+            raise
+        finally:
+            self._stop_heartbeat()
+            with contextlib.suppress(Exception):
+                self.runner.teardown()
+            report.seconds = round(time.monotonic() - t0, 3)
+        return report
+
+    def _should_wait(self) -> bool:
+        """Nothing claimable now. Tasks other workers hold may still come back (their worker
+        dies and the lease runs out): the last workers wait for them rather than lose them."""
+        if not self.linger:
+            return False
+        hint = self.pool.wait_hint()
+        if hint is None:
+            return False
+        # Soon at first (the other workers' last tasks end any moment), then less often.
+        pause = min(max(hint, 0.01), self._idle, max(self.pool.lease_s / 4, 0.01))
+        self._idle = min(self._idle * 1.5, 2.0)
+        time.sleep(pause)
+        return True
+
+    # -- leases -----------------------------------------------------------------------------
+    def _start_heartbeat(self) -> None:
+        self._beat_stop.clear()
+        self._beat = threading.Thread(target=self._heartbeat, name="tether-lease", daemon=True)
+        self._beat.start()
+
+    def _stop_heartbeat(self) -> None:
+        self._beat_stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=5)
+            self._beat = None
+
+    def _heartbeat(self) -> None:
+        every = max(self.pool.lease_s / 6, 0.05)
+        while not self._beat_stop.wait(every):
+            current = self._current
+            if current is None:
+                continue
+            try:
+                lost = self.pool.heartbeat([current])
+            except Exception as exc:  # a busy or unreachable pool: try again at the next beat
+                print(f"tether: task lease not renewed: {exc}", file=sys.stderr)
+                continue
+            if lost:
+                print(
+                    f"tether: task {current.index} was taken over by another worker (this "
+                    "worker's lease ran out); its result here will not count",
+                    file=sys.stderr,
+                )
+
+    # -- stopping ---------------------------------------------------------------------------
+    def release(self) -> None:
+        """Stop after the task in flight, which is handed back to the pool now (not done) and
+        its run recorded terminated. Safe to call from a signal handler."""
+        self._stopping = True
+        current = self._current
+        if current is not None:
+            try:
+                self.runner.interrupted(current)
+                self.pool.finish(current, Outcome("terminated", current.run))
+            except Exception:
+                traceback.print_exc()
+            self._current = None
+
+    # -- submitit's requeue contract --------------------------------------------------------
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """Called by submitit on preemption or timeout (in the signal handler, while a task may
+        be running): hand the task in flight back to the pool and requeue a fresh worker."""
+        import submitit
+
+        self.release()
+        return submitit.helpers.DelayedSubmission(self.fresh(), *args, **kwargs)
