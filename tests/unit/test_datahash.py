@@ -268,12 +268,14 @@ def test_unreadable_file_is_an_error_naming_it(tmp_path: Path, monkeypatch: pyte
         hash_data([root], cache=False)
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads anything")
-def test_unreadable_file_for_real(tmp_path: Path):
-    root = make_tree(tmp_path / "data")
-    (root / "f0.bin").chmod(0)
-    with pytest.raises(HashError, match=r"f0\.bin: cannot read"):
-        hash_data([root], cache=False)
+if os.name == "posix" and os.geteuid() != 0:
+    # Only defined where permissions bind (root reads anything, and CI runs as root): the
+    # patched read above covers the same error path everywhere.
+    def test_unreadable_file_for_real(tmp_path: Path):
+        root = make_tree(tmp_path / "data")
+        (root / "f0.bin").chmod(0)
+        with pytest.raises(HashError, match=r"f0\.bin: cannot read"):
+            hash_data([root], cache=False)
 
 
 def test_file_changing_while_read_is_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
