@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import sqlite3
 import sys
 import threading
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..ids import new_id
+from ..sqlite_retry import enable_wal, immediate
 
 POOL_FILE = "tasks.db"
 DEFAULT_LEASE_S = 60.0
@@ -154,16 +154,7 @@ class TaskPool:
         conn = sqlite3.connect(
             self.path, timeout=60.0, isolation_level=None, check_same_thread=False
         )
-        conn.execute("PRAGMA busy_timeout = 60000")
-        for attempt in range(200):
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                time.sleep(0.005 + random.random() * 0.02 * min(attempt + 1, 10))
-        conn.execute("PRAGMA synchronous = NORMAL")
+        enable_wal(conn)
         self._conn, self._pid = conn, os.getpid()
         self._lock = threading.Lock()
         return conn
@@ -183,23 +174,11 @@ class TaskPool:
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         conn = self._connect()
-        with self._lock:
-            for attempt in range(400):
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    break
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) and "busy" not in str(exc):
-                        raise
-                    time.sleep(0.002 + random.random() * 0.01 * min(attempt + 1, 10))
-            else:
-                raise sqlite3.OperationalError(f"{self.path}: the task pool stayed locked")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with (
+            self._lock,
+            immediate(conn, f"{self.path}: the task pool", attempts=400, base=0.002, spread=0.01),
+        ):
+            yield conn
 
     # -- creation ---------------------------------------------------------------------------
     @classmethod

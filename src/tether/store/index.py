@@ -8,16 +8,15 @@ filter on any key is an indexed EXISTS sub-query however many runs there are.
 from __future__ import annotations
 
 import json
-import random
 import re
 import sqlite3
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..sqlite_retry import enable_wal, immediate
 from .records import IndexRow, RunRecord
 
 SCHEMA_VERSION = 2
@@ -149,41 +148,15 @@ class Index:
         conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         conn.row_factory = sqlite3.Row
         conn.create_function("regexp", 2, _regexp, deterministic=True)
-        conn.execute("PRAGMA busy_timeout = 60000")
-        # Switching a fresh file to WAL needs an exclusive lock, and SQLite does not always
-        # call the busy handler for it: retry with jitter when many processes start at once.
-        for attempt in range(200):
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                time.sleep(0.005 + random.random() * 0.02 * min(attempt + 1, 10))
-        conn.execute("PRAGMA synchronous = NORMAL")
+        enable_wal(conn)
         self._conn = conn
         self._ensure_schema()
         return conn
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connect()
-        for attempt in range(200):
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                time.sleep(0.005 + random.random() * 0.02 * min(attempt + 1, 10))
-        else:
-            raise sqlite3.OperationalError(f"{self.path}: database stayed locked")
-        try:
+        with immediate(self._connect(), f"{self.path}: database") as conn:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def _ensure_schema(self) -> None:
         conn = self._conn
