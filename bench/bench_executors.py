@@ -1,7 +1,7 @@
 """Dispatch cost of tether's executors: every task a child run, against the raw tools.
 
 (a) local: 1000 tasks of ~20 ms of CPU work each (a busy loop on `time.process_time`) through
-    `tether.executors.parallel.run_tasks(..., executor="local", n_jobs=<cores>)`, where each
+    `tether.batches.decorated.run_tasks(..., executor="local", n_jobs=<cores>)`, where each
     task is a child run of a batch run (run.lock, state.json, index row, task pool claim),
     against raw `joblib.Parallel(n_jobs=<cores>)` on the same function. Both run warm (loky
     workers started and the modules imported by a first, untimed round). Goal: <= 1.1x.
@@ -65,7 +65,7 @@ def cores() -> int:
 def bench_local(n_tasks: int, repeat: int) -> dict[str, Any]:
     from joblib import Parallel, delayed
 
-    from tether.executors.parallel import run_tasks
+    from tether.batches.decorated import run_tasks
 
     jobs = cores()
     cfg = {"i": 0, "ms": TASK_MS}
@@ -132,7 +132,7 @@ def bench_slurm(n_tasks: int, folder: Path) -> dict[str, Any]:
     import submitit
     import yaml
 
-    from tether.executors.parallel import run_tasks
+    from tether.batches.decorated import run_tasks
 
     parallelism = max(
         1,

@@ -336,7 +336,7 @@ def mlflow_seeds(client: Any, exp_id: str) -> list[int]:
 
 def seeds_of(root: Path, ids: list[str]) -> list[int]:
     from tether.store import Store
-    from tether.store.query import values_of
+    from tether.store.select import values_of
 
     store = Store(root)
     found = values_of(store.index, ids, ["config.seed"])

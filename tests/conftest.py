@@ -39,7 +39,8 @@ def _guard_rendezvous_env() -> Iterator[None]:
         shown = ", ".join(f"{k}={v!r}" for k, v in leaked.items())
         pytest.fail(
             f"this test leaked {shown} into os.environ (a later gloo test would wait for "
-            "minutes); use monkeypatch.setenv, a child environment, or tether.dist.cleanup()",
+            "minutes); use monkeypatch.setenv, a child environment, or "
+            "tether.distributed.cleanup()",
             pytrace=False,
         )
 

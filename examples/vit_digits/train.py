@@ -7,7 +7,7 @@
 
 The 8x8 digit images (1,797 of them ship inside scikit-learn: nothing is downloaded) are cut
 into four 4x4 patches, 4 tokens of 16 pixels, embedded, given a class token and positions, and read
-by two transformer blocks. `tether.dist.setup_torch()` finds the ranks from whatever launcher
+by two transformer blocks. `tether.distributed.setup_torch()` finds the ranks from whatever launcher
 started the script, `wrap_model` makes it DDP or FSDP, `distributed_loader` gives each rank its
 share of every epoch. Metrics go through `tether.History(..., reduce=True)`: each logged key is
 averaged over the ranks and recorded with its `/min`, `/max` and `/std`; rank 0 writes them to

@@ -12,31 +12,39 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "clicfg": "tether.config",
+    "clicfg": "tether.config.cli",
     "experiment": "tether.api",
-    "start_run": "tether.api",
+    "start_run": "tether.session.start",
     "unsafe_debug": "tether.debug",
-    "snapshot": "tether.options",
-    "track_data": "tether.options",
-    "previous_stage": "tether.options",
-    "current_run": "tether.api",
-    "Skipped": "tether.api",
+    "snapshot": "tether.api",
+    "track_data": "tether.api",
+    "previous_stage": "tether.api",
+    "current_run": "tether.context",
+    "Skipped": "tether.session.exits",
     "hash_data": "tether.capture.datahash",
     "History": "tether.track.history",
-    "open_run": "tether.track.diagnostics",
-    "mlflow": "tether.track.mlflow_decorator",
-    "parallel": "tether.executors.parallel",
-    "Run": "tether.run",
+    "open_run": "tether.session.open",
+    "mlflow": "tether.api",
+    "parallel": "tether.api",
+    "Run": "tether.session.run",
     "open_store": "tether.store",
     "Store": "tether.store",
     "TetherError": "tether.errors",
     "ConfigError": "tether.errors",
 }
 
-__all__ = ["__version__", *_API]
+# Modules reachable as attributes: `from tether import dist` is the documented spelling of
+# tether.distributed (docs/distributed.md); no module file is named `dist` (build output's name).
+_MODULES = {"dist": "tether.distributed"}
+
+__all__ = ["__version__", *_API, *_MODULES]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        value = import_module(_MODULES[name])
+        globals()[name] = value
+        return value
     module = _API.get(name)
     if module is None:
         raise AttributeError(f"module 'tether' has no attribute {name!r}")

@@ -12,18 +12,19 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import git
 from .lock import DataRecord, SourceRecord, StageRecord
 from .store.index import flatten
-from .store.layout import find_git_top, find_project_file
 from .store.records import RunRecord
+from .workspace import find_project_file
+
+if TYPE_CHECKING:
+    import subprocess
 
 # Config keys that differ between any two runs without saying anything about their inputs
 # (`save_dir` is filled with each run's own folder); `RunLock.identity()` leaves them out too.
@@ -234,23 +235,9 @@ def diff_stages(old: Sequence[StageRecord], new: Sequence[StageRecord]) -> list[
 
 
 # -- code -------------------------------------------------------------------------------------
-def _git_env() -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_EXTERNAL_DIFF"):
-        env.pop(name, None)
-    return env
-
-
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", "--no-pager", "-c", "core.quotepath=off", "-C", str(repo), *args],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        env=_git_env(),
-        check=False,
-    )
+    # Text shown to people: an undecodable byte becomes U+FFFD, not a surrogate.
+    return git.run(repo, *args, check=False, errors="replace")
 
 
 def _is_repo(path: Path) -> bool:
@@ -274,7 +261,7 @@ def search_roots(*run_dirs: Path, cwd: Path | None = None) -> list[Path]:
         if project is not None:
             roots.append(project.parent)
     for start in (here, *run_dirs):
-        top = find_git_top(start)
+        top = git.find_top(start)
         if top is not None:
             roots.append(top)
     roots.append(here)
@@ -319,7 +306,7 @@ def git_patch(repo: Path, old: str, new: str, *, color: bool = False) -> str:
 def _compare_git(change: SourceChange, roots: Sequence[Path], *, patch: bool, color: bool) -> None:
     old, new = change.old_commit, change.new_commit
     assert old is not None and new is not None
-    if shutil.which("git") is None:
+    if not git.available():
         change.change, change.message = "unavailable", "git is not installed"
         return
     repo = locate_repo(change.path, roots)

@@ -1,17 +1,27 @@
-"""run.lock: the immutable record of what defined a run (schema version 1)."""
+"""run.lock: the immutable record of what defined a run (schema version 1).
+
+Written once at start; every later change (background data digests, an attached script's
+config) is one read-modify-write under an exclusive file lock: `update_lock`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import StoreError
 from .fsio import atomic_write_text
 
 SCHEMA = 1
 LOCK_FILE = "run.lock"
+FLOCK_NAME = ".run.lock.flock"  # the file `update_lock` locks, beside run.lock
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -158,3 +168,31 @@ def read_lock(run_dir: Path) -> RunLock:
             "upgrade tether",
         )
     return RunLock.from_dict(raw)
+
+
+@contextlib.contextmanager
+def locked_run_lock(run_dir: str | os.PathLike[str]) -> Iterator[RunLock]:
+    """Read run.lock under an exclusive fcntl lock, yield it, write it back atomically.
+
+    Every read-modify-write of a run.lock after its creation goes through here, so two
+    processes updating different entries never lose each other's change.
+    """
+    import fcntl  # POSIX only: imported where the lock is taken
+
+    folder = Path(run_dir)
+    fd = os.open(folder / FLOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        lock = read_lock(folder)
+        yield lock
+        write_lock(folder, lock)
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def update_lock(run_dir: str | os.PathLike[str], mutate: Callable[[RunLock], T]) -> T:
+    """Change a run's run.lock in place: `mutate` gets the current record under the lock and
+    changes it; it is written back atomically. Returns what `mutate` returned. An exception
+    from `mutate` leaves run.lock as it was."""
+    with locked_run_lock(run_dir) as lock:
+        return mutate(lock)

@@ -17,10 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import git
 from .errors import TetherError
 from .lock import SourceRecord, dump_yaml
 from .store import RunRecord, Store
-from .store.layout import find_project_file
+from .workspace import find_project_file
 
 
 @dataclass
@@ -50,10 +51,7 @@ class Reproduction:
 
 
 def _git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise TetherError(f"git {' '.join(args[:2])} failed in {repo}: {proc.stderr.strip()}")
-    return proc.stdout.strip()
+    return git.output(repo, *args).strip()
 
 
 def _repo_of(source: SourceRecord, record: RunRecord) -> Path:
@@ -97,7 +95,7 @@ def _repo_of(source: SourceRecord, record: RunRecord) -> Path:
 
 def verify_data(record: RunRecord) -> list[str]:
     """Data inputs whose digest differs from the record (empty when all match)."""
-    from .capture.datahash import hash_data
+    from .capture.datahash.hashing import hash_data
 
     base = Path(record.lock.env.get("cwd") or ".")
     changed = []
@@ -124,11 +122,9 @@ def worktree(repo: Path, commit: str) -> Iterator[Path]:
         try:
             yield tree
         finally:
-            subprocess.run(
-                ["git", "-C", str(repo), "worktree", "remove", "--force", str(tree)],
-                capture_output=True,
-            )
-            subprocess.run(["git", "-C", str(repo), "worktree", "prune"], capture_output=True)
+            with contextlib.suppress(git.GitError):
+                git.run(repo, "worktree", "remove", "--force", str(tree), check=False)
+                git.run(repo, "worktree", "prune", check=False)
 
 
 def _map(path_text: str, top: Path, tree: Path) -> str:

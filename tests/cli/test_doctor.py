@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tether.dist import doctor
-from tether.dist.doctor import CHECKS, Context, run_checks
+from tether.distributed import doctor
+from tether.distributed.doctor import CHECKS, Context, run_checks, services
 
 NAMES = [
     "python",
@@ -271,7 +271,7 @@ def test_no_launcher_on_path() -> None:
 
 
 def test_wandb_without_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(doctor, "_has_module", lambda name, ctx: True)
+    monkeypatch.setattr(services, "_has_module", lambda name, ctx: True)
     env = {"HOME": str(tmp_path), "PATH": "/usr/bin"}
     (c,) = run_checks(Context(env=env), ["wandb"])
     assert c.status == "warn" and "no credentials for api.wandb.ai" in c.summary

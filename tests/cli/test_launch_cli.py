@@ -248,7 +248,7 @@ def _pip(*args: str) -> subprocess.CompletedProcess[str]:
 
 PLUGIN = '''
 """A site's scheduler plug-in, as a third party would ship it."""
-from tether.dist.schedulers.base import Scheduler
+from tether.distributed.schedulers.base import Scheduler
 
 
 class FakeSite(Scheduler):

@@ -15,8 +15,8 @@ import pytest
 
 import tether
 from tests.conftest import run_cli
-from tether.capture.source import git_top
 from tether.diffing import diff_config, diff_data, diff_sources, diff_stages
+from tether.git import toplevel as git_top
 from tether.lock import DataRecord, SourceRecord, StageRecord
 
 GIT_ENV = {

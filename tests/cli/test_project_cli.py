@@ -8,7 +8,7 @@ from pathlib import Path
 
 import tether
 from tests.conftest import run_cli
-from tether.project import load_project
+from tether.project.parse import load_project
 
 
 def test_init_then_check_round_trip(tmp_path: Path, runs_root: Path):

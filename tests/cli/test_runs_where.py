@@ -12,7 +12,7 @@ import pytest
 import tether
 from tests.conftest import run_cli
 from tether.store import Store
-from tether.store.query import WhereError
+from tether.store.fields import WhereError
 
 # (name, lr, accuracy or None, tags, label)
 RUNS = [

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tether.track.history import read_metrics
+from tether.track.metrics_file import read_metrics
 
 TIMEOUT = 180
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tether.dist import envpack
-from tether.dist.envpack import FolderTransport, RsyncTransport, detect_env, pack, plan, yeet
+from tether.distributed import envpack
+from tether.distributed.envpack import FolderTransport, RsyncTransport, detect_env, pack, plan, yeet
 from tether.errors import TetherError
 
 pytestmark = pytest.mark.integration
@@ -273,7 +273,8 @@ def test_yeet_bad_input(tmp_path: Path) -> None:
         yeet(src, ["a"], "/d", t, extract=True)
     with pytest.raises(TetherError, match="unknown transport 'ftp'"):
         envpack.get_transport("ftp")
-    assert isinstance(envpack.get_transport("tether.dist.envpack:RsyncTransport"), RsyncTransport)
+    rsync = envpack.get_transport("tether.distributed.envpack:RsyncTransport")
+    assert isinstance(rsync, RsyncTransport)
     with pytest.raises(TetherError, match="not inside a Slurm or PBS job"):
         envpack.hosts_from(None, env={})
     proc = cli("env", "yeet", "--dest", "/d", "--transport", "folders",

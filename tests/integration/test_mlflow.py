@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 import tether
-from tether.track.history import read_metrics
+from tether.track.metrics_file import read_metrics
 
 BIN = Path(sys.executable).parent
 

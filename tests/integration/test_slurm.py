@@ -318,7 +318,7 @@ def test_unknown_partition_passes_sbatch_error_through(slurm: None, world: World
 def test_runs_of_a_cancelled_batch_are_brought_in_step(slurm: None, world: World) -> None:
     """`reconcile` (for `tether runs`): the jobs of a batch are gone (scancel) while its
     children still say queued: they end terminated, and the tasks stay undone in the pool."""
-    from tether.executors.slurm import reconcile
+    from tether.batches.reconcile import reconcile
 
     batch = Batch(world, {"workers": 1, "additional": ["--hold"]})
     proc = batch.start(_tasks(3))

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 import tether
-from tether.capture.source import GitError, snapshot_repo
+from tether.capture.source import snapshot_repo
+from tether.git import GitError
 
 ENV = dict(
     os.environ,

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.integration
 WORKER = textwrap.dedent(
     """
     import os, sys, time
-    from tether.executors.taskpool import Outcome, TaskPool, Worker
+    from tether.executors.taskpool import Outcome, TaskPool
+    from tether.executors.worker import Worker
 
     class Runner:
         def __init__(self, log, hold):

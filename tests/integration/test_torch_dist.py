@@ -1,4 +1,4 @@
-"""tether.dist.setup_torch / wrap_model / distributed_loader on real ranks, and the ViT example.
+"""tether.distributed: setup_torch, wrap_model, distributed_loader on real ranks; the ViT example.
 
 Ranks are real processes started by Open MPI's `mpiexec` (or `tether launch`), talking gloo on
 the CPU. Everything a rank needs is set in the children's environment only: the test process
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tether.dist import torch as tdist
+from tether.distributed import torch as tdist
 from tether.errors import TetherError
-from tether.track.history import read_metrics
+from tether.track.metrics_file import read_metrics
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from tether.config import CliArgs, build_config, clicfg, parse_argv
+from tether.config.argv import CliArgs, parse_argv
+from tether.config.cli import clicfg
+from tether.config.compose import build_config
 from tether.errors import ConfigError
 
 

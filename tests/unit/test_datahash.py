@@ -1,7 +1,7 @@
 """Data digests: file and folder digests, symlinks, errors, the stat cache, background hashing.
 
 Every test has its own stat cache (TETHER_CACHE_DIR points into tmp_path, see conftest.py).
-Reads are counted by wrapping `datahash._read_file`, the one function that opens data files.
+Reads are counted by wrapping `reader._read_file`, the one function that opens data files.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 import blake3
 import pytest
 
-from tether.capture import datahash
 from tether.capture.datahash import (
     CHUNK,
     MANIFEST_HEADER,
@@ -25,13 +24,15 @@ from tether.capture.datahash import (
     HashError,
     HashProgress,
     HashStats,
+    background,
     hash_data,
     hash_data_background,
-    locked_run_lock,
+    reader,
     wait_for_data,
 )
-from tether.capture.hashcache import HashCache, default_cache_dir, default_cache_path
-from tether.lock import DataRecord, RunLock, read_lock, write_lock
+from tether.capture.datahash import hashing as hashing_mod
+from tether.capture.datahash.cache import HashCache, default_cache_dir, default_cache_path
+from tether.lock import DataRecord, RunLock, locked_run_lock, read_lock, write_lock
 
 OLD = 1_600_000_000  # a time well outside the racy window: files "written long ago"
 
@@ -77,14 +78,14 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Paths read by hash_data, in the order they were read."""
     seen: list[str] = []
     lock = threading.Lock()
-    real = datahash._read_file
+    real = reader._read_file
 
     def counting(path: str, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         with lock:
             seen.append(path)
         return real(path, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(datahash, "_read_file", counting)
+    monkeypatch.setattr(reader, "_read_file", counting)
     return seen
 
 
@@ -263,7 +264,7 @@ def test_unreadable_file_is_an_error_naming_it(tmp_path: Path, monkeypatch: pyte
     def denied(path: str, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         raise PermissionError(13, "Permission denied", path)
 
-    monkeypatch.setattr(datahash, "_read_file", denied)
+    monkeypatch.setattr(reader, "_read_file", denied)
     with pytest.raises(HashError, match=r"data/f\d\.bin: cannot read \(Permission denied\)"):
         hash_data([root], cache=False)
 
@@ -280,7 +281,7 @@ if os.name == "posix" and os.geteuid() != 0:
 
 def test_file_changing_while_read_is_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     f = write(tmp_path / "grows", b"first")
-    real = datahash._read_file
+    real = reader._read_file
     calls = []
 
     def racing(path: str, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -290,7 +291,7 @@ def test_file_changing_while_read_is_read_again(tmp_path: Path, monkeypatch: pyt
                 fh.write(b" and more")
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(datahash, "_read_file", racing)
+    monkeypatch.setattr(reader, "_read_file", racing)
     (d,) = hash_data([f])
     assert len(calls) == 2
     assert (d.digest, d.bytes) == (b3(b"first and more"), 14)
@@ -298,15 +299,15 @@ def test_file_changing_while_read_is_read_again(tmp_path: Path, monkeypatch: pyt
 
 def test_file_that_keeps_changing_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     f = write(tmp_path / "busy.log", b"start")
-    real = datahash._read_file
+    real = reader._read_file
 
     def always_racing(path: str, *args, **kwargs):  # type: ignore[no-untyped-def]
         with open(path, "ab") as fh:  # a writer that never stops
             fh.write(b".")
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(datahash, "_read_file", always_racing)
-    monkeypatch.setattr(datahash.time, "sleep", lambda s: None)
+    monkeypatch.setattr(reader, "_read_file", always_racing)
+    monkeypatch.setattr(reader.time, "sleep", lambda s: None)
     with pytest.raises(HashError, match=r"busy\.log: changed while being hashed"):
         hash_data([f])
 
@@ -491,7 +492,7 @@ def test_concurrent_processes_share_the_cache(tmp_path: Path):
 
 
 def test_progress_reports_the_totals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(datahash, "_PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(hashing_mod, "_PROGRESS_EVERY_S", 0.0)
     root = make_tree(tmp_path / "data")
     write(root / "big.bin", os.urandom(2 * CHUNK + 5))
     events: list[HashProgress] = []
@@ -541,7 +542,7 @@ def test_background_hash_fills_run_lock(tmp_path: Path):
         want.bytes,
     )
     assert by_path[str(f)].digest == b3(b"a,b\n")
-    assert not (run_dir / datahash.LOG_NAME).exists()  # nothing went wrong
+    assert not (run_dir / background.LOG_NAME).exists()  # nothing went wrong
 
 
 def test_background_hash_with_plain_paths_matches_keyed_entries(tmp_path: Path):
@@ -562,7 +563,7 @@ def test_background_failure_is_recorded(tmp_path: Path):
     assert proc.returncode == 1
     (entry,) = read_lock(run_dir).data
     assert entry.status == "failed"
-    assert "gone: no such file or folder" in (run_dir / datahash.LOG_NAME).read_text()
+    assert "gone: no such file or folder" in (run_dir / background.LOG_NAME).read_text()
 
 
 def test_wait_for_data_times_out(tmp_path: Path):
@@ -573,7 +574,7 @@ def test_wait_for_data_times_out(tmp_path: Path):
 
 _UPDATER = """
 import sys, time
-from tether.capture.datahash import locked_run_lock
+from tether.lock import locked_run_lock
 run_dir, index = sys.argv[1], int(sys.argv[2])
 for round in range(10):
     with locked_run_lock(run_dir) as lock:

@@ -11,13 +11,16 @@ import pytest
 import yaml
 
 import tether
+from tether.batches.children import ChildRuns
+from tether.batches.decorated import run_tasks
+from tether.batches.driver import BatchResult
+from tether.batches.flags import EXECUTOR_FLAGS
 from tether.errors import ConfigError, TetherError
-from tether.executors import EXECUTOR_FLAGS, available, get_executor
-from tether.executors.children import ChildRuns
-from tether.executors.parallel import BatchResult, run_tasks
-from tether.executors.taskpool import Outcome, TaskPool, Worker
+from tether.executors import available, get_executor
+from tether.executors.taskpool import Outcome, TaskPool
+from tether.executors.worker import Worker
 from tether.lock import read_lock
-from tether.options import RunOptions, SnapshotOptions
+from tether.session.options import RunOptions, SnapshotOptions
 from tether.store import open_store
 
 NO_SNAPSHOT = RunOptions(snapshot=SnapshotOptions(False))
@@ -463,7 +466,7 @@ def test_slurm_settings_are_checked(tmp_path: Path):
 def test_progress_display_counts(tmp_path: Path):
     from rich.console import Console
 
-    from tether.executors.parallel import ProgressDisplay
+    from tether.batches.progress import ProgressDisplay
 
     pool = TaskPool.create(tmp_path, [1, 2, 3])
     claim = pool.claim("w", new_run="r")

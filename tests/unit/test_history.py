@@ -19,8 +19,10 @@ import pytest
 
 import tether
 from tether.errors import TetherError
-from tether.track.history import History, iter_metrics, read_metrics, short32
+from tether.track.history import History
+from tether.track.metrics_file import iter_metrics, read_metrics
 from tether.track.sinks import Sink, SinkContext, load_sink, sink_names
+from tether.track.values import short32
 
 
 def need(module: str) -> Any:

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
-from tether.dist import mpi, schedulers
-from tether.dist.launch import apply_template, build_command, resolve
-from tether.dist.spec import LaunchSpec
+from tether.distributed import mpi, schedulers
+from tether.distributed.launchers import build_command
+from tether.distributed.resolver import resolve
+from tether.distributed.spec import LaunchSpec
+from tether.distributed.templates import apply_template
 from tether.errors import TetherError
 
 CMD = ["python", "train.py", "--lr", "0.1"]
@@ -461,7 +463,7 @@ def test_generic_openmpi_forwards_what_is_set() -> None:
 
 
 def test_every_shipped_template_loads_and_builds(tmp_path: Path) -> None:
-    from tether.dist.launch import load_template, template_names
+    from tether.distributed.templates import load_template, template_names
 
     names = template_names()
     assert set(names) >= {
@@ -559,7 +561,7 @@ def test_detect_runs_mpiexec_version(tmp_path: Path) -> None:
     ],
 )
 def test_relabel(launcher: str, flavour: str | None, line: str, expected: str) -> None:
-    from tether.dist.launch import LAUNCHERS
+    from tether.distributed.launchers import LAUNCHERS
 
     spec = LaunchSpec(CMD, flavour=flavour)
     out = LAUNCHERS[launcher]().relabel(spec, line)
@@ -603,8 +605,15 @@ def test_open_mpi_tag_stream_rebuilds_lines_per_rank() -> None:
 
 
 def test_line_labeller_keeps_partial_lines_whole() -> None:
-    from tether.dist.launch import Srun
+    from tether.distributed.launchers import Srun
 
     labeller = Srun().labeller(LaunchSpec(CMD))
     out = labeller.feed("0: par") + labeller.feed("tial\n1: x\n[") + labeller.flush()
     assert out.splitlines() == ["[0] partial", "[1] x", "["]
+
+
+def test_every_launcher_a_spec_accepts_has_a_builder() -> None:
+    from tether.distributed import spec
+    from tether.distributed.launchers import LAUNCHERS
+
+    assert tuple(LAUNCHERS) == spec.LAUNCHERS

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tether.dist.launch import IDLE_EXIT, Attempts, LaunchResult, run_launch
-from tether.dist.spec import LaunchSpec
+from tether.distributed.launch import IDLE_EXIT, Attempts, LaunchResult, run_launch
+from tether.distributed.spec import LaunchSpec
 from tether.store import open_store
 
 PY = sys.executable

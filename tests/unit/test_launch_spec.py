@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tether.dist.hostfile import parse_hostfile, read_hostfile
-from tether.dist.spec import LaunchSpec, counts
+from tether.distributed.hostfile import parse_hostfile, read_hostfile
+from tether.distributed.spec import LaunchSpec, counts
 from tether.errors import TetherError
 
 CMD = ["python", "train.py"]

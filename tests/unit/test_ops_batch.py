@@ -9,7 +9,7 @@ import pytest
 from tether.errors import TetherError
 from tether.ops.batch import expand, read_batch_file
 from tether.ops.flags import parse_flags
-from tether.project_types import FlagDef, OpDef
+from tether.project.model import FlagDef, OpDef
 
 
 def make_op(**defaults: object) -> OpDef:

@@ -17,7 +17,7 @@ import pytest
 from tether.errors import TetherError
 from tether.ops.exec import build_config, execute, fill, resolve_command
 from tether.ops.scalars import compile_patterns
-from tether.project_types import FlagDef, OpDef
+from tether.project.model import FlagDef, OpDef
 
 
 def make_op(exec_: str | list[str], **defaults: object) -> OpDef:

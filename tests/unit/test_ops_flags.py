@@ -16,7 +16,7 @@ from tether.ops.flags import (
     parse_flags,
     parse_function,
 )
-from tether.project_types import FlagDef, OpDef
+from tether.project.model import FlagDef, OpDef
 
 
 def make_op(**defaults: object) -> OpDef:

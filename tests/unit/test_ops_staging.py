@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 
 import tether
+from tether.globs import compile_glob, matches
 from tether.ops.staging import (
-    glob_regex,
-    matches,
     plan_staging,
     select_sources,
     snapshot_patterns,
     stage,
 )
-from tether.project_types import DependencyDef, OpDef, Project
+from tether.project.model import DependencyDef, OpDef, Project
 from tether.store import Store
 
 
@@ -38,14 +37,14 @@ def rel(paths) -> list[str]:
     ],
 )
 def test_globs(pattern: str, yes: list[str], no: list[str]):
-    rx = glob_regex(pattern)
+    rx = compile_glob(pattern)
     assert all(rx.match(p) for p in yes), pattern
     assert not any(rx.match(p) for p in no), pattern
 
 
 def test_a_folder_name_covers_what_is_inside():
-    assert matches("data/raw/x.py", [glob_regex("data")])
-    assert not matches("database.py", [glob_regex("data")])
+    assert matches("data/raw/x.py", [compile_glob("data")])
+    assert not matches("database.py", [compile_glob("data")])
 
 
 def make_tree(root: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tether.errors import TetherError
-from tether.track import metrics_io, plots, report
+from tether.track import metrics_file, plots, report
 
 
 def write_rows(path: Path, rows: list[dict], tail: str = "") -> Path:
@@ -42,9 +42,9 @@ def png_size(path: Path) -> tuple[int, int]:
 # -- reading ---------------------------------------------------------------------------------------
 def test_reader_skips_a_torn_last_line(tmp_path: Path):
     run = write_rows(tmp_path / "r", curves(3), tail='{"step": 3, "train/lo')
-    rows = metrics_io.read_metrics(run)
+    rows = metrics_file.read_metrics(run)
     assert len(rows) == 6 and rows[-1] == {"step": 2, "t": 3.5, "eval/acc": 0.5 + 2 / 6}
-    assert metrics_io.read_metrics(run / "metrics.jsonl") == rows  # the file itself works too
+    assert metrics_file.read_metrics(run / "metrics.jsonl") == rows  # the file itself works too
 
 
 def test_reader_skips_bad_lines_and_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture):
@@ -54,15 +54,15 @@ def test_reader_skips_bad_lines_and_warns(tmp_path: Path, caplog: pytest.LogCapt
         b'{"step": 0, "a": 1}\nnot json\n[1, 2]\n\n{"step": 1, "a": 2}\n{"step": 2, "a": \xff'
     )
     with caplog.at_level("WARNING"):
-        rows = metrics_io.read_metrics(run)
+        rows = metrics_file.read_metrics(run)
     assert rows == [{"step": 0, "a": 1}, {"step": 1, "a": 2}]
     warned = " ".join(r.getMessage() for r in caplog.records)
     assert "metrics.jsonl:2" in warned and "metrics.jsonl:6" not in warned  # the torn tail: quiet
 
 
 def test_reader_of_a_missing_file_gives_nothing(tmp_path: Path):
-    assert metrics_io.read_metrics(tmp_path) == []
-    assert metrics_io.read_metrics(tmp_path / "nope" / "metrics.jsonl") == []
+    assert metrics_file.read_metrics(tmp_path) == []
+    assert metrics_file.read_metrics(tmp_path / "nope" / "metrics.jsonl") == []
 
 
 def test_series_use_steps_or_value_numbers():
@@ -72,7 +72,7 @@ def test_series_use_steps_or_value_numbers():
         {"loss": 1.0, "lr": 0.05},  # no step: loss falls back to value numbers
         {"step": 7, "acc": 1},
     ]
-    series = metrics_io.to_series(rows)
+    series = metrics_file.to_series(rows)
     assert list(series) == ["loss", "lr", "acc"]  # strings and booleans are not metrics
     loss = series["loss"]
     assert not loss.x_is_step and loss.xs == [0.0, 1.0, 2.0]
@@ -89,7 +89,7 @@ def test_summarize_matches_summary_json_shape():
         {"acc": 0.5},
         {"step": 3, "big": float("inf")},
     ]
-    out = metrics_io.summarize(rows)
+    out = metrics_file.summarize(rows)
     assert out["loss"] == {"last": 1.0, "min": 1.0, "max": 3.0, "step": 2}
     assert out["big"] == {"last": math.inf, "min": math.inf, "max": math.inf, "step": 3}
     assert out["acc"] == {"last": 0.5, "min": 0.5, "max": 0.5}
@@ -101,7 +101,7 @@ def test_keys_are_grouped_by_prefix():
     assert plots.group_of("eval/top/1") == "eval"
     assert plots.group_of("loss") == plots.DEFAULT_GROUP
     assert plots.group_of("/odd") == plots.DEFAULT_GROUP
-    series = metrics_io.to_series([*curves(3), {"lr": 0.1}])
+    series = metrics_file.to_series([*curves(3), {"lr": 0.1}])
     charts = plots.charts_for_run(series)
     assert [(c.name, [ln.label for ln in c.lines]) for c in charts] == [
         ("train", ["train/loss", "train/acc"]),
@@ -128,8 +128,8 @@ def test_select_keys_by_key_group_and_glob():
 
 
 def test_several_runs_give_one_chart_per_key():
-    a = metrics_io.to_series(curves(3))
-    b = metrics_io.to_series([{"step": 0, "eval/acc": 0.9}, {"step": 0, "extra": 1}])
+    a = metrics_file.to_series(curves(3))
+    b = metrics_file.to_series([{"step": 0, "eval/acc": 0.9}, {"step": 0, "extra": 1}])
     charts = plots.charts_for_runs([("01a2 train", a), ("01a3 train", b)])
     assert [c.name for c in charts] == ["train/loss", "train/acc", "eval/acc", "extra"]
     eval_chart = charts[2]
@@ -153,7 +153,7 @@ def test_thin_keeps_the_ends():
 
 
 def test_terminal_text_without_and_with_colour():
-    charts = plots.charts_for_run(metrics_io.to_series(curves(10)))
+    charts = plots.charts_for_run(metrics_file.to_series(curves(10)))
     text = plots.render_text(charts, width=70, height=14, color=False)
     assert "\x1b[" not in text
     lines = text.splitlines()
@@ -165,7 +165,7 @@ def test_terminal_text_without_and_with_colour():
 
 
 def test_terminal_chart_of_only_nan_values():
-    series = metrics_io.to_series([{"step": 0, "loss": float("nan")}])
+    series = metrics_file.to_series([{"step": 0, "loss": float("nan")}])
     text = plots.render_text(plots.charts_for_run(series), width=60, height=10, color=False)
     assert text == "metrics: no finite values to draw\n"
 
@@ -185,7 +185,7 @@ def test_colour_follows_the_stream_and_no_color(monkeypatch: pytest.MonkeyPatch)
 def test_pngs_are_valid_images(tmp_path: Path):
     from matplotlib.image import imread
 
-    series = metrics_io.to_series(
+    series = metrics_file.to_series(
         [*curves(50), {"step": 0, "bad/x": float("nan")}, {"step": 1, "bad/x": float("inf")}]
     )
     paths = plots.save_pngs(plots.charts_for_run(series), tmp_path / "out")
@@ -288,16 +288,16 @@ def test_report_of_something_that_is_not_a_folder(tmp_path: Path):
 
 def test_two_lines_of_disjoint_ranges_get_a_right_axis(tmp_path: Path):
     rows = [{"step": i, "train/loss": 0.1 - i / 100, "train/acc": 0.9 + i / 100} for i in range(5)]
-    chart = plots.charts_for_run(metrics_io.to_series(rows))[0]
+    chart = plots.charts_for_run(metrics_file.to_series(rows))[0]
     assert plots.right_axis(chart) == 1
     text = plots.render_text([chart], width=70, height=12, color=False)
     assert "├0.9" in text  # ticks of the right axis
     width, height = png_size(plots.save_pngs([chart], tmp_path)[0])
     assert (width, height) == (720, 400)
-    overlapping = plots.charts_for_run(metrics_io.to_series(curves(5)))[0]
+    overlapping = plots.charts_for_run(metrics_file.to_series(curves(5)))[0]
     assert plots.right_axis(overlapping) is None
     three = [*rows, {"step": 5, "train/lr": 5.0}]
-    assert plots.right_axis(plots.charts_for_run(metrics_io.to_series(three))[0]) is None
+    assert plots.right_axis(plots.charts_for_run(metrics_file.to_series(three))[0]) is None
 
 
 def test_history_plot_and_report(tmp_path: Path):

@@ -12,9 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tether import project as project_mod
-from tether.project import ProjectError, keypath, load_project, strip_json_comments
-from tether.project_types import DependencyDef, FlagDef, Project
+from tether.fileformats import strip_json_comments
+from tether.project import depends
+from tether.project import positions as positions_mod
+from tether.project import validate as project_mod
+from tether.project.messages import ProjectError, keypath
+from tether.project.model import DependencyDef, FlagDef, Project
+from tether.project.parse import load_project
 
 
 @pytest.fixture(autouse=True)
@@ -767,7 +771,7 @@ def test_toml_positions_follow_arrays_of_tables():
         y.z = {u = [1, {v = 2}]}
         """
     )
-    pos = project_mod.toml_positions(text)
+    pos = positions_mod.toml_positions(text)
     assert pos[("ops", "a", "depends", 0, "type")] == (5, 1)
     assert pos[("ops", "a", "depends", 1, "type")] == (7, 1)
     assert pos[("ops", "a", "depends", 1, "sub", "k")] == (9, 1)
@@ -871,7 +875,7 @@ def test_fuzz_text(tmp_path: Path, text: str, name: str):
 
 KEYS = st.one_of(
     st.sampled_from(
-        [*project_mod.TOP_KEYS, *project_mod.OP_KEYS, *project_mod.DEP_KEYS, "train", "prepare"]
+        [*project_mod.TOP_KEYS, *project_mod.OP_KEYS, *depends.DEP_KEYS, "train", "prepare"]
     ),
     st.text(max_size=8),
 )
@@ -1017,7 +1021,7 @@ def test_position_scanners_find_every_key(data: dict[str, Any]):
         ("yaml", yaml.safe_dump(data, sort_keys=False)),
         ("toml", to_toml(data)),
     ):
-        positions = project_mod.POSITION_SCANNERS[fmt](text)
+        positions = positions_mod.POSITION_SCANNERS[fmt](text)
         lines = text.splitlines()
         for path in _key_paths(data):
             assert path in positions, (fmt, path, text)

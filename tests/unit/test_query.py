@@ -11,20 +11,13 @@ from hypothesis import strategies as st
 
 from tether.errors import TetherError
 from tether.lock import DataRecord, RunLock, SourceRecord
+from tether.store.fields import WhereError, parse_field
 from tether.store.index import Index
-from tether.store.query import (
-    MAX_CONDITIONS,
-    MAX_DEPTH,
-    WhereError,
-    compile_sort,
-    compile_where,
-    parse_columns,
-    parse_field,
-    parse_sort,
-    select_ids,
-)
 from tether.store.records import Attributes, RunRecord
+from tether.store.select import select_ids
+from tether.store.sorting import compile_sort, parse_columns, parse_sort
 from tether.store.state import RunState
+from tether.store.where import MAX_CONDITIONS, MAX_DEPTH, compile_where
 
 # Four runs, oldest first. Ids are UUIDv7-shaped; r1..r4 share the prefix 01930000-0000-7.
 IDS = {f"r{i}": f"01930000-0000-7{i}00-8000-00000000000{i}" for i in range(1, 5)}

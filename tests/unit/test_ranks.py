@@ -1,4 +1,4 @@
-"""tether.dist.ranks: rank, local rank, world size and rendezvous from every launcher family.
+"""tether.distributed.ranks: rank, local rank, world size and rendezvous from every launcher family.
 
 Every test passes an explicit environment mapping: nothing here reads or changes os.environ.
 """
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tether.dist import ranks
-from tether.dist.ranks import RankInfo, detect, expand_nodelist, hostfile_hosts, rank_seed
+from tether.distributed import ranks
+from tether.distributed.ranks import RankInfo, detect, expand_nodelist, hostfile_hosts, rank_seed
 from tether.errors import TetherError
 
 FAMILIES = {

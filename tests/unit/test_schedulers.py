@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tether.dist import schedulers
-from tether.dist.schedulers import EntryPoint
-from tether.dist.schedulers.base import Scheduler
-from tether.dist.schedulers.pbs import PBS
-from tether.dist.schedulers.slurm import Slurm, expand_builtin, expand_nodelist
+from tether.distributed import schedulers
+from tether.distributed.schedulers import EntryPoint
+from tether.distributed.schedulers.base import Scheduler
+from tether.distributed.schedulers.pbs import PBS
+from tether.distributed.schedulers.slurm import Slurm, expand_builtin, expand_nodelist
 from tether.errors import TetherError
 
 
@@ -28,9 +28,9 @@ def _fresh_registry() -> Iterator[None]:
 # -- the registry ---------------------------------------------------------------------------------
 def test_builtins_come_from_the_entry_point_group() -> None:
     eps = {ep.name: ep for ep in schedulers.entry_points() if ep.dist == "tether"}
-    assert eps["local"].value == "tether.dist.schedulers.local:Local"
-    assert eps["slurm"].value == "tether.dist.schedulers.slurm:Slurm"
-    assert eps["pbs"].value == "tether.dist.schedulers.pbs:PBS"
+    assert eps["local"].value == "tether.distributed.schedulers.local:Local"
+    assert eps["slurm"].value == "tether.distributed.schedulers.slurm:Slurm"
+    assert eps["pbs"].value == "tether.distributed.schedulers.pbs:PBS"
     names = [p.name for p in schedulers.available()]
     assert {"local", "slurm", "pbs"} <= set(names)
     assert names[-1] == "local"  # asked last: it always says yes

@@ -7,7 +7,7 @@ import pytest
 from tether.errors import AmbiguousRun, RunNotFound, StoreError
 from tether.store import RunState, Store
 from tether.store.index import flatten
-from tether.store.layout import resolve_runs_root
+from tether.workspace import resolve_runs_root
 
 
 def make(store: Store, name: str = "train", config: dict | None = None):

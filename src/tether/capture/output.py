@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..clock import iso_from_timestamp
+
 
 def _stamp() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z "
+    return iso_from_timestamp(time.time(), 3) + " "
 
 
 class LogFile:

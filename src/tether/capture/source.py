@@ -11,17 +11,17 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import TetherError
+from .. import git
+from ..git import SNAPSHOT_REF, GitError
+from ..globs import Glob, compile_glob, matches
 from ..lock import SourceRecord
 
 log = logging.getLogger("tether.snapshot")
 
-REF_PREFIX = "refs/tether/snapshots/"
 _IDENT = {
     "GIT_AUTHOR_NAME": "tether",
     "GIT_AUTHOR_EMAIL": "tether@localhost",
@@ -42,65 +42,33 @@ COPY_MAX_FILES = 5000
 COPY_MAX_FILE_BYTES = 8 * 1024 * 1024
 
 
-class GitError(TetherError):
-    pass
+_HINT = "install git, or pass snapshot=False"
 
 
 def _git(
-    repo: Path,
-    *args: str,
-    env: dict[str, str] | None = None,
-    stdin: str | None = None,
+    repo: Path, *args: str, env: dict[str, str] | None = None, stdin: str | None = None
 ) -> str:
-    try:
-        proc = subprocess.run(
-            ["git", "-C", str(repo), *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            input=stdin,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise GitError("git is not installed", "install git, or pass snapshot=False")
-    if proc.returncode != 0:
-        raise GitError(f"git {' '.join(args[:2])} in {repo} failed: {proc.stderr.strip()}")
-    return proc.stdout
-
-
-def git_top(path: Path) -> Path | None:
-    if shutil.which("git") is None:
-        return None
-    try:
-        out = _git(path if path.is_dir() else path.parent, "rev-parse", "--show-toplevel")
-    except GitError:
-        return None
-    return Path(out.strip())
+    return git.output(repo, *args, env=env, input=stdin, hint=_HINT)
 
 
 def _repo_state(repo: Path) -> tuple[Path, Path, str | None, str | None, str | None]:
     """Top folder, index file, HEAD commit and tree, branch: one `git rev-parse` when the repo
     has commits (each git process costs about a millisecond on the run's start-up path)."""
-    if shutil.which("git") is None:
-        raise GitError("git is not installed", "install git, or pass snapshot=False")
+    if not git.available():
+        raise GitError("git is not installed", _HINT)
     where = repo if repo.is_dir() else repo.parent
-    proc = subprocess.run(
-        [
-            "git",
-            "-C",
-            str(where),
-            "rev-parse",
-            "--show-toplevel",
-            "--git-path",
-            "index",
-            "HEAD",
-            "HEAD^{tree}",
-            "--abbrev-ref",
-            "HEAD",
-        ],
-        capture_output=True,
-        text=True,
+    proc = git.run(
+        where,
+        "rev-parse",
+        "--show-toplevel",
+        "--git-path",
+        "index",
+        "HEAD",
+        "HEAD^{tree}",
+        "--abbrev-ref",
+        "HEAD",
         check=False,
+        hint=_HINT,
     )
     lines = proc.stdout.splitlines()
     head: str | None
@@ -110,7 +78,7 @@ def _repo_state(repo: Path) -> tuple[Path, Path, str | None, str | None, str | N
         branch = None if lines[4] == "HEAD" else lines[4]
         head, head_tree = lines[2], lines[3]
     else:
-        found = git_top(where)
+        found = git.toplevel(where)
         if found is None:
             raise GitError(
                 f"{repo} is not inside a git repository", "run `git init`, or snapshot=False"
@@ -133,16 +101,8 @@ def _repo_state(repo: Path) -> tuple[Path, Path, str | None, str | None, str | N
     )
 
 
-def _pathspec(pattern: str) -> str:
-    """A gitignore-like glob as a git pathspec: a pattern without '/' matches at any depth."""
-    pattern = pattern.strip()
-    anchored = pattern.startswith("/")
-    pattern = pattern.lstrip("/")
-    if pattern.endswith("/"):
-        pattern += "**"
-    if not anchored and "/" not in pattern.rstrip("*").rstrip("/"):
-        pattern = "**/" + pattern
-    return f":(glob){pattern}"
+def _specs(globs: Sequence[Glob], *, exclude: bool = False) -> list[str]:
+    return [spec for g in globs for spec in g.pathspecs(exclude=exclude)]
 
 
 def _ls(top: Path, env: dict[str, str], *specs: str) -> list[str]:
@@ -163,26 +123,25 @@ def snapshot_repo(
     .gitignore, narrowed to `include` globs and without `exclude` globs. With publish=False the
     commit is made but not referenced yet (see `publish_snapshot`)."""
     top, index_path, head, head_tree, branch = _repo_state(repo)
-    excludes = [_pathspec(p).replace(":(glob)", ":(exclude,glob)") for p in exclude]
+    inc = [compile_glob(p) for p in include]
+    exc = [compile_glob(p) for p in exclude]
     with tempfile.TemporaryDirectory(prefix="tether-index-") as tmp:
         temp_index = Path(tmp) / "index"
         if index_path.exists():
             # copy2 keeps the mtime: git compares it with file mtimes to spot "racily clean"
             # entries, and a fresh mtime would make it trust stale stat data.
             shutil.copy2(index_path, temp_index)
-        env = dict(os.environ, GIT_INDEX_FILE=str(temp_index))
-        env.pop("GIT_DIR", None)
+        env = {"GIT_INDEX_FILE": str(temp_index)}
         # Exclusions go into the pathspec, so git never opens the files behind them.
-        _git(top, "add", "-A", "--", ".", *excludes, env=env)
+        _git(top, "add", "-A", "--", ".", *_specs(exc, exclude=True), env=env)
         drop: list[str] = []
-        if exclude:
-            drop += _ls(top, env, *(_pathspec(p) for p in exclude))
+        if _specs(exc):
+            drop += _ls(top, env, *_specs(exc))
         if include:
-            includes = [_pathspec(p) for p in include]
-            for pattern, spec in zip(include, includes, strict=True):
-                if not _ls(top, env, spec):
-                    log.warning("snapshot include pattern %r matches no file in %s", pattern, top)
-            drop += _ls(top, env, ".", *(s.replace(":(glob)", ":(exclude,glob)") for s in includes))
+            for g in inc:
+                if not g.pathspecs() or not _ls(top, env, *g.pathspecs()):
+                    log.warning("snapshot include pattern %r matches no file in %s", g.pattern, top)
+            drop += _ls(top, env, ".", *_specs(inc, exclude=True))
         if drop:
             _git(
                 top,
@@ -202,10 +161,10 @@ def snapshot_repo(
         *parents,
         "-m",
         f"tether snapshot of run {run_id}",
-        env=dict(os.environ, **_IDENT),
+        env=_IDENT,
     ).strip()
     if publish:
-        _git(top, "update-ref", REF_PREFIX + run_id, commit)
+        _git(top, "update-ref", SNAPSHOT_REF + run_id, commit)
     dirty = head is None or head_tree != tree
     return SourceRecord(
         path=_relative(top, project_root),
@@ -223,21 +182,7 @@ def snapshot_repo(
 def publish_snapshot(record: SourceRecord, run_id: str) -> None:
     """Point refs/tether/snapshots/<run-id> at a snapshot commit, keeping it from git gc."""
     if record.commit and record.root:
-        _git(Path(record.root), "update-ref", REF_PREFIX + run_id, record.commit)
-
-
-def in_git(path: Path) -> bool:
-    """Inside a git work tree? A walk up for `.git`, cheaper than a git process."""
-    if shutil.which("git") is None:
-        return False
-    here = path.resolve()
-    ceilings = [Path(p) for p in os.environ.get("GIT_CEILING_DIRECTORIES", "").split(":") if p]
-    for folder in (here, *here.parents):
-        if (folder / ".git").exists():
-            return True
-        if folder in ceilings:
-            return False
-    return False
+        _git(Path(record.root), "update-ref", SNAPSHOT_REF + run_id, record.commit)
 
 
 def _relative(path: Path, base: Path | None) -> str:
@@ -260,24 +205,12 @@ def copy_sources(
 ) -> SourceRecord:
     """Outside git: copy the selected files under `base` into `dest` with a digest manifest.
     `skip_dirs` (the runs root) are never entered, so runs do not copy each other."""
-    import fnmatch
-
     import blake3
 
     from ..fsio import atomic_write_json
 
-    patterns = list(include) or DEFAULT_COPY_INCLUDE
-    skip = [*DEFAULT_COPY_EXCLUDE, *exclude]
-
-    def matches(rel: str, globs: Sequence[str]) -> bool:
-        name = rel.rsplit("/", 1)[-1]
-        for g in globs:
-            g = g.lstrip("/")
-            if fnmatch.fnmatchcase(rel, g) or ("/" not in g and fnmatch.fnmatchcase(name, g)):
-                return True
-            if g.startswith("**/") and fnmatch.fnmatchcase(rel, g[3:]):
-                return True
-        return False
+    patterns = [compile_glob(p) for p in list(include) or DEFAULT_COPY_INCLUDE]
+    skip = [compile_glob(p) for p in (*DEFAULT_COPY_EXCLUDE, *exclude)]
 
     manifest: dict[str, dict[str, object]] = {}
     fenced = {dest.resolve(), *(Path(d).resolve() for d in skip_dirs)}
@@ -289,7 +222,7 @@ def copy_sources(
             continue
         rel_dir = os.path.relpath(folder, base).replace(os.sep, "/")
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
-        dirs[:] = sorted(d for d in dirs if not matches(f"{rel_dir}{d}/x", skip))
+        dirs[:] = sorted(d for d in dirs if not any(g.covers_dir(rel_dir + d) for g in skip))
         for name in sorted(files):
             rel = rel_dir + name
             if not matches(rel, patterns) or matches(rel, skip):
@@ -307,9 +240,9 @@ def copy_sources(
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
             manifest[rel] = {"blake3": blake3.blake3(data).hexdigest(), "bytes": len(data)}
-    for pattern in include:
-        if not any(matches(rel, [pattern]) for rel in manifest):
-            log.warning("snapshot include pattern %r matches no file in %s", pattern, base)
+    for g in patterns[: len(include)]:
+        if not any(g.selects(rel) for rel in manifest):
+            log.warning("snapshot include pattern %r matches no file in %s", g.pattern, base)
     dest.mkdir(parents=True, exist_ok=True)
     atomic_write_json(dest / "MANIFEST.json", manifest)
     lines = "".join(f"{k}\t{v['blake3']}\t{v['bytes']}\n" for k, v in sorted(manifest.items()))

@@ -56,7 +56,7 @@ def hash_entries(entries: list[DataRecord]) -> None:
     """Fill digests in place, now."""
     if not entries:
         return
-    from .datahash import hash_data
+    from .datahash.hashing import hash_data
 
     try:
         digests = hash_data([e.path for e in entries])

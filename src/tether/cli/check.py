@@ -7,28 +7,18 @@ from typing import Any
 
 import click
 
+from ..git import version as git_version
+
 
 def _git() -> dict[str, Any]:
-    import shutil
-    import subprocess
-
-    exe = shutil.which("git")
-    if exe is None:
-        return {"found": False, "version": None, "path": None}
-    try:
-        out = subprocess.run(
-            [exe, "--version"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {"found": False, "version": None, "path": exe}
-    words = out.split()
-    version = words[2] if len(words) >= 3 and words[:2] == ["git", "version"] else out.strip()
-    return {"found": True, "version": version, "path": exe}
+    exe, version = git_version(timeout=10)
+    return {"found": version is not None, "version": version, "path": exe}
 
 
 def _project() -> dict[str, Any]:
-    from ..project import ProjectError, load_project
-    from ..store.layout import find_project_file
+    from ..project.messages import ProjectError
+    from ..project.parse import load_project
+    from ..workspace import find_project_file
 
     info: dict[str, Any] = {
         "path": None,
@@ -61,7 +51,7 @@ def _project() -> dict[str, Any]:
 def _runs_root(explicit: str | None) -> dict[str, Any]:
     import os
 
-    from ..store.layout import resolve_runs_root
+    from ..workspace import resolve_runs_root
 
     root = resolve_runs_root(explicit)
     info: dict[str, Any] = {
@@ -157,7 +147,7 @@ def exit_code(report: dict[str, Any]) -> int:
 
 
 def _print(report: dict[str, Any]) -> None:
-    from ..project import display_path
+    from ..project.messages import display_path
 
     project, root, index, git = (
         report["project"],

@@ -46,7 +46,7 @@ def doctor(
     import json
     import os
 
-    from ..dist.doctor import CHECKS, Context, report, run_checks
+    from ..distributed.doctor import CHECKS, Context, report, run_checks
     from ..errors import TetherError, did_you_mean
 
     names = [name for name, _ in CHECKS]

@@ -1,6 +1,6 @@
 """`tether env pack` and `tether env yeet`: ship the Python environment to a job's nodes.
 
-The work is in tether.dist.envpack, imported when a subcommand runs.
+The work is in tether.distributed.envpack, imported when a subcommand runs.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def pack(
     PREFIX defaults to the active environment: VIRTUAL_ENV, else CONDA_PREFIX, else the one
     tether runs in.
     """
-    from ..dist import envpack
+    from ..distributed import envpack
 
     result = envpack.pack(prefix, output, compress=compress, name=name, exclude=exclude)
     if as_json:
@@ -120,7 +120,7 @@ def yeet(
     import tempfile
     from pathlib import Path
 
-    from ..dist import envpack
+    from ..distributed import envpack
     from ..errors import TetherError
 
     hosts = envpack.hosts_from(hostfile)

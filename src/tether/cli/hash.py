@@ -96,7 +96,7 @@ def hash_cmd(paths: tuple[str, ...], as_json: bool, no_cache: bool, threads: int
     for tracked data. Unchanged files are not read again (stat cache under
     $XDG_CACHE_HOME/tether; TETHER_CACHE_DIR moves it).
     """
-    from ..capture.datahash import hash_data
+    from ..capture.datahash.hashing import hash_data
 
     bar = ProgressBar(enabled=sys.stderr.isatty())
     try:

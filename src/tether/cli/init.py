@@ -69,7 +69,7 @@ def init(force: bool) -> None:
     It holds a fresh project-id and an example `train` operation; `tether check` validates it.
     """
     from ..errors import TetherError
-    from ..store.layout import PROJECT_FILES
+    from ..workspace import PROJECT_FILES
 
     here = Path.cwd()
     target = here / "tether.toml"

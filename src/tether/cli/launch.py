@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 
@@ -152,11 +150,11 @@ def launch(
             "no command to launch", "put it after `--`: tether launch -n 2 -- python train.py"
         )
     if mpi is not None:
-        from ..dist.mpi import FLAVOURS
+        from ..distributed.mpi import FLAVOURS
 
         if mpi not in FLAVOURS:
             raise TetherError(f"--mpi {mpi!r} is not one of {', '.join(FLAVOURS)}")
-    from ..dist.spec import LaunchSpec
+    from ..distributed.spec import LaunchSpec
 
     spec = LaunchSpec(
         command=list(command),
@@ -172,7 +170,9 @@ def launch(
         rank_prefix=rank_prefix,
         scheduler=scheduler,
     )
-    from ..dist.launch import apply_template, display, resolve, run_launch
+    from ..distributed.launch import display, end_line, run_launch, start_line, write_dry_run
+    from ..distributed.resolver import resolve
+    from ..distributed.templates import apply_template
 
     if template:
         spec = apply_template(spec, template)
@@ -183,12 +183,12 @@ def launch(
     if dry_run:
         click.echo(display(argv))
         if json_out:
-            _dry_json(resolved, argv, json_out, template)
+            write_dry_run(resolved, argv, json_out, template)
         return 0
     if retries < 0:
         raise TetherError(f"--retries {retries} is negative")
     root = ctx.find_root().obj or {}
-    click.echo(f"tether: launch: $ {display(argv)}", err=True)
+    click.echo(start_line(argv), err=True)
     result = run_launch(
         resolved,
         argv,
@@ -203,9 +203,9 @@ def launch(
         tags=tags,
         snapshot=snapshot,
     )
-    if result.outcome != "completed":
-        where = f"; see {result.run_dir}/launch.json" if result.run_dir else ""
-        click.echo(f"tether: launch: {result.outcome} (exit {result.exit_code}){where}", err=True)
+    ending = end_line(result)
+    if ending is not None:
+        click.echo(ending, err=True)
     return result.exit_code
 
 
@@ -222,21 +222,9 @@ def _env_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 def _list_templates() -> int:
-    from ..dist.launch import TEMPLATES_DIR, template_summaries
+    from ..distributed.templates import TEMPLATES_DIR, template_table
 
-    rows = template_summaries()
-    width = max((len(name) for name, _ in rows), default=0)
-    for name, description in rows:
-        click.echo(f"{name:<{width}}  {description}")
+    for line in template_table():
+        click.echo(line)
     click.echo(f"(in {TEMPLATES_DIR}; --template also takes a path to a .toml file)", err=True)
     return 0
-
-
-def _dry_json(spec: Any, argv: list[str], path: str, template: str | None) -> None:
-    import time
-    from pathlib import Path
-
-    from ..dist.launch import launch_record, write_launch_json
-
-    record = launch_record(spec, argv, [], "dry-run", None, None, None, time.monotonic(), template)
-    write_launch_json(record, [Path(path).expanduser().absolute()])

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ..store.state import BUSY
 from .args import complete_runs
 from .main import store_from
 
@@ -40,7 +41,7 @@ def delete(ctx: click.Context, runs: tuple[str, ...], yes: bool, force: bool) ->
     if not force:
         for row in rows:
             status = row.effective_status()
-            if status in lifecycle.BUSY:
+            if status in BUSY:
                 from ..errors import TetherError
 
                 raise TetherError(

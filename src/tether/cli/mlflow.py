@@ -44,7 +44,7 @@ def sync(
     """
     from ..ids import short_ids
     from ..store.lifecycle import resolve_many
-    from ..track.mlflow_sync import sync_run
+    from ..sync.mlflow import sync_run
 
     store = store_from(ctx)
     if runs:

@@ -46,7 +46,7 @@ def ops(as_json: bool) -> None:
     Each flag shows its default, then its description and the config file it came from.
     `tether run OP name=value` sets a flag.
     """
-    from ..project import load_project
+    from ..project.parse import load_project
 
     project = load_project()
     for warning in project.warnings:

@@ -53,7 +53,7 @@ def plot(
     from ..errors import TetherError
     from ..ids import short_ids
     from ..store.lifecycle import resolve_many
-    from ..track.metrics_io import read_metrics, to_series
+    from ..track.metrics_file import read_metrics, to_series
     from ..track.plots import charts_for_runs, default_png_dir, render_text, save_pngs, use_color
 
     wanted = [k.strip() for spec in keys for k in spec.split(",") if k.strip()]

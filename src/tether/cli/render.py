@@ -9,6 +9,7 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
+from ..clock import parse_iso
 from ..ids import short_ids
 from ..store.records import IndexRow
 
@@ -23,17 +24,8 @@ STATUS_STYLE = {
 }
 
 
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def relative(text: str | None, now: datetime | None = None) -> str:
-    when = parse_time(text)
+    when = parse_iso(text)
     if when is None:
         return ""
     now = now or datetime.now(timezone.utc)
@@ -48,7 +40,7 @@ def relative(text: str | None, now: datetime | None = None) -> str:
 
 
 def duration(start: str | None, stop: str | None) -> str:
-    a, b = parse_time(start), parse_time(stop)
+    a, b = parse_iso(start), parse_iso(stop)
     if a is None:
         return ""
     b = b or datetime.now(timezone.utc)

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ..executors.cli import executor_options
+from .executor_options import executor_options, requested
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,7 +61,7 @@ def run(
     Exits with the op's exit code.
     """
     from ..errors import TetherError, did_you_mean
-    from ..project import load_project
+    from ..project.parse import load_project
     from .main import store_from
 
     project = load_project()
@@ -84,7 +84,7 @@ def run(
     store = store_from(ctx)
     executors = _requested(ctx)
     if executors.retry_failed:  # the failed or missing trials of an earlier batch
-        from ..executors.ops import retry_op_batch
+        from ..batches.ops import retry_op_batch
 
         return retry_op_batch(
             project,
@@ -136,8 +136,6 @@ def run(
 
 
 def _requested(ctx: click.Context | None = None) -> Any:
-    from ..executors.cli import requested
-
     return requested(ctx)
 
 
@@ -151,7 +149,7 @@ def _interactive() -> bool:
 
 
 def _shown_path(path: Any) -> str:
-    from ..project import display_path
+    from ..project.messages import display_path
 
     return display_path(path)
 
@@ -165,8 +163,8 @@ def _single(
     tags: tuple[str, ...],
     needed: bool,
 ) -> int:
-    from ..api import Terminated
     from ..ops.exec import check, plan_trial, run_trial
+    from ..session.exits import Terminated
 
     plan = plan_trial(project, op, flags, store)
     check(plan)
@@ -207,9 +205,10 @@ def _batch(
     needed: bool,
     command: list[str],
 ) -> int:
-    from ..ops.batch import run_batch
+    from ..batches.ops import run_batch
     from ..ops.exec import check, plan_trial
     from ..ops.staging import plan_staging
+    from .batch_report import TrialLines
 
     staging = plan_staging(project, op, store)  # one choice of upstream runs for every trial
     check(plan_trial(project, op, batch.trials[0], store, staging))
@@ -217,7 +216,7 @@ def _batch(
         plan_trial(project, op, trial, store, staging)  # a bad trial stops the batch up front
     executors = _requested()
     if executors.any:  # --executor / --n-jobs / --slurm-config: the trials on an executor
-        from ..executors.ops import run_op_batch
+        from ..batches.ops import run_op_batch
 
         return run_op_batch(
             project,
@@ -240,6 +239,7 @@ def _batch(
         root=project.root,
         op_name=op.name,
         command=command,
+        report=TrialLines(store),
         label=label,
         tags=tags,
         needed=needed,

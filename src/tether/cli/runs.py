@@ -70,7 +70,8 @@ def _list(
     sort: str | None,
     columns: str | None,
 ) -> None:
-    from ..store.query import count, parse_columns, short_ids_of, values_of
+    from ..store.select import count, short_ids_of, values_of
+    from ..store.sorting import parse_columns
     from . import render
 
     fields = parse_columns(columns) if columns else []

@@ -1,4 +1,4 @@
-"""Executors: where the tasks of a batch run (this process, joblib workers, Slurm, PBS, ...).
+"""Executors: where the workers of a batch run (this process, joblib workers, Slurm, PBS, ...).
 
 Every executor implements `tether.executors.base.Executor` and is found through the entry-point
 group `tether.executors`; the built-ins are registered in tether's own pyproject.toml exactly as
@@ -7,48 +7,31 @@ a third-party package registers its own:
     [project.entry-points."tether.executors"]
     mycluster = "mypkg.executor:MyClusterExecutor"
 
-This module stays cheap to import (the decorators read `EXECUTOR_FLAGS` when a main is
-decorated); the executors themselves load when a batch runs.
+An executor starts workers that pull tasks from a task pool (taskpool.py); it knows nothing about
+runs (the runs of a batch are `tether.batches`' business). This module stays cheap to import; the
+executors themselves load when a batch runs.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import TetherError
+from .. import plugins
+from ..errors import TetherError, did_you_mean
 
 GROUP = "tether.executors"
 
-# The flags of a decorated main that ask for a batch, each with its aliases (naga's spellings).
-EXECUTOR_FLAGS: dict[str, tuple[str, ...]] = {
-    "task_to": ("--task-to", "--task_to"),
-    "tasks": ("--tasks",),
-    "tasks_key": ("--tasks-key", "--tasks_key"),
-    "executor": ("--executor",),
-    "n_jobs": ("--n-jobs", "--n_jobs"),
-    "slurm_config": ("--slurm-config", "--slurm_config"),
-    "retry_failed": ("--retry-failed", "--retry_failed"),
-}
-
-__all__ = ["EXECUTOR_FLAGS", "GROUP", "available", "batch_requested", "get_executor"]
-
-
-def _entry_points() -> dict[str, Any]:
-    from importlib.metadata import entry_points
-
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
+__all__ = ["GROUP", "available", "get_executor"]
 
 
 def available() -> list[str]:
     """Names of the executors installed (built-in and plug-ins)."""
-    return sorted(_entry_points())
+    return plugins.names(GROUP)
 
 
 def get_executor(name: str) -> type[Any]:
     """The executor class registered under `name`."""
-    from ..errors import did_you_mean
-
-    found = _entry_points()
+    found = plugins.by_name(GROUP)
     ep = found.get(name)
     if ep is None:
         hint = did_you_mean(name, list(found))
@@ -65,12 +48,3 @@ def get_executor(name: str) -> type[Any]:
             "install what it needs (pip install 'tether[cluster]')",
         )
     return cls
-
-
-def batch_requested(wrapper: Any, cli_args: Any) -> bool:
-    """Whether a call of a decorated main is a batch: `@tether.parallel` is on it, or its command
-    line has one of the executor flags."""
-    if getattr(wrapper, "__tether_parallel__", None) is not None:
-        return True
-    extra = getattr(cli_args, "extra", None) or {}
-    return any(name in extra for name in EXECUTOR_FLAGS)

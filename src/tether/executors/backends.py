@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from ..errors import TetherError
 from .base import Handle
 from .local import JoblibHandle, LocalExecutor
-from .taskpool import Worker
+from .worker import Worker
 
 
 class RayExecutor(LocalExecutor):

@@ -1,6 +1,6 @@
 """The one interface every executor implements, and the loop that drives a batch on it.
 
-An executor starts N serial workers (`tether.executors.taskpool.Worker`) somewhere: in this
+An executor starts N serial workers (`tether.executors.worker.Worker`) somewhere: in this
 process, in joblib's processes, as Slurm or PBS jobs. Each worker pulls tasks from the batch's
 task pool until none is left, so an executor only has to start workers and say when they have
 all ended; which task runs where, retries after preemption and the records of every task are
@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import TetherError
-from .taskpool import TaskPool, Worker
+from .taskpool import TaskPool
+from .worker import Worker
 
 
 class Handle(ABC):

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from ..errors import TetherError
 from .base import Executor, Handle
-from .taskpool import Worker
+from .worker import Worker
 
 
 class JoblibHandle(Handle):

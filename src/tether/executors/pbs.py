@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from ..errors import ConfigError, TetherError, did_you_mean
 from .base import Executor, Handle
 from .slurm import minutes, read_yaml_options
-from .taskpool import Worker
+from .worker import Worker
 
 KEYS = (
     "partition",

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .base import Executor, Handle
-from .taskpool import Worker
+from .worker import Worker
 
 
 class _Done(Handle):

@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 from ..errors import ConfigError, TetherError, did_you_mean
 from .base import Executor, Handle
-from .taskpool import Worker
+from .worker import Worker
 
 KEYS = {
     "partition": "the partition (queue) to submit to",
@@ -385,50 +385,3 @@ class SlurmExecutor(Executor):
         out = super().record()
         out["options"] = {k: v for k, v in self.options.items()}
         return out
-
-
-def reconcile(store: Any, rows: list[Any] | None = None) -> int:
-    """Bring `queued`/`running` children of Slurm batches in step with the jobs: when none of a
-    batch's jobs is queued or running any more (`squeue`), its children still `queued` end
-    `terminated` (their task never started) and those still `running` become `unknown` (the
-    job vanished without a word); their tasks stay undone in the pool, for `--retry-failed`.
-    The number of runs changed. Meant for `tether runs` (cheap when nothing is in flight).
-    """
-    from ..store.state import now_iso, read_state
-    from .taskpool import POOL_FILE, TaskPool
-
-    rows = rows if rows is not None else store.list()
-    by_parent: dict[str, list[Any]] = {}
-    for row in rows:
-        if row.parent and row.status in ("queued", "running"):
-            by_parent.setdefault(row.parent, []).append(row)
-    changed = 0
-    for parent_id, children in by_parent.items():
-        folder = store.run_dir(parent_id)
-        if not (folder / POOL_FILE).is_file():
-            continue
-        try:
-            meta = TaskPool.open(folder).meta()
-        except Exception:
-            continue
-        if meta.get("executor") != "slurm" or not meta.get("jobs"):
-            continue
-        alive = live_jobs([str(j) for j in meta["jobs"]])
-        if alive is None or alive:
-            continue
-        for row in children:
-            try:
-                record = store.load(row.id)
-            except Exception:
-                continue
-            state = read_state(record.dir)
-            if state.status == "queued":
-                state.status, state.error = "terminated", "its Slurm job ended before it started"
-            elif state.status == "running":
-                state.status, state.error = "unknown", "its Slurm job ended without recording it"
-            else:
-                continue
-            state.stopped = state.stopped or now_iso()
-            store.set_state(record, state)
-            changed += 1
-    return changed

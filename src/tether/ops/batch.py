@@ -9,12 +9,9 @@
   keep the default), a JSON list of objects or a YAML list of mappings; flags on the command
   line apply to every row (a row's own value wins), and their lists multiply the rows.
 
-A batch is a run itself, named `OP+batch`, whose config is the batch spec; each trial is a run
-with `parent` set to it, run one after the other. The batch run's `batch.json` lists every trial
-with its status (`completed`, `failed`, `terminated`, `skipped`, `not started`) and run id, and
-its metrics count them (`trials`, `completed`, `failed`, `skipped`, `not_started`). Ctrl-C
-terminates the current trial, records the rest as not started, and marks the batch terminated.
-The batch exits 1 when a trial failed, 130 when stopped, 0 otherwise.
+This module only expands a command line into trials (`expand` -> `Batch`); it makes no run.
+A batch is a run itself, named `OP+batch`, whose config is the batch spec, and each trial is a
+run with `parent` set to it: tether.batches.ops runs them (in this process or on an executor).
 """
 
 from __future__ import annotations
@@ -25,20 +22,18 @@ import itertools
 import json
 import math
 import random
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import TetherError
-from ..project_types import OpDef
+from ..project.model import OpDef
 from .flags import (
     FlagError,
     FlagSpec,
     Sampler,
     check_flag,
-    describe,
     fit,
     load_value,
     yaml_load,
@@ -46,7 +41,6 @@ from .flags import (
 
 MAX_TRIALS = 10_000
 DEFAULT_RANDOM_RUNS = 20
-BATCH_SUFFIX = "+batch"
 
 
 @dataclass
@@ -301,227 +295,3 @@ def _with_trials(spec: dict[str, Any], trials: list[dict[str, Any]]) -> dict[str
     # OmegaConf would read `${...}` in a flag's text as an interpolation: keep it literal.
     spec["flags"] = {k: v.replace("${", "\\${") for k, v in spec["flags"].items()}
     return spec
-
-
-# -- running ----------------------------------------------------------------------------------
-@dataclass
-class TrialRow:
-    index: int
-    flags: dict[str, Any]
-    status: str = "not started"
-    run: str | None = None
-    exit_code: int | None = None
-    seconds: float | None = None
-    error: str | None = None
-    twin: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
-
-
-def run_batch(
-    batch: Batch,
-    make_plan: Callable[[dict[str, Any]], Any],
-    store: Any,
-    *,
-    root: Path,
-    op_name: str,
-    command: Sequence[str],
-    label: str | None = None,
-    tags: Sequence[str] = (),
-    needed: bool = False,
-    console: Any = None,
-) -> int:
-    """Run the trials one after the other under a parent run; the exit code of the batch."""
-    from ..api import Terminated, start_run
-    from ..capture.output import LogFile
-    from ..fsio import atomic_write_json
-    from ..options import RunOptions, SnapshotOptions
-    from ..store.layout import OUTPUT
-    from .exec import run_trial, working_dir
-    from .staging import BATCH_FILE
-
-    rows = [TrialRow(i, t) for i, t in enumerate(batch.trials, start=1)]
-    total = len(rows)
-    say = console or _console()
-    opts = RunOptions(
-        name=op_name + BATCH_SUFFIX,
-        snapshot=SnapshotOptions(enabled=False),
-        label=label,
-        tags=list(tags),
-    )
-    interrupted = False
-    with working_dir(root):
-        try:
-            with start_run(
-                batch.spec,
-                runs_dir=str(store.root),
-                options=opts,
-                capture_output=False,
-                command=list(command),
-            ) as parent:
-                log = LogFile(parent.dir / OUTPUT)
-
-                def save() -> None:
-                    atomic_write_json(
-                        parent.dir / BATCH_FILE,
-                        {
-                            "op": op_name,
-                            "mode": batch.mode,
-                            "interrupted": interrupted,
-                            "trials": [r.to_dict() for r in rows],
-                        },
-                        durable=False,
-                    )
-
-                def note(line: str) -> None:
-                    log.write("tether", line + "\n")
-
-                say.print(
-                    f"[bold]batch[/bold] {parent.id[:13]}: {total} trial"
-                    f"{'s' if total != 1 else ''} of {_esc(op_name)} ({batch.mode})"
-                )
-                for text in batch.notes:
-                    say.print(f"[dim]{_esc(text)}[/dim]")
-                save()
-                current: TrialRow | None = None
-                try:
-                    for row in rows:
-                        current = row
-                        row.status = "running"
-                        save()
-                        desc = describe(row.flags) or "(defaults)"
-                        say.print(f"[bold cyan][{row.index}/{total}][/bold cyan] {_esc(desc)}")
-
-                        def started(run_id: str, row: TrialRow = row) -> None:
-                            row.run = run_id
-                            save()
-
-                        t0 = time.monotonic()
-                        try:
-                            result = run_trial(
-                                make_plan(row.flags),
-                                store,
-                                label=label,
-                                tags=tags,
-                                needed=needed,
-                                parent=parent.id,
-                                on_start=started,
-                            )
-                            row.status, row.exit_code = result.status, result.exit_code
-                            row.run = result.run_id or row.run
-                            row.twin = result.twin
-                        except TetherError as exc:
-                            row.status, row.error = "failed", str(exc)
-                        row.seconds = round(time.monotonic() - t0, 3)
-                        say.print(_result_line(row, total, store))
-                        note(f"trial {row.index}/{total} {desc}: {_status_text(row)}")
-                        save()
-                    current = None
-                except (KeyboardInterrupt, Terminated):
-                    interrupted = True
-                    if current is not None:
-                        current.status = "terminated"
-                    left = [r for r in rows if r.status in ("not started", "running")]
-                    for r in left:
-                        r.status = "not started"
-                    note(f"stopped: {len(left)} trial(s) not started")
-                    raise
-                finally:
-                    counts = _counts(rows)
-                    save()
-                    parent.log_metrics({k: v for k, v in counts.items()})
-                    log.close()
-                    if not interrupted:
-                        say.print(_summary_line(counts))
-                if counts["failed"]:
-                    raise SystemExit(1)
-        except SystemExit as exc:
-            return exc.code if isinstance(exc.code, int) else 1
-        except (KeyboardInterrupt, Terminated):
-            counts = _counts(rows)
-            say.print(
-                f"[yellow]batch stopped[/yellow]: {counts['completed']} completed, "
-                f"{counts['failed']} failed, {counts['terminated']} terminated, "
-                f"{counts['not_started']} not started"
-            )
-            return 130
-    return 0
-
-
-def _counts(rows: list[TrialRow]) -> dict[str, int]:
-    def n(status: str) -> int:
-        return sum(1 for r in rows if r.status == status)
-
-    return {
-        "trials": len(rows),
-        "completed": n("completed"),
-        "failed": n("failed"),
-        "skipped": n("skipped"),
-        "terminated": n("terminated"),
-        "not_started": n("not started"),
-    }
-
-
-def _summary_line(counts: dict[str, int]) -> str:
-    parts = [f"{counts['completed']} completed"]
-    for key in ("failed", "skipped", "terminated"):
-        if counts[key]:
-            parts.append(f"{counts[key]} {key}")
-    style = "red" if counts["failed"] else "green"
-    return f"[{style}]batch done[/{style}]: " + ", ".join(parts)
-
-
-def _status_text(row: TrialRow) -> str:
-    text = row.status
-    if row.run:
-        text += f" (run {row.run[:13]})"
-    if row.status == "failed" and row.exit_code:
-        text += f", exit {row.exit_code}"
-    if row.twin:
-        text += f", same as run {row.twin[:13]}"
-    if row.error:
-        text += f": {row.error}"
-    return text
-
-
-def _result_line(row: TrialRow, total: int, store: Any) -> str:
-    from ..cli.render import STATUS_STYLE
-
-    style = STATUS_STYLE.get(row.status, "yellow")
-    parts = [f"[bold cyan][{row.index}/{total}][/bold cyan] [{style}]{row.status}[/{style}]"]
-    if row.run:
-        parts.append(row.run[:13])
-    if row.twin:
-        parts.append(f"(--needed: same as {row.twin[:13]})")
-    if row.status == "failed" and row.exit_code:
-        parts.append(f"exit {row.exit_code}")
-    if row.error:
-        parts.append(_esc(row.error))
-    metrics = _last_metrics(store, row.run) if row.run else {}
-    if metrics:
-        parts.append(" ".join(f"{_esc(k)}={v:.4g}" for k, v in list(metrics.items())[:4]))
-    if row.seconds is not None:
-        parts.append(f"[dim]{row.seconds:.1f}s[/dim]")
-    return "  ".join(parts)
-
-
-def _last_metrics(store: Any, run_id: str) -> dict[str, float]:
-    try:
-        summary = store.load(run_id).summary
-    except Exception:
-        return {}
-    metrics = summary.get("metrics") or {}
-    return {k: float(v["last"]) for k, v in metrics.items() if isinstance(v, dict) and "last" in v}
-
-
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, soft_wrap=True)

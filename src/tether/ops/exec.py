@@ -10,14 +10,11 @@ group; the run is recorded `terminated`. A non-zero exit marks the run `failed` 
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import os
 import queue
 import re
 import shlex
-import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -25,17 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from .. import git
 from ..errors import TetherError, did_you_mean
-from ..project_types import OpDef, Project
+from ..process import Child, first_signal, write_console
+from ..project.model import OpDef, Project
 from ..store import Store
 from .flags import flag_words, is_key, value_text
 from .scalars import Pattern, Scanner, compile_patterns
 from .staging import Staging, plan_staging, snapshot_patterns, stage
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|(?<!\$)\{([^{}\s]*)\}")
-STOP_GRACE_S = (10.0, 5.0)  # after the first signal, after SIGTERM; then SIGKILL
 RECORD_EVERY_S = 0.2  # how often scalars found in the output are recorded
-DRAIN_S = 5.0  # how long output may trail the command's exit (a grandchild holding the pipe)
 SHELL = "/bin/sh"
 MAX_LINE = 1 << 20  # characters of an unfinished line kept for the scalar scan
 
@@ -172,12 +169,11 @@ def working_dir(path: Path) -> Iterator[None]:
 
 
 def _run_options(plan: Plan, *, needed: bool, label: str | None, tags: Sequence[str]) -> Any:
-    from ..capture.source import in_git
-    from ..options import RunOptions, SnapshotOptions
+    from ..session.options import RunOptions, SnapshotOptions
 
     root = plan.project.root
     include, exclude = snapshot_patterns(root, plan.op.sourcecode)
-    snapshot = SnapshotOptions(True, include, exclude, [str(root)] if in_git(root) else [])
+    snapshot = SnapshotOptions(True, include, exclude, [str(root)] if git.in_git(root) else [])
     opts = RunOptions(
         name=plan.op.name,
         snapshot=snapshot,
@@ -239,7 +235,8 @@ def run_trial(
     echo: Callable[[str], None] | None = None,
 ) -> TrialResult:
     """Create the run, stage, execute; Ctrl-C propagates (the run is recorded terminated)."""
-    from ..api import Skipped, start_run
+    from ..session.exits import Skipped
+    from ..session.start import start_run
 
     check(plan)
     opts = _run_options(plan, needed=needed, label=label, tags=tags)
@@ -318,133 +315,60 @@ def execute(
                     print(f"tether: output scalars: {exc}", file=sys.stderr)
 
     console_lock = threading.Lock()
+    consoles = {"stdout": stdout or sys.stdout, "stderr": stderr or sys.stderr}
+    child = Child(
+        argv,
+        lambda name: _Tee(name, consoles[name], log, scanner, console_lock),
+        env=env,
+        cwd=cwd,
+    )
     try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # its own process group: Ctrl-C reaches it through us
-        )
-    except OSError as exc:
+        child.start()
+    except TetherError:
         log.close()
-        raise TetherError(f"cannot start {argv[0]!r}: {exc.strerror}")
-    assert proc.stdout is not None and proc.stderr is not None
-    pumps = [
-        threading.Thread(
-            target=_pump,
-            args=(proc.stdout, "stdout", stdout or sys.stdout, log, scanner, console_lock),
-            daemon=True,
-        ),
-        threading.Thread(
-            target=_pump,
-            args=(proc.stderr, "stderr", stderr or sys.stderr, log, scanner, console_lock),
-            daemon=True,
-        ),
-    ]
-    for t in pumps:
-        t.start()
+        raise
     try:
         try:
-            while True:
-                try:
-                    code = proc.wait(timeout=RECORD_EVERY_S)
-                    break
-                except subprocess.TimeoutExpired:
-                    record()
+            code, _ = child.wait(every=RECORD_EVERY_S, tick=record)
         except BaseException as exc:
-            first = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
-            stop_process(proc, first)
-            _drain(pumps)
+            child.stop(first_signal(exc))
+            child.drain()
             log.write("tether", f"stopped ({type(exc).__name__})\n")
             raise
-        _drain(pumps)
     finally:
         record()
         log.close()
-    return code if code >= 0 else 128 - code
+    return code
 
 
-def stop_process(proc: subprocess.Popen[Any], first: int = signal.SIGTERM) -> None:
-    """Signal the process group: `first`, then SIGTERM, then SIGKILL, each after a grace
-    period; a second Ctrl-C skips to SIGKILL."""
-    steps: list[tuple[int, float | None]] = [(first, STOP_GRACE_S[0])]
-    if first != signal.SIGTERM:
-        steps.append((signal.SIGTERM, STOP_GRACE_S[1]))
-    steps.append((signal.SIGKILL, None))
-    for sig, grace in steps:
-        _signal_group(proc, sig)
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-        except KeyboardInterrupt:
-            _signal_group(proc, signal.SIGKILL)
-            proc.wait()
-            return
-
-
-def _signal_group(proc: subprocess.Popen[Any], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-
-
-def _drain(pumps: list[threading.Thread]) -> None:
-    for t in pumps:
-        t.join(timeout=DRAIN_S)
-
-
-def _pump(
-    pipe: IO[bytes],
-    name: str,
-    console: IO[Any],
-    log: Any,
-    scanner: Scanner,
-    lock: threading.Lock,
-) -> None:
-    """Copy one pipe to the console as it comes (progress bars keep working), and whole lines
+class _Tee:
+    """One pipe of the command: to the console as it comes (bytes as they are), and whole lines
     to output.log and the scalar scanner."""
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    raw = getattr(console, "buffer", None)
-    pending = ""
-    fd = pipe.fileno()
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        with lock:
-            try:
-                if raw is not None:
-                    raw.write(chunk)
-                    raw.flush()
-                else:
-                    console.write(chunk.decode("utf-8", "replace"))
-                    console.flush()
-            except (OSError, ValueError):
-                pass  # a closed console must not stop the log
-        text = decoder.decode(chunk)
-        log.write(name, text)
-        pending += text
-        *lines, pending = pending.split("\n")
+
+    def __init__(
+        self, name: str, console: IO[Any], log: Any, scanner: Scanner, lock: threading.Lock
+    ) -> None:
+        self.name, self.console, self.log = name, console, log
+        self.scanner, self.lock = scanner, lock
+        self.pending = ""
+
+    def feed(self, data: bytes, text: str) -> None:
+        write_console(self.console, text, data, self.lock)
+        self.log.write(self.name, text)
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
         for line in lines:
-            _feed(scanner, line)
-        if len(pending) > MAX_LINE:
-            pending = pending[-MAX_LINE:]  # no newline for a long while: keep the latest part
-    final = decoder.decode(b"", final=True)
-    if final:
-        log.write(name, final)
-    if pending + final:
-        _feed(scanner, pending + final)
-    with contextlib.suppress(OSError):
-        pipe.close()
+            self._scan(line)
+        if len(self.pending) > MAX_LINE:
+            self.pending = self.pending[-MAX_LINE:]  # no newline for a long while: the latest
 
+    def close(self, text: str) -> None:
+        if text:  # the bytes of a cut-off character: already on a binary console
+            write_console(self.console, text, b"", self.lock)
+            self.log.write(self.name, text)
+        if self.pending + text:
+            self._scan(self.pending + text)
 
-def _feed(scanner: Scanner, line: str) -> None:
-    with contextlib.suppress(Exception):  # a line that trips the scanner is still output
-        scanner.feed(line)
+    def _scan(self, line: str) -> None:
+        with contextlib.suppress(Exception):  # a line that trips the scanner is still output
+            self.scanner.feed(line)

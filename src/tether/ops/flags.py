@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import TetherError, did_you_mean
-from ..project_types import OpDef
+from ..project.model import OpDef
 
 FUNCTIONS = ("range", "linspace", "logspace", "uniform", "loguniform", "choice")
 SAMPLERS = ("uniform", "loguniform")

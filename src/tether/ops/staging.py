@@ -18,16 +18,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
-import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import git
 from ..errors import TetherError
-from ..project_types import DependencyDef, OpDef, Project
+from ..globs import compile_glob, has_magic, matches, rebase, split_patterns
+from ..project.model import DependencyDef, OpDef, Project
 from ..store import Store
 from ..store.layout import ATTRS, LOCK, METRICS, OUTPUT, STATE, SUMMARY
 from ..store.records import IndexRow
@@ -98,67 +98,6 @@ class Staging:
         return [d.error for d in self.deps if d.error is not None]
 
 
-# -- globs ------------------------------------------------------------------------------------
-def has_magic(pattern: str) -> bool:
-    return any(c in pattern for c in "*?[")
-
-
-def glob_regex(pattern: str, *, anchored: bool = False) -> re.Pattern[str]:
-    """A gitignore-like glob as a regex over posix paths: `*` stays inside a folder, `**`
-    crosses folders, a pattern without `/` matches at any depth unless `anchored`, a leading
-    `/` anchors, a trailing `/` means everything below."""
-    p = pattern.strip()
-    if p.startswith("/"):
-        anchored = True
-        p = p.lstrip("/")
-    if p.endswith("/"):
-        p += "**"
-    if not anchored and "/" not in p:
-        p = "**/" + p
-    out: list[str] = []
-    i = 0
-    while i < len(p):
-        if p.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif p.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif p[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif p[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif p[i] == "[" and "]" in p[i + 2 :]:
-            end = p.index("]", i + 2)
-            body = p[i + 1 : end]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(p[i]))
-            i += 1
-    try:
-        return re.compile("".join(out) + r"\Z")
-    except re.error:
-        return re.compile(re.escape(pattern) + r"\Z")
-
-
-def matches(rel: str, regexes: Sequence[re.Pattern[str]]) -> bool:
-    """`rel` or one of its parent folders matches (so `data` covers `data/x.csv`)."""
-    parts = rel.split("/")
-    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    return any(r.match(c) for r in regexes for c in candidates)
-
-
-def split_patterns(patterns: Sequence[str]) -> tuple[list[str], list[str]]:
-    include = [p for p in patterns if p and not p.startswith("-")]
-    exclude = [p[1:] for p in patterns if p.startswith("-") and p[1:]]
-    return include, exclude
-
-
 # -- listing ----------------------------------------------------------------------------------
 def _is_venv(folder: Path) -> bool:
     return (folder / "pyvenv.cfg").is_file()
@@ -187,20 +126,13 @@ def walk_files(base: Path, fences: Sequence[Path] = ()) -> Iterator[str]:
 
 def _git_files(root: Path) -> list[str] | None:
     """Files under `root` git would track (tracked and untracked-not-ignored), or None."""
-    from ..capture.source import in_git
-
-    if not in_git(root):
+    if not git.in_git(root):
         return None
     try:
-        out = subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=root,
-            capture_output=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
+        out = git.output(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    except git.GitError:
         return None
-    names = sorted({n for n in out.decode("utf-8", "surrogateescape").split("\0") if n})
+    names = sorted({n for n in out.split("\0") if n})
     venvs: dict[str, bool] = {}
 
     def in_venv(rel: str) -> bool:
@@ -225,8 +157,8 @@ def select_sources(
 ) -> tuple[list[StagedPath], list[str]]:
     """The source files to copy into the run folder, and warnings about what was left out."""
     include, exclude = split_patterns(patterns)
-    inc = [glob_regex(p) for p in include or DEFAULT_SOURCECODE]
-    exc = [glob_regex(p) for p in exclude]
+    inc = [compile_glob(p) for p in include or DEFAULT_SOURCECODE]
+    exc = [compile_glob(p) for p in exclude]
     listed = _git_files(root)
     fenced = [f.resolve() for f in fences]
     candidates = listed if listed is not None else walk_files(root, fences)
@@ -261,8 +193,8 @@ def select_sources(
             break
         out.append(StagedPath(path, rel, True, "sourcecode"))
     for pattern in include:
-        rx = glob_regex(pattern)
-        if not any(matches(p.dest, [rx]) for p in out):
+        glob = compile_glob(pattern)
+        if not any(glob.selects(p.dest) for p in out):
             warnings.append(f"sourcecode: {pattern!r} matches no file under {root}")
     return out, warnings
 
@@ -270,21 +202,12 @@ def select_sources(
 def snapshot_patterns(root: Path, patterns: Sequence[str]) -> tuple[list[str], list[str]]:
     """`sourcecode` globs (relative to the project root) as snapshot include/exclude globs
     (relative to the repository's top, which may be a parent of the project root)."""
-    from ..capture.source import git_top
-
     include, exclude = split_patterns(patterns)
-    top = git_top(root) if include or exclude else None
+    top = git.toplevel(root) if include or exclude else None
     if top is None or top.resolve() == root.resolve():
         return include, exclude
     rel = root.resolve().relative_to(top.resolve()).as_posix()
-
-    def moved(p: str) -> str:
-        p = p.strip()
-        if p.startswith("/") or "/" in p.rstrip("/"):
-            return f"/{rel}/{p.lstrip('/')}"
-        return f"/{rel}/**/{p}"
-
-    return [moved(p) for p in include], [moved(p) for p in exclude]
+    return [rebase(p, rel) for p in include], [rebase(p, rel) for p in exclude]
 
 
 # -- dependencies -----------------------------------------------------------------------------
@@ -305,12 +228,12 @@ def _files_under(base: Path, pattern: str, fences: Sequence[Path] = ()) -> list[
     start = base.joinpath(*fixed) if fixed else base
     if not start.is_dir():
         return []
-    rx = glob_regex(pattern, anchored=True)
+    glob = compile_glob(pattern, anchored=True)
     prefix = "/".join(fixed)
     found = []
     for rel in walk_files(start, fences):
         full = f"{prefix}/{rel}" if prefix else rel
-        if rx.match(full):
+        if glob.selects(full):
             found.append(full)
     return found
 
@@ -338,7 +261,7 @@ def _select_runs(
 
 def _compile_where(where: str, key_path: str) -> tuple[str, list[Any]]:
     try:
-        from ..store.query import compile_where
+        from ..store.where import compile_where
     except ImportError:  # pragma: no cover - the query language ships with the store
         raise TetherError(f"{key_path}.where: this tether cannot filter runs")
     try:

@@ -1,6 +1,6 @@
 """The run store: run folders on disk (the truth) and a SQLite index over them (a cache)."""
 
-from .layout import resolve_runs_root
+from ..workspace import resolve_runs_root
 from .records import RunRecord
 from .state import RunState
 from .store import Store, open_store

@@ -19,22 +19,26 @@ import os
 import posixpath
 import shutil
 import stat
-import subprocess
 import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .. import git
+from ..clock import now_iso
 from ..errors import StoreError, TetherError
+from ..git import SNAPSHOT_REF
 from ..ids import is_run_id
 from .layout import LOCK
-from .lifecycle import SNAPSHOT_REF, TRASH
+from .lifecycle import TRASH
 from .records import RunRecord
-from .state import now_iso
 from .store import Store
+
+if TYPE_CHECKING:
+    import subprocess
 
 FORMAT = "tether-archive"
 VERSION = 1
@@ -278,12 +282,7 @@ def _bundles(
 
 
 def _git(repo: str, *args: str) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(
-            ["git", "-C", repo, *args], capture_output=True, text=True, check=False
-        )
-    except FileNotFoundError:
-        raise TetherError("git is not installed", "install git, or leave out --with-snapshots")
+    return git.run(repo, *args, check=False, hint="install git, or leave out --with-snapshots")
 
 
 # -- import --------------------------------------------------------------------------------------

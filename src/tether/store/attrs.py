@@ -10,11 +10,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .. import git
+from ..clock import now_iso
 from ..fsio import atomic_write_json
 from ..ids import new_id
 from .layout import ATTRS
 from .records import Attributes
-from .state import hostname, now_iso
+from .state import hostname
 
 KINDS = ("label", "tag", "untag", "note")
 
@@ -49,17 +51,11 @@ def author() -> tuple[str, str]:
 
 
 def _git_identity() -> tuple[str, str]:
-    import subprocess
-
     try:
-        proc = subprocess.run(
-            ["git", "config", "--get-regexp", r"^user\.(name|email)$"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
+        proc = git.run(
+            None, "config", "--get-regexp", r"^user\.(name|email)$", check=False, timeout=10
         )
-    except (OSError, subprocess.SubprocessError):
+    except git.GitError:
         return "", ""
     found: dict[str, str] = {}
     for line in proc.stdout.splitlines():

@@ -1,92 +1,16 @@
-"""Where runs live: the runs root and the files inside a run folder."""
+"""The names of the files inside a run folder, and of the index in the runs root.
+
+Where the runs root is (and the project around it) is `tether.workspace`'s job.
+"""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from ..lock import LOCK_FILE
 
-LOCK = "run.lock"
+LOCK = LOCK_FILE  # run.lock: its name is owned by tether.lock, which reads and writes it
 STATE = "state.json"
 ATTRS = "attrs"
 OUTPUT = "output.log"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 INDEX = "index.db"
-
-PROJECT_FILES = ("tether.toml", "tether.yaml", "tether.json")
-
-
-def find_project_file(start: Path | None = None) -> Path | None:
-    """The nearest tether.toml (or .yaml/.json) in `start` or a parent folder."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        for name in PROJECT_FILES:
-            candidate = folder / name
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def find_git_top(start: Path | None = None) -> Path | None:
-    # Walking up for .git is much cheaper than spawning `git rev-parse` on every command.
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / ".git").exists():
-            return folder
-    return None
-
-
-def read_project_data(project_file: Path) -> dict[str, object]:
-    """The raw top level of a project file (any of its three formats), {} when unreadable:
-    a broken project file is reported by the commands that read it; the root falls back."""
-    try:
-        if project_file.suffix == ".toml":
-            try:
-                import tomllib
-            except ModuleNotFoundError:  # Python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
-            with open(project_file, "rb") as fh:
-                data = tomllib.load(fh)
-        elif project_file.suffix == ".json":
-            import json
-
-            from ..project import strip_json_comments
-
-            data = json.loads(strip_json_comments(project_file.read_text(encoding="utf-8")))
-        else:
-            import yaml
-
-            data = yaml.safe_load(project_file.read_text(encoding="utf-8"))
-    except Exception:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _runs_dir_from_project(project_file: Path) -> Path | None:
-    data = read_project_data(project_file)
-    value = data.get("runs-dir")
-    if isinstance(value, str) and value:
-        path = Path(os.path.expanduser(value))
-        return path if path.is_absolute() else (project_file.parent / path)
-    return None
-
-
-def resolve_runs_root(
-    explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None
-) -> Path:
-    """First that applies: explicit, TETHER_RUNS, tether.toml runs-dir, project .tether/runs, ~."""
-    if explicit:
-        return Path(os.path.expanduser(str(explicit))).absolute()
-    env = os.environ.get("TETHER_RUNS")
-    if env:
-        return Path(os.path.expanduser(env)).absolute()
-    project_file = find_project_file(cwd)
-    if project_file is not None:
-        configured = _runs_dir_from_project(project_file)
-        if configured is not None:
-            return configured.absolute()
-        return project_file.parent / ".tether" / "runs"
-    top = find_git_top(cwd)
-    if top is not None:
-        return top / ".tether" / "runs"
-    return Path.home() / ".tether" / "runs"

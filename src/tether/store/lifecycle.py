@@ -13,24 +13,24 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import git
+from ..clock import iso_from_timestamp, now_iso
 from ..errors import AmbiguousRun, RunNotFound, StoreError, TetherError
+from ..git import SNAPSHOT_REF, GitError
 from ..ids import is_run_id
 from ..lock import RunLock, read_lock
 from .layout import LOCK
 from .records import IndexRow, RunRecord
-from .state import now_iso
+from .state import BUSY
 from .store import Store
 
 TRASH = ".trash"
-BUSY = ("pending", "queued", "running")
-SNAPSHOT_REF = "refs/tether/snapshots/"
 
 
 @dataclass
@@ -170,12 +170,7 @@ def _entry(trash: Path, run_id: str) -> TrashEntry:
     entry.deleted_by = meta.get("deleted_by")
     if entry.deleted is None:
         with contextlib.suppress(OSError):
-            from datetime import datetime, timezone
-
-            ctime = path.lstat().st_ctime
-            entry.deleted = datetime.fromtimestamp(ctime, timezone.utc).strftime(
-                "%Y-%m-%dT%H:%M:%S.%fZ"
-            )
+            entry.deleted = iso_from_timestamp(path.lstat().st_ctime)
     folder = path
     if path.is_symlink():
         entry.target = Path(os.path.realpath(path))
@@ -297,21 +292,11 @@ def drop_snapshot_refs(lock: RunLock) -> tuple[list[str], list[str]]:
         if not Path(root).is_dir():
             continue
         try:
-            exists = subprocess.run(
-                ["git", "-C", root, "show-ref", "--verify", "--quiet", ref],
-                capture_output=True,
-                check=False,
-            )
-            if exists.returncode != 0:
+            if git.run(root, "show-ref", "--verify", "--quiet", ref, check=False).returncode:
                 continue
-            proc = subprocess.run(
-                ["git", "-C", root, "update-ref", "-d", ref],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-        except OSError as exc:
-            problems.append(f"{root}: git failed ({exc.strerror})")
+            proc = git.run(root, "update-ref", "-d", ref, check=False)
+        except GitError as exc:
+            problems.append(f"{root}: git failed ({exc.message})")
             continue
         if proc.returncode == 0:
             deleted.append(f"{root}: {ref}")

@@ -6,20 +6,19 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..clock import now_iso
 from ..fsio import atomic_write_json
 from .layout import STATE
 
+# The status values of a run, and the one place their subsets are written.
 STATUSES = ("pending", "queued", "running", "completed", "failed", "terminated", "unknown")
-LIVE = ("pending", "running")
-FINAL = ("completed", "failed", "terminated")
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+BUSY = ("pending", "queued", "running")  # not done yet: leave it alone (delete, sync, stop)
+LIVE = ("pending", "running")  # a process on some host should be alive for it
+FINAL = ("completed", "failed", "terminated")  # written once, by the run's end
+FINISHED = (*FINAL, "unknown")  # no process will write to it again
 
 
 def hostname() -> str:

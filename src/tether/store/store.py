@@ -13,11 +13,15 @@ from pathlib import Path
 from ..errors import AmbiguousRun, RunNotFound, StoreError
 from ..ids import is_run_id, new_id
 from ..lock import RunLock, read_lock, write_lock
-from . import attrs as attrs_mod
+from ..workspace import resolve_runs_root
+from .attrs import add_event, read_attributes
 from .index import Index
-from .layout import INDEX, LOCK, SUMMARY, resolve_runs_root
-from .records import IndexRow, RunRecord
+from .layout import INDEX, LOCK, SUMMARY
+from .records import Attributes, IndexRow, RunRecord
+from .select import select_rows
+from .sorting import parse_sort
 from .state import RunState, hostname, proc_start_time, read_state, write_state
+from .where import compile_where
 
 
 class Store:
@@ -130,12 +134,12 @@ class Store:
             status="pending", pid=pid, host=hostname(), proc_start=proc_start_time(pid)
         )
         write_state(run_dir, state)
-        record = RunRecord(lock.id, run_dir, lock, state, attrs_mod.Attributes(), {})
+        record = RunRecord(lock.id, run_dir, lock, state, Attributes(), {})
         self.index.upsert(record)
         return record
 
     def new_lock(self, name: str, **fields: object) -> RunLock:
-        from .state import now_iso
+        from ..clock import now_iso
 
         return RunLock(id=new_id(), name=name, created=now_iso(), **fields)  # type: ignore[arg-type]
 
@@ -146,8 +150,8 @@ class Store:
         self.index.upsert(record)
 
     def add_attr(self, record: RunRecord, kind: str, value: object) -> None:
-        attrs_mod.add_event(record.dir, kind, value)
-        record.attrs = attrs_mod.read_attributes(record.dir)
+        add_event(record.dir, kind, value)
+        record.attrs = read_attributes(record.dir)
         self.index.upsert(record)
 
     def refresh(self, record: RunRecord, *, lock: bool = True) -> RunRecord:
@@ -171,7 +175,7 @@ class Store:
             dir=run_dir,
             lock=lock,
             state=read_state(run_dir),
-            attrs=attrs_mod.read_attributes(run_dir),
+            attrs=read_attributes(run_dir),
             summary=summary,
         )
 
@@ -213,8 +217,6 @@ class Store:
 
         Raises WhereError (a TetherError) for an expression or sort key it cannot compile.
         """
-        from .query import compile_where, parse_sort, select_rows
-
         if not self.root.is_dir():
             # Nothing to list, but a mistake in the expression is still worth reporting.
             if where is not None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import TetherError, did_you_mean
-from .metrics_io import Series, metrics_path, read_metrics, to_series
+from .metrics_file import Series, metrics_path, read_metrics, to_series
 
 DEFAULT_GROUP = "metrics"  # the chart of keys without a '/' prefix
 PLOTS_DIR = "plots"  # <run>/plots/<chart>.png

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import TetherError
+from .metrics_file import RESERVED
 
-RESERVED = ("step", "t")
 STATS = ("min", "max", "std")
 
 

@@ -14,14 +14,17 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..clock import parse_iso
 from ..errors import TetherError
 from ..fsio import atomic_write_text, read_json
+from ..lock import read_lock
+from ..store.attrs import read_attributes
 from ..store.layout import LOCK, METRICS, SUMMARY
-from .metrics_io import read_metrics, summarize, to_series
+from ..store.state import read_state
+from .metrics_file import read_metrics, summarize, to_series
 from .plots import PLOTS_DIR, MissingDependency, charts_for_run, save_pngs
 
 REPORT = "report.md"
@@ -67,13 +70,7 @@ def flatten(config: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def duration(started: str | None, stopped: str | None) -> str | None:
-    def parse(text: str | None) -> datetime | None:
-        try:
-            return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-        except ValueError:
-            return None
-
-    a, b = parse(started), parse(stopped)
+    a, b = parse_iso(started), parse_iso(stopped)
     if a is None or b is None:
         return None
     seconds = (b - a).total_seconds()
@@ -100,10 +97,6 @@ def metric_summary(run_dir: Path, metrics: Path | None = None) -> dict[str, dict
 
 def _run_section(run_dir: Path) -> tuple[str, list[str]]:
     """(title, lines) from run.lock and state.json; a plain folder gets its path as title."""
-    from ..lock import read_lock
-    from ..store.attrs import read_attributes
-    from ..store.state import read_state
-
     if not (run_dir / LOCK).is_file():
         return f"Metrics of {run_dir.name}", []
     lock = read_lock(run_dir)

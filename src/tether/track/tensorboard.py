@@ -20,6 +20,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..fsio import atomic_write_json
+from ..store.layout import SUMMARY
+
 log = logging.getLogger("tether.tensorboard")
 
 EVENTS_PREFIX = "events.out.tfevents."
@@ -157,9 +160,6 @@ def rollup_into_summary(store: Any, record: Any) -> dict[str, dict[str, Any]]:
     to be called when a run ends; it never raises for a problem with the event files. Returns
     the scalars that were merged (empty when there was nothing to do).
     """
-    from ..fsio import atomic_write_json
-    from ..store.layout import SUMMARY
-
     try:
         rolled = rollup(record.dir)
     except Exception as exc:

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import tether
-from tether.api import start_run
 from tether.capture import environment, output, source  # noqa: F401
+from tether.session.start import start_run
 from tether.store import index, store  # noqa: F401
 
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ...errors import TetherError
+from ... import plugins
+from ...errors import TetherError, did_you_mean
 
 GROUP = "tether.sinks"
 Row = dict[str, Any]
@@ -90,15 +91,9 @@ class Sink:
         return {}
 
 
-def _entry_points() -> list[Any]:
-    from importlib.metadata import entry_points
-
-    return list(entry_points(group=GROUP))
-
-
 def sink_names() -> list[str]:
     """Names of the installed sinks (entry points of the group `tether.sinks`)."""
-    return sorted({ep.name for ep in _entry_points()})
+    return plugins.names(GROUP)
 
 
 def load_sink(spec: str | Sink | type[Sink], **options: Any) -> Sink:
@@ -109,18 +104,16 @@ def load_sink(spec: str | Sink | type[Sink], **options: Any) -> Sink:
         return spec(**options)
     if not isinstance(spec, str):
         raise TetherError(f"not a sink: {spec!r}", "give a sink name, a Sink class or instance")
-    found = [ep for ep in _entry_points() if ep.name == spec]
-    if not found:
-        from ...errors import did_you_mean
-
-        names = sink_names()
+    found = plugins.by_name(GROUP)
+    if spec not in found:
+        names = sorted(found)
         hint = did_you_mean(spec, names)
         raise TetherError(
             f"no metric sink {spec!r}",
             (f"did you mean {hint!r}? " if hint else "")
             + f"(installed: {', '.join(names) or 'none'}; sinks are entry points of {GROUP})",
         )
-    cls = found[0].load()
+    cls = found[spec].load()
     sink = cls(**options)
     if not isinstance(sink, Sink):
         raise TetherError(f"entry point {spec!r} of {GROUP} does not make a tether Sink")

@@ -3,7 +3,7 @@
 Every History writes its metrics.jsonl through this sink (it is always on); registered as a sink
 it also copies the rows into another file (`JsonlSink(path=...)`). A batch goes out in one
 `write` call, so a process killed mid-flush leaves at most one torn last line, which readers skip
-(`tether.track.history.read_metrics`). A file that ends in a torn line from an earlier writer
+(`tether.track.metrics_file.read_metrics`). A file that ends in a torn line from an earlier writer
 gets a newline first, so the new rows start on a line of their own.
 """
 

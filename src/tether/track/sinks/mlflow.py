@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import posixpath
@@ -30,10 +31,13 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ...clock import parse_iso
+from ...lock import dump_yaml
+from ...store.index import flatten
+from ...store.state import BUSY
 from .base import Row, Sink, SinkContext
 
 TAG_RUN_ID = "tether.run_id"
@@ -80,19 +84,11 @@ def mlflow_key(key: str) -> str:
 
 def ms(iso: str | None) -> int | None:
     """Milliseconds since the epoch of a tether time (UTC ISO-8601)."""
-    if not iso:
-        return None
-    try:
-        return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
-    except ValueError:
-        return None
+    when = parse_iso(iso)
+    return None if when is None else int(when.timestamp() * 1000)
 
 
 def flat_params(config: dict[str, Any]) -> dict[str, str]:
-    import json
-
-    from ...store.index import flatten
-
     out = {}
     for key, value in flatten(config).items():
         text = json.dumps(value, default=str) if isinstance(value, (list, dict)) else str(value)
@@ -339,7 +335,7 @@ class MlflowSink(Sink):
         if self.artifacts:
             self._artifacts(ctx)
         final = status or ctx.status
-        if final in ("running", "pending", "queued"):
+        if final in BUSY:
             return
         end = ms(ctx.stopped) if ctx.status is not None else None
         self.client.set_terminated(
@@ -349,8 +345,6 @@ class MlflowSink(Sink):
     def _artifacts(self, ctx: SinkContext) -> None:
         client, run_id = self.client, self.run_id
         if ctx.config:
-            from ...lock import dump_yaml
-
             with tempfile.TemporaryDirectory(prefix="tether-mlflow-") as tmp:
                 path = Path(tmp) / "config.yaml"
                 path.write_text(dump_yaml(ctx.config), encoding="utf-8")

@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ...store.index import flatten
 from .base import Row, Sink, SinkContext
 
 
@@ -37,8 +38,6 @@ class WandbSink(Sink):
 
     def open(self, ctx: SinkContext) -> int | None:
         import wandb
-
-        from ...store.index import flatten
 
         project = self.project or os.environ.get("WANDB_PROJECT") or ctx.run_name or "tether"
         wandb_id = re.sub(r"[^\w-]", "-", ctx.run_id) if ctx.run_id else None

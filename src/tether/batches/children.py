@@ -1,0 +1,537 @@
+"""Each task of a decorated main's batch is a child run of the batch's parent run.
+
+A child run is a run like any other (run.lock, state.json, output.log, metrics, an index row)
+with `parent` set to the batch. What is the same for every task is taken once per batch and
+once per worker, never per task:
+
+* the source snapshot: children reuse the parent's `sources` record (and its data digests and
+  upstream stages), so there is one snapshot per batch;
+* the environment record (`env`, with this worker's host and job id): once per worker;
+* the YAML of run.lock: the parts every child shares are rendered once per worker; only the id,
+  times and config are rendered per task;
+* the config: one DictConfig per worker, updated in place for each task (the task item at
+  `--task-to`, `save_dir`), and rebuilt only if a task changed it;
+* index rows: written by a thread of the worker in one transaction every quarter second, so a
+  short task's `running` row is superseded before it is ever written;
+* durability: child files are replaced atomically but not fsynced one by one; the worker
+  flushes them to disk in bulk (`os.sync`) every few seconds and when it ends. After a crash a
+  child whose state.json was lost reads as `unknown`, and the task pool, not the child files,
+  says which tasks are done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .. import context
+from ..capture.environment import capture_environment
+from ..capture.output import Tee, _stamp
+from ..capture.resolvers import collecting, register
+from ..clock import now_iso
+from ..config.compose import to_container
+from ..executors.taskpool import Claim, Outcome
+from ..fsio import atomic_write_text
+from ..lock import RunLock, dump_yaml, read_lock
+from ..session.exits import Terminated
+from ..session.run import Run
+from ..store import Store
+from ..store.index import Index
+from ..store.layout import INDEX, OUTPUT, STATE
+from ..store.records import Attributes, RunRecord
+from ..store.state import RunState, hostname, proc_start_time, read_state
+from .tasks import has_interpolation, inject, merged, with_value
+
+SYNC_EVERY_S = 5.0
+FLUSH_EVERY_S = 0.25
+
+
+class Interrupted(BaseException):
+    """Raised into a task when its worker is told to stop."""
+
+
+# -- output -----------------------------------------------------------------------------------
+class _LazyLog:
+    """output.log of a child, opened on the first line written (most tasks print nothing)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: Any = None
+        self._lock = threading.Lock()
+        self._partial: dict[str, str] = {}
+        self._closed = False
+
+    def write(self, stream: str, text: str) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            pending = self._partial.get(stream, "") + text
+            *lines, rest = pending.split("\n")
+            if lines:
+                if self._fh is None:
+                    self._fh = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+                for line in lines:
+                    self._fh.write(_stamp() + line + "\n")
+            self._partial[stream] = rest
+
+    def close(self) -> None:
+        with self._lock:
+            rests = [r for r in self._partial.values() if r]
+            if rests and self._fh is None:
+                self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            for rest in rests:
+                self._fh.write(_stamp() + rest + "\n")
+            self._partial.clear()
+            if self._fh is not None:
+                self._fh.close()
+            self._closed = True
+
+
+@contextlib.contextmanager
+def _captured(path: Path) -> Iterator[_LazyLog]:
+    log = _LazyLog(path)
+    saved = sys.stdout, sys.stderr
+    # Under a serial executor the parent's own tee is installed: write past it, so a task's
+    # lines land in the task's output.log and not in the batch's too.
+    out = getattr(saved[0], "_original", saved[0])
+    err = getattr(saved[1], "_original", saved[1])
+    sys.stdout = Tee(out, log, "stdout")  # type: ignore[arg-type]
+    sys.stderr = Tee(err, log, "stderr")  # type: ignore[arg-type]
+    handler = logging.StreamHandler(_LogStream(log))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield log
+    finally:
+        root.removeHandler(handler)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        sys.stdout, sys.stderr = saved
+
+
+class _LogStream:
+    def __init__(self, log: _LazyLog) -> None:
+        self._log = log
+
+    def write(self, text: str) -> int:
+        self._log.write("logging", text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+# -- records ----------------------------------------------------------------------------------
+def write_state(run_dir: Path, state: RunState) -> None:
+    """state.json, replaced atomically, not fsynced (see the module doc), compact JSON (the
+    C encoder: `indent` would take the slow pure-Python one)."""
+    state.updated = now_iso()
+    data = json.dumps(dict(vars(state)), sort_keys=True) + "\n"
+    atomic_write_text(run_dir / STATE, data, durable=False)
+
+
+def _snapshot(record: RunRecord) -> RunRecord:
+    return RunRecord(
+        record.id,
+        record.dir,
+        record.lock,
+        RunState(**vars(record.state)),
+        record.attrs,
+        dict(record.summary),
+    )
+
+
+class Recorder:
+    """A worker's thread that writes what need not hold up a task: index rows (many per
+    transaction), the `running` state of tasks still running after `FLUSH_EVERY_S` (a short
+    task goes from run.lock straight to its final state.json), and the periodic `os.sync`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._rows: dict[str, RunRecord] = {}
+        self._started: dict[str, tuple[float, RunRecord]] = {}
+        # Held while a state.json is written, by either thread; re-entrant, because submitit's
+        # checkpoint runs in a signal handler that may interrupt the main thread holding it.
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stop = False
+        self._last_sync = time.monotonic()
+        self._dirty = False
+        self._index: Any = None
+        self._thread = threading.Thread(target=self._loop, name="tether-records", daemon=True)
+        self._thread.start()
+
+    def started(self, record: RunRecord) -> None:
+        with self._lock:
+            self._started[record.id] = (time.monotonic(), _snapshot(record))
+
+    def ended(self, record: RunRecord) -> None:
+        """Write the final state.json now (it supersedes a pending `running` one)."""
+        with self._lock:
+            self._started.pop(record.id, None)
+            write_state(record.dir, record.state)
+            self._rows[record.id] = _snapshot(record)
+            self._dirty = True
+
+    def put(self, record: RunRecord) -> None:
+        with self._lock:
+            self._rows[record.id] = _snapshot(record)
+            self._dirty = True
+
+    def flush(self, *, running_older_than: float | None = FLUSH_EVERY_S) -> None:
+        """Write what is due (in the recorder's thread: SQLite connections stay in theirs)."""
+        now = time.monotonic()
+        with self._lock:
+            for run_id, (t0, record) in list(self._started.items()):
+                if running_older_than is None or now - t0 >= running_older_than:
+                    write_state(record.dir, record.state)
+                    self._rows.setdefault(run_id, record)
+                    del self._started[run_id]
+            batch = list(self._rows.values())
+            self._rows.clear()
+        if not batch:
+            return
+        if self._index is None:
+            self._index = Index(self.root / INDEX)
+        try:
+            with self._index._tx() as c:
+                for record in batch:
+                    self._index._upsert(c, record)
+        except Exception as exc:  # the index is a cache: `tether runs reindex` rebuilds it
+            print(f"tether: index not updated ({exc})", file=sys.stderr)
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(FLUSH_EVERY_S)
+            self._wake.clear()
+            if self._stop:
+                break
+            self.flush()
+            if self._dirty and time.monotonic() - self._last_sync > SYNC_EVERY_S:
+                self._sync()
+        self.flush(running_older_than=None)
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+        self._sync()
+
+    def _sync(self) -> None:
+        self._dirty = False
+        self._last_sync = time.monotonic()
+        os.sync()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stop = True
+        self._wake.set()
+        self._thread.join(timeout=60)
+
+
+# -- the runner -------------------------------------------------------------------------------
+def wants_run(func: Callable[..., Any]) -> bool:
+    try:
+        return len(inspect.signature(func).parameters) >= 2
+    except (TypeError, ValueError):
+        return False
+
+
+class ChildRuns:
+    """The TaskRunner of a decorated main's batch: each task calls `func(cfg[, run])` in a child
+    run.
+
+    Pickled to every worker: it carries the function, the base config (the parent's, without
+    the task list, interpolations unresolved), where to put each item, and where the parent is.
+    """
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        base_cfg: Any,
+        task_to: str,
+        store_root: str,
+        parent_dir: str,
+        name: str,
+    ) -> None:
+        self.func = func
+        self.base_cfg = base_cfg
+        self.task_to = task_to
+        self.store_root = store_root
+        self.parent_dir = parent_dir
+        self.name = name
+        self._ready = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        keep = ("func", "base_cfg", "task_to", "store_root", "parent_dir", "name")
+        return {k: self.__dict__[k] for k in keep}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._ready = False
+
+    # -- once per worker --------------------------------------------------------------------
+    def setup(self) -> None:
+        if self._ready:
+            return
+        register()
+        self.store = Store(self.store_root)
+        self.root = Path(self.store_root)
+        parent = read_lock(Path(self.parent_dir))
+        self.parent_lock = parent
+        self.env = capture_environment()
+        self.wants_run = wants_run(self.func)
+        self.stage_dirs: dict[str, Path] = {}
+        for st in parent.stages:
+            with contextlib.suppress(Exception):
+                self.stage_dirs[st.name] = self.store.load(st.run).dir
+        # run.lock, rendered once: everything but id, created and config.
+        self._head = dump_yaml({"schema": parent.schema})
+        self._command = dump_yaml({"command": list(parent.command)})
+        shared = RunLock(
+            id="",
+            name=self.name,
+            created="",
+            sources=parent.sources,
+            data=parent.data,
+            stages=parent.stages,
+            env=self.env,
+            parent=parent.id,
+            project_id=parent.project_id,
+        ).to_dict()
+        self._tail = dump_yaml(
+            {k: shared[k] for k in ("sources", "data", "stages", "env", "parent", "project_id")}
+        )
+        from omegaconf import DictConfig, OmegaConf
+
+        self._pristine = self._as_config(self.base_cfg)
+        self._cfg = self._pristine.copy()
+        self._expected: dict[str, Any] | None = None
+        raw = OmegaConf.to_container(self._pristine, resolve=False)
+        self._interpolated = has_interpolation(raw)
+        self._path = self.task_to.removeprefix("+").split(".")
+        target = OmegaConf.select(self._pristine, ".".join(self._path), default=None)
+        self._pristine_target: dict[str, Any] | None = (
+            OmegaConf.to_container(target, resolve=False)  # type: ignore[assignment]
+            if isinstance(target, DictConfig)
+            else None
+        )
+        self._writer = Recorder(self.root)
+        self._interrupted: set[str] = set()
+        self._ready = True
+
+    def teardown(self) -> None:
+        if self._ready:
+            self._writer.close()
+            self._ready = False
+
+    @staticmethod
+    def _as_config(cfg: Any) -> Any:
+        from omegaconf import OmegaConf
+
+        if cfg is None:
+            return OmegaConf.create({})
+        if OmegaConf.is_config(cfg):
+            return cfg.copy()
+        return OmegaConf.create(copy.deepcopy(cfg))
+
+    # -- one task ---------------------------------------------------------------------------
+    def config_for(self, item: Any, run_dir: Path) -> tuple[Any, dict[str, Any]]:
+        """The task's DictConfig (the worker's, updated in place) and its resolved container.
+
+        OmegaConf is slow to build configs (a millisecond or more for a small one), so the
+        worker keeps one and sets the task's keys in it. Its container after that must equal
+        the previous task's with the same keys set: if not, the previous task changed its
+        config, and the config is rebuilt from the batch's.
+        """
+        from omegaconf import OmegaConf
+
+        if isinstance(item, dict) and self._pristine_target is not None:
+            # A mapping item merges into the batch's mapping, not into the last task's.
+            item = merged(self._pristine_target, item)
+        cfg = self._cfg
+        inject(cfg, self.task_to, item, merge=False)
+        cfg["save_dir"] = str(run_dir)
+        current: dict[str, Any] = OmegaConf.to_container(cfg, resolve=False)  # type: ignore[assignment]
+        expected = self._expected
+        if expected is not None:
+            expected = with_value(expected, self._path, item, merge=False)
+            expected["save_dir"] = str(run_dir)
+            if current != expected:
+                cfg = self._cfg = self._pristine.copy()  # the last task changed its config
+                inject(cfg, self.task_to, item, merge=False)
+                cfg["save_dir"] = str(run_dir)
+                current = OmegaConf.to_container(cfg, resolve=False)  # type: ignore[assignment]
+        self._expected = current
+        if not self._interpolated:
+            return cfg, current
+        with collecting(self.store_root):
+            container = to_container(cfg)
+        return cfg, container
+
+    def lock_text(self, lock: RunLock) -> str:
+        """run.lock's YAML, identical to `lock.to_yaml()`, from the parts rendered once."""
+        return (
+            self._head
+            + dump_yaml({"id": lock.id, "name": lock.name, "created": lock.created})
+            + self._command
+            + dump_yaml({"config": lock.config})
+            + self._tail
+        )
+
+    def new_lock(self, run_id: str, config: dict[str, Any], created: str | None = None) -> RunLock:
+        p = self.parent_lock
+        return RunLock(
+            id=run_id,
+            name=self.name,
+            created=created or now_iso(),
+            command=list(p.command),
+            config=config,
+            sources=p.sources,
+            data=p.data,
+            stages=p.stages,
+            env=self.env,
+            parent=p.id,
+            project_id=p.project_id,
+        )
+
+    def prepare(self, run_id: str, item: Any, status: str = "queued") -> RunRecord:
+        """Make a child run ahead of its task (under a scheduler: status `queued`)."""
+        run_dir = self.root / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _, container = self.config_for(item, run_dir)
+        lock = self.new_lock(run_id, container)
+        atomic_write_text(run_dir / "run.lock", self.lock_text(lock), durable=False)
+        record = RunRecord(
+            run_id, run_dir, lock, RunState(status=status, host=hostname()), Attributes(), {}
+        )
+        self._writer.ended(record)  # writes state.json and queues the index row
+        return record
+
+    def run(self, claim: Claim) -> Outcome:
+        assert claim.run is not None
+        run_id = claim.run
+        run_dir = self.root / run_id
+        created = None
+        if claim.prepared:
+            with contextlib.suppress(Exception):
+                created = read_lock(run_dir).created
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            cfg, container = self.config_for(claim.item, run_dir)
+        except Exception as exc:  # this task's config does not resolve: the task fails
+            self._cfg, self._expected = self._pristine.copy(), None
+            return self._failed_before_start(claim, run_dir, exc, created)
+        # A run made ahead (queued) gets its lock again now, with this worker's env (host,
+        # job id): run.lock is final from the moment the run starts.
+        lock = self.new_lock(run_id, container, created)
+        atomic_write_text(run_dir / "run.lock", self.lock_text(lock), durable=False)
+        pid = os.getpid()
+        state = RunState(
+            status="running",
+            pid=pid,
+            host=hostname(),
+            started=now_iso(),
+            proc_start=_proc_start(pid),
+        )
+        record = RunRecord(run_id, run_dir, lock, state, Attributes(), {})
+        self._writer.started(record)
+        run = Run(self.store, record, cfg, self.stage_dirs)
+        token = context.enter(run)
+        status, exit_code, error, result, trace = "completed", 0, None, None, None
+        try:
+            with _captured(run_dir / OUTPUT) as log:
+                try:
+                    result = self.func(cfg, run) if self.wants_run else self.func(cfg)
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+                    if run_id in self._interrupted:
+                        status, exit_code, error = "terminated", 143, "interrupted (requeued)"
+                        raise
+                    if code != 0:
+                        status, exit_code, error = "failed", code, f"SystemExit({exc.code})"
+                        trace = "".join(traceback.format_exception(exc))
+                        log.write("tether", trace)
+                except (KeyboardInterrupt, Interrupted) as exc:
+                    status, exit_code, error = "terminated", 130, type(exc).__name__
+                    raise
+                except BaseException as exc:
+                    if isinstance(exc, Terminated) or run_id in self._interrupted:
+                        status, exit_code, error = "terminated", 143, type(exc).__name__
+                        raise
+                    status, exit_code = "failed", 1
+                    error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                    trace = "".join(traceback.format_exception(exc))
+                    log.write("tether", trace)
+        finally:
+            context.leave(token)
+            try:
+                run._close(status)
+            finally:
+                record = run.record
+                record.state = state
+                state.status, state.exit_code, state.error = status, exit_code, error
+                state.stopped = now_iso()
+                if run_id not in self._interrupted:
+                    self._writer.ended(record)
+        if status == "completed":
+            return Outcome("completed", run_id, result=result)
+        return Outcome(status, run_id, error=trace or error)
+
+    def _failed_before_start(
+        self, claim: Claim, run_dir: Path, exc: Exception, created: str | None
+    ) -> Outcome:
+        """A run for a task whose config cannot be made, recorded failed with the reason."""
+        assert claim.run is not None
+        lock = self.new_lock(claim.run, {"task": claim.item}, created)
+        atomic_write_text(run_dir / "run.lock", self.lock_text(lock), durable=False)
+        error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        state = RunState(
+            status="failed", pid=os.getpid(), host=hostname(), started=now_iso(), exit_code=1
+        )
+        state.stopped, state.error = state.started, error
+        self._writer.ended(RunRecord(claim.run, run_dir, lock, state, Attributes(), {}))
+        return Outcome("failed", claim.run, error="".join(traceback.format_exception(exc)))
+
+    def interrupted(self, claim: Claim) -> None:
+        """The worker stops in the middle of this task (preempted, timed out, stopped): its run
+        is recorded `terminated` now, in case the process gets no further."""
+        if claim.run is None or not self._ready:
+            return
+        self._interrupted.add(claim.run)
+        run_dir = self.root / claim.run
+        try:
+            state = read_state(run_dir)
+            if state.status == "unknown":  # its running state was not written yet
+                state = RunState(pid=os.getpid(), host=hostname(), started=now_iso())
+            state.status, state.exit_code = "terminated", 143
+            state.error = "interrupted: the task went back to the pool"
+            state.stopped = now_iso()
+            record = RunRecord(claim.run, run_dir, read_lock(run_dir), state, Attributes(), {})
+            self._writer.ended(record)
+            self._writer.wake()
+        except Exception:
+            traceback.print_exc()
+
+
+_PROC_START: dict[int, int | None] = {}
+
+
+def _proc_start(pid: int) -> int | None:
+    if pid not in _PROC_START:
+        _PROC_START[pid] = proc_start_time(pid)
+    return _PROC_START[pid]

@@ -1,0 +1,275 @@
+"""The task list of a batch and where each item goes: `--task-to KEY`, `--tasks FILE`,
+`--tasks-key KEY` (default: the config's `tasks` list).
+
+A task item goes at the config key `--task-to` (a dotted path; `+key` adds a key the config
+lacks); a mapping item merges into a mapping already there. Items are plain data (what YAML
+holds), so they can be stored in the task pool and sent to workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..capture.resolvers import register
+from ..config.compose import ABSENT, select_node, suggest_key
+from ..errors import ConfigError
+
+DEFAULT_TASKS_KEY = "tasks"
+
+
+# -- the task list ----------------------------------------------------------------------------
+def task_items(
+    base: Any,
+    *,
+    tasks: Sequence[Any] | None,
+    tasks_file: str | None,
+    tasks_key: str | None,
+) -> tuple[list[Any], str | None]:
+    """The items of a batch (a list given, else a file, else a config list), as plain data, and
+    the config key the list came from (None for a list or a file)."""
+    if tasks is not None:
+        items, list_key = list(tasks), None
+        if not items:
+            raise ConfigError("no tasks: the task list is empty")
+    else:
+        items, list_key = load_tasks(base, tasks_file, tasks_key)
+    return [plain(item) for item in items], list_key
+
+
+def load_tasks(
+    cfg: Any, tasks_file: str | None, tasks_key: str | None
+) -> tuple[list[Any], str | None]:
+    """The task list, and the config key it came from (None for a file)."""
+    if tasks_file:
+        return read_tasks_file(tasks_file), None
+    from omegaconf import ListConfig, OmegaConf
+
+    key = tasks_key or DEFAULT_TASKS_KEY
+    node = ABSENT if cfg is None else select_node(cfg, key)
+    if node is ABSENT or node is None:
+        if tasks_key:
+            hint = suggest_key(cfg, key) if cfg is not None else None
+            raise ConfigError(f"--tasks-key {key!r} is not a key of the config", hint)
+        raise ConfigError(
+            "no tasks: the config has no `tasks` list",
+            "add one, or give --tasks FILE (.txt: one task per line, or a YAML list) or "
+            "--tasks-key KEY",
+        )
+    if not isinstance(node, ListConfig):
+        what = "a mapping" if OmegaConf.is_config(node) else type(node).__name__
+        raise ConfigError(f"config key {key!r} holds {what}, not a list of tasks")
+    items = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(items, list)
+    if not items:
+        raise ConfigError(f"no tasks: the list at config key {key!r} is empty")
+    return items, key
+
+
+def read_tasks_file(path: str) -> list[Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(
+            f"--tasks {path}: no such file" if not p.exists() else f"--tasks {path}: not a file"
+        )
+    suffix = p.suffix.lower()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--tasks {path}: cannot read it ({exc})")
+    if suffix in (".yaml", ".yml", ".json"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark else ""
+            raise ConfigError(
+                f"--tasks {path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"
+            )
+        if isinstance(data, dict) and isinstance(data.get("tasks"), list):
+            data = data["tasks"]
+        if not isinstance(data, list):
+            raise ConfigError(
+                f"--tasks {path}: expected a YAML list of tasks, got {type(data).__name__}"
+            )
+        items = data
+    else:
+        lines = [line.strip() for line in text.splitlines()]
+        items = [_scalar(line) for line in lines if line and not line.startswith("#")]
+    if not items:
+        raise ConfigError(f"no tasks: {path} is empty")
+    return items
+
+
+def _scalar(text: str) -> Any:
+    """A line of a task file, typed as a YAML scalar would be (7, 0.5, true, a/b.csv)."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (str, int, float, bool)) else text
+
+
+def plain(item: Any) -> Any:
+    """A task item as plain data (a DictConfig item becomes a dict); ConfigError otherwise."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(item):
+        item = OmegaConf.to_container(item, resolve=True)
+    try:
+        json.dumps(item)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"task {item!r} is not plain data (strings, numbers, lists, mappings)",
+            "a task list holds values that can be written to YAML",
+        )
+    return item
+
+
+# -- the config of a batch --------------------------------------------------------------------
+def base_config(cfg: Any) -> Any:
+    """The batch's config as a DictConfig of its own (a copy of `cfg`, or empty)."""
+    from omegaconf import OmegaConf
+
+    register()
+    if cfg is None:
+        return OmegaConf.create({})
+    if OmegaConf.is_config(cfg):
+        return cfg.copy()
+    return OmegaConf.create(copy.deepcopy(dict(cfg)))
+
+
+def config_yaml(cfg: Any) -> Any:
+    """The config as plain data, interpolations kept (what the task pool's meta records)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+def drop_key(cfg: Any, key: str | None) -> Any:
+    """The config without the task list (children record their own item, not the list)."""
+    if not key:
+        return cfg
+    from omegaconf import DictConfig, OmegaConf
+
+    out = cfg.copy()
+    parent, _, last = key.rpartition(".")
+    node = OmegaConf.select(out, parent) if parent else out
+    if isinstance(node, DictConfig) and last in node:
+        with contextlib.suppress(Exception):
+            del node[last]
+    return out
+
+
+# -- where an item goes -----------------------------------------------------------------------
+def require_task_to(task_to: str | None) -> str:
+    if not task_to:
+        raise ConfigError(
+            "--task-to KEY is needed: the config key each task item goes to",
+            "e.g. --task-to seed (or @tether.parallel(task_to='seed'))",
+        )
+    return task_to
+
+
+def inject(cfg: Any, key: str, item: Any, *, merge: bool = True) -> None:
+    """Put a task item at `key` (a dotted path) in a DictConfig; a mapping item merges into a
+    mapping already there (unless `merge=False`). `+key` adds a key the config lacks."""
+    from omegaconf import DictConfig, OmegaConf
+
+    path = key[1:] if key.startswith("+") else key
+    parts = path.split(".")
+    node = cfg
+    for part in parts[:-1]:
+        node = node._get_node(part) if isinstance(node, DictConfig) else None
+        if not isinstance(node, DictConfig):
+            node = None
+            break
+    if node is not None and not isinstance(item, dict) and not key.startswith("+"):
+        node[parts[-1]] = item  # the common case, a leaf: much cheaper than OmegaConf.update
+        return
+    current = OmegaConf.select(cfg, path, default=None, throw_on_missing=False)
+    merge = merge and isinstance(item, dict) and isinstance(current, DictConfig)
+    OmegaConf.update(cfg, path, item, merge=merge, force_add=True)
+
+
+def check_task_to(cfg: Any, key: str, item: Any) -> None:
+    """A clear error, before anything runs, when `--task-to KEY` cannot take the task items."""
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    add = key.startswith("+")
+    path = key[1:] if add else key
+    parts = path.split(".")
+    if not path or any(not p or not p.replace("_", "a").replace("-", "a").isalnum() for p in parts):
+        raise ConfigError(
+            f"--task-to {key!r} is not a config key path",
+            "give dotted keys, e.g. --task-to model.seed",
+        )
+    found = select_node(cfg, path)
+    if found is ABSENT and not add:
+        parent = ".".join(parts[:-1])
+        where = select_node(cfg, parent) if parent else cfg
+        if parent and not isinstance(where, DictConfig):
+            raise ConfigError(
+                f"--task-to {key!r}: {parent!r} is not a section of the config",
+                suggest_key(cfg, path) or f"use --task-to +{path} to add a new key",
+            )
+        raise ConfigError(
+            f"--task-to {key!r} is not a key of the config",
+            suggest_key(cfg, path) or f"use --task-to +{path} to add a new key",
+        )
+    trial = cfg.copy()
+    try:
+        inject(trial, key, item)
+        OmegaConf.to_container(trial, resolve=True, throw_on_missing=False)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"--task-to {key!r}: {str(exc).splitlines()[0]}")
+
+
+# -- plain containers (a worker's fast path) --------------------------------------------------
+def has_interpolation(obj: Any) -> bool:
+    if isinstance(obj, str):
+        return "${" in obj
+    if isinstance(obj, dict):
+        return any(has_interpolation(v) for v in obj.values())
+    if isinstance(obj, list):
+        return any(has_interpolation(v) for v in obj)
+    return False
+
+
+def with_value(
+    container: dict[str, Any], path: list[str], value: Any, *, merge: bool
+) -> dict[str, Any]:
+    """A copy of `container` (copied along `path` only) with `value` at `path`; a mapping value
+    merges into the mapping there when `merge`."""
+    out = dict(container)
+    node = out
+    for part in path[:-1]:
+        child = node.get(part)
+        child = dict(child) if isinstance(child, dict) else {}
+        node[part] = child
+        node = child
+    last = path[-1]
+    if merge and isinstance(node.get(last), dict) and isinstance(value, dict):
+        node[last] = merged(node[last], value)
+    else:
+        node[last] = copy.deepcopy(value) if isinstance(value, (dict, list)) else value
+    return out
+
+
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value) if isinstance(value, (dict, list)) else value
+    return out

@@ -1,0 +1,183 @@
+"""Hashing in the background: a detached process fills the `data` entries of run.lock.
+
+`hash_data_background(run_dir, entries)` marks the entries `pending` and starts
+`python -m tether.capture.datahash`, which sets each to `done` (digest, files, bytes) or
+`failed` (the reason in `<run_dir>/datahash.log`), one locked update of run.lock each
+(`tether.lock.update_lock`), so concurrent updates never lose each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...errors import TetherError
+from ...lock import DataRecord, RunLock, read_lock, update_lock
+from .hashing import hash_data
+from .records import ALGO
+
+if TYPE_CHECKING:
+    import subprocess
+
+LOG_NAME = "datahash.log"
+
+
+def _same(record: DataRecord, path: str, key: str | None) -> bool:
+    return record.path == path and record.key == key
+
+
+def hash_data_background(
+    run_dir: str | os.PathLike[str],
+    entries: Iterable[DataRecord | str | os.PathLike[str]],
+    *,
+    base: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
+    cache: bool = True,
+) -> subprocess.Popen[bytes]:
+    """Hash `entries` in a detached process that fills run.lock when it is done.
+
+    Each entry is a `DataRecord` (its `path` and `key` pick the run.lock entry) or a path (it
+    picks every entry with that path, whatever its key). Entries missing from run.lock are
+    added. All are marked `pending` now, then `done` with digest, files and bytes (or `failed`,
+    the reason in `datahash.log` in the run folder) as the background process finishes each.
+    Relative paths are resolved against `base` (default: the current folder). Killing the
+    process leaves `pending`, never a broken run.lock. Returns the process; `wait_for_data`
+    waits on the run.lock instead.
+    """
+    import json
+    import subprocess
+
+    folder = Path(run_dir).resolve()
+    items = list(entries)
+
+    def mark_pending(lock: RunLock) -> list[dict[str, Any]]:
+        targets: list[dict[str, Any]] = []
+        for item in items:
+            if isinstance(item, DataRecord):
+                path, key = item.path, item.key
+                found = [r for r in lock.data if _same(r, path, key)]
+            else:
+                path, key = os.fspath(item), None
+                found = [r for r in lock.data if r.path == path]
+            if not found:
+                found = [DataRecord(path=path, key=key)]
+                lock.data.extend(found)
+            for rec in found:
+                rec.algo, rec.digest, rec.files, rec.bytes = ALGO, None, 0, 0
+                rec.status = "pending"
+                targets.append({"path": rec.path, "key": rec.key})
+        return targets
+
+    targets = update_lock(folder, mark_pending)
+
+    cwd = Path(base).resolve() if base is not None else Path.cwd()
+    argv = [
+        sys.executable,
+        "-m",
+        "tether.capture.datahash",
+        "--run-dir",
+        str(folder),
+        "--entries",
+        json.dumps(targets),
+    ]
+    if threads is not None:
+        argv += ["--threads", str(threads)]
+    if not cache:
+        argv.append("--no-cache")
+    env = dict(os.environ)
+    # The child imports this same tether, even when it was put on sys.path by hand (but a
+    # site-packages folder never goes on PYTHONPATH, where it would shadow the stdlib).
+    import site
+
+    package_parent = str(Path(__file__).resolve().parents[3])
+    sites = {str(Path(p).resolve()) for p in [*site.getsitepackages(), site.getusersitepackages()]}
+    if package_parent not in sites:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    with open(folder / LOG_NAME, "ab") as logf:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=logf,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+def wait_for_data(
+    run_dir: str | os.PathLike[str], timeout: float | None = None, poll: float = 0.1
+) -> RunLock:
+    """Wait until no `data` entry of the run.lock is `pending`; returns the run.lock."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        lock = read_lock(Path(run_dir))
+        if not any(d.status == "pending" for d in lock.data):
+            return lock
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{run_dir}: data still pending after {timeout} s")
+        time.sleep(poll)
+
+
+def _update_entries(folder: Path, path: str, keys: list[str | None], **values: Any) -> None:
+    def fill(lock: RunLock) -> None:
+        for rec in lock.data:
+            if rec.path == path and rec.key in keys and rec.status == "pending":
+                for name, value in values.items():
+                    setattr(rec, name, value)
+
+    update_lock(folder, fill)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tether.capture.datahash --run-dir DIR --entries JSON`: the detached hasher."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m tether.capture.datahash")
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--entries", required=True, help="JSON list of {path, key}")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--no-cache", action="store_true")
+    args = parser.parse_args(argv)
+    folder = Path(args.run_dir)
+    keys: dict[str, list[str | None]] = {}
+    for item in json.loads(args.entries):
+        keys.setdefault(item["path"], []).append(item.get("key"))
+    failures = 0
+    for path, path_keys in keys.items():
+        try:
+            (digest,) = hash_data([path], threads=args.threads, cache=not args.no_cache)
+        except Exception as exc:
+            failures += 1
+            if isinstance(exc, TetherError):
+                message = f"tether: error: {exc}\n"
+            else:
+                import traceback
+
+                message = traceback.format_exc()
+            with contextlib.suppress(OSError), open(folder / LOG_NAME, "a") as fh:
+                fh.write(message)
+            _update_entries(folder, path, path_keys, status="failed")
+            continue
+        _update_entries(
+            folder,
+            path,
+            path_keys,
+            algo=digest.algo,
+            digest=digest.digest,
+            files=digest.files,
+            bytes=digest.bytes,
+            status="done",
+        )
+    with contextlib.suppress(OSError):
+        log = folder / LOG_NAME
+        if log.stat().st_size == 0:
+            log.unlink()
+    return 1 if failures else 0

@@ -1,0 +1,335 @@
+"""Who am I in this job? Rank, local rank, world size and rendezvous address from the environment.
+
+Every launcher family tells its processes where they stand through environment variables, each
+with its own names. This module reads them all, without importing torch or mpi4py, so it costs
+nothing and works before any library is initialised:
+
+| family   | rank                    | local rank                    | world size             |
+| -------- | ----------------------- | ----------------------------- | ---------------------- |
+| torchrun | `RANK`                  | `LOCAL_RANK`                  | `WORLD_SIZE`           |
+| Open MPI | `OMPI_COMM_WORLD_RANK`  | `OMPI_COMM_WORLD_LOCAL_RANK`  | `OMPI_COMM_WORLD_SIZE` |
+| HPE PALS | `PALS_RANKID`           | `PALS_LOCAL_RANKID`           | `PMI_SIZE`             |
+| MPICH    | `PMI_RANK`              | `MPI_LOCALRANKID`             | `PMI_SIZE`             |
+| Slurm    | `SLURM_PROCID`          | `SLURM_LOCALID`               | `SLURM_NTASKS`         |
+
+The first family whose rank variable is set wins, in the order of the table: a launcher started
+inside another one (torchrun under srun, mpiexec inside a Slurm batch script, which carries
+`SLURM_PROCID=0` into every rank it starts) sets the more specific variables. Slurm counts only
+inside a job step (`srun`, which sets `SLURM_STEP_ID`): a batch script itself is not rank 0 of
+`SLURM_NTASKS` ranks.
+
+The rendezvous address (`MASTER_ADDR`) is, unless set: 127.0.0.1 when every rank runs on this
+node, else the first host of the job: a hostfile named by `TETHER_HOSTFILE` or `HOSTFILE`,
+Slurm's compressed node list (`nid[001-004,010]`), or PBS's `PBS_NODEFILE`. The port
+(`MASTER_PORT`) is, unless set, derived from the job's id, so that every rank computes the same
+one and two jobs sharing a node do not collide; with no job id it is 29500, torch's default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zlib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import TetherError
+from .hostfile import read_hostfile
+from .nodelist import expand_builtin
+
+DEFAULT_PORT = 29500
+# Ports derived from a job id fall in [PORT_BASE, PORT_BASE + PORT_SPAN): above the registered
+# services most clusters run, below Linux's ephemeral range (32768-60999), so a derived port is
+# not taken by some client's outgoing connection.
+PORT_BASE = 20000
+PORT_SPAN = 12000
+LOCALHOST = "127.0.0.1"
+
+# (family, rank, local rank, world size, local world size). Later names are fallbacks.
+FAMILIES: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = (
+    ("torchrun", "RANK", ("LOCAL_RANK",), ("WORLD_SIZE",), ("LOCAL_WORLD_SIZE",)),
+    (
+        "openmpi",
+        "OMPI_COMM_WORLD_RANK",
+        ("OMPI_COMM_WORLD_LOCAL_RANK",),
+        ("OMPI_COMM_WORLD_SIZE",),
+        ("OMPI_COMM_WORLD_LOCAL_SIZE",),
+    ),
+    (
+        "pals",
+        "PALS_RANKID",
+        ("PALS_LOCAL_RANKID", "PMI_LOCAL_RANK"),
+        ("PMI_SIZE", "PALS_SIZE"),
+        ("PALS_LOCAL_SIZE", "PMI_LOCAL_SIZE"),
+    ),
+    (
+        "mpich",
+        "PMI_RANK",
+        ("MPI_LOCALRANKID", "PMI_LOCAL_RANK"),
+        ("PMI_SIZE",),
+        ("MPI_LOCALNRANKS", "PMI_LOCAL_SIZE"),
+    ),
+    ("slurm", "SLURM_PROCID", ("SLURM_LOCALID",), ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"), ()),
+)
+
+# Ids shared by every rank of one launch, most specific first: an application inside a job
+# (PALS, PMIx/Open MPI, torchrun), then the job step, then the scheduler's job.
+JOB_ID_VARS = (
+    "TETHER_JOB_ID",
+    "TETHER_LAUNCH_ID",  # set by `tether launch` for its ranks: new for each launch
+    "PALS_APID",
+    "PMIX_NAMESPACE",
+    "OMPI_MCA_ess_base_jobid",
+    "TORCHELASTIC_RUN_ID",
+    "SLURM_JOB_ID",
+    "PBS_JOBID",
+    "LSB_JOBID",
+    "FLUX_JOB_ID",
+    "COBALT_JOBID",
+)
+HOSTFILE_VARS = ("TETHER_HOSTFILE", "HOSTFILE")
+SLURM_NODELIST_VARS = ("SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST", "SLURM_NODELIST")
+NODEFILE_VARS = ("PBS_NODEFILE", "COBALT_NODEFILE")
+
+
+@dataclass(frozen=True)
+class RankInfo:
+    """Where this process stands in its job, as its launcher says (see the module doc).
+
+    The one record of these facts: `tether.distributed.torch.DistInfo` extends it with what
+    `setup_torch` made of them (backend, device, seed)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    local_world_size: int = 1
+    launcher: str = "none"  # torchrun, env (plain RANK), openmpi, pals, mpich, slurm, none
+    master_addr: str = LOCALHOST
+    master_port: int = DEFAULT_PORT
+    job_id: str | None = None
+
+    @property
+    def is_main(self) -> bool:
+        """True on global rank 0."""
+        return self.rank == 0
+
+    @property
+    def is_local_main(self) -> bool:
+        """True on the first rank of each node."""
+        return self.local_rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- integers from the environment ------------------------------------------------------------
+def _int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise TetherError(f"{name}={raw!r} is not an integer", "unset it or fix the launcher")
+    if value < 0:
+        raise TetherError(f"{name}={raw!r} is negative", "unset it or fix the launcher")
+    return value
+
+
+def _first_int(env: Mapping[str, str], names: tuple[str, ...]) -> tuple[int | None, str | None]:
+    for name in names:
+        value = _int(env, name)
+        if value is not None:
+            return value, name
+    return None, None
+
+
+def _slurm_in_step(env: Mapping[str, str]) -> bool:
+    step = env.get("SLURM_STEP_ID", env.get("SLURM_STEPID", ""))
+    return bool(step.strip()) and step.strip() not in ("batch", "extern", "4294967294")
+
+
+def _slurm_tasks_per_node(env: Mapping[str, str]) -> int | None:
+    """This node's task count from `SLURM_STEP_TASKS_PER_NODE` (`2(x3),1`) and `SLURM_NODEID`."""
+    spec = env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE")
+    if not spec:
+        return None
+    node = _int(env, "SLURM_NODEID") or 0
+    counts: list[int] = []
+    for part in spec.split(","):
+        m = re.fullmatch(r"\s*(\d+)(?:\(x(\d+)\))?\s*", part)
+        if not m:
+            return None
+        counts.extend([int(m.group(1))] * int(m.group(2) or 1))
+    return counts[node] if node < len(counts) else None
+
+
+def _family(env: Mapping[str, str]) -> tuple[str, int, int | None, int, int | None]:
+    """(family, rank, local rank, world size, local world size); None where unknown."""
+    for family, rank_var, local_vars, size_vars, local_size_vars in FAMILIES:
+        rank = _int(env, rank_var)
+        if rank is None:
+            continue
+        if family == "slurm" and not _slurm_in_step(env):
+            continue
+        size, size_var = _first_int(env, size_vars)
+        if size is None:
+            raise TetherError(
+                f"{rank_var} is set but none of {', '.join(size_vars)}",
+                "the launcher should set the world size too; set it or unset the rank",
+            )
+        if size < 1 or rank >= size:
+            raise TetherError(
+                f"{rank_var}={rank} does not fit {size_var}={size}",
+                "a rank must be below the world size",
+            )
+        local, _ = _first_int(env, local_vars)
+        local_size, _ = _first_int(env, local_size_vars)
+        if family == "slurm" and local_size is None:
+            local_size = _slurm_tasks_per_node(env)
+        if family == "torchrun" and not env.get("TORCHELASTIC_RUN_ID"):
+            family = "env"  # RANK/WORLD_SIZE set by hand or by another tool, not torchrun
+        return family, rank, local, size, local_size
+    return "none", 0, 0, 1, 1
+
+
+# -- hosts ------------------------------------------------------------------------------------
+def expand_nodelist(nodelist: str) -> list[str]:
+    """Expand Slurm's compressed node list: `nid[001-003,010],login1` -> nid001, nid002,
+    nid003, nid010, login1 (the Slurm plug-in's expander, without calling scontrol)."""
+    return expand_builtin(nodelist)
+
+
+def hostfile_hosts(path: str | os.PathLike[str]) -> list[str]:
+    """Hosts of a hostfile in order, each once (see tether.distributed.hostfile for the syntax)."""
+    return read_hostfile(os.fspath(path)).hosts
+
+
+def job_hosts(env: Mapping[str, str] | None = None) -> tuple[list[str], str | None]:
+    """The job's hosts in rank order and where they came from (a variable name), or ([], None)."""
+    env = os.environ if env is None else env
+    for name in HOSTFILE_VARS:
+        path = env.get(name)
+        if path:
+            try:
+                return hostfile_hosts(path), name
+            except TetherError as exc:
+                raise TetherError(f"{name}: {exc.message}", exc.hint)
+    if env.get("SLURM_JOB_ID"):
+        for name in SLURM_NODELIST_VARS:
+            if env.get(name):
+                return expand_nodelist(env[name]), name
+    for name in NODEFILE_VARS:
+        path = env.get(name)
+        if path:
+            try:
+                return hostfile_hosts(path), name
+            except TetherError:
+                continue  # a nodefile of a job on another machine: fall through
+    return [], None
+
+
+def job_id(env: Mapping[str, str] | None = None) -> str | None:
+    """An id shared by every rank of this launch (see JOB_ID_VARS), or None."""
+    env = os.environ if env is None else env
+    for name in JOB_ID_VARS:
+        value = env.get(name, "").strip()
+        if value:
+            if name == "SLURM_JOB_ID" and _slurm_in_step(env):
+                value = f"{value}.{env.get('SLURM_STEP_ID', env.get('SLURM_STEPID', ''))}"
+            return value
+    return None
+
+
+def port_for(job: str | None) -> int:
+    """The rendezvous port of a job: stable for one id, spread over PORT_SPAN ports."""
+    if not job:
+        return DEFAULT_PORT
+    return PORT_BASE + zlib.crc32(job.encode()) % PORT_SPAN
+
+
+def master_addr(
+    env: Mapping[str, str] | None = None, *, world_size: int = 1, local_world_size: int = 1
+) -> str:
+    env = os.environ if env is None else env
+    addr = env.get("MASTER_ADDR", "").strip()
+    if addr:
+        return addr
+    if world_size <= 1 or local_world_size >= world_size:
+        return LOCALHOST  # every rank is on this node
+    hosts, _ = job_hosts(env)
+    return hosts[0] if hosts else LOCALHOST
+
+
+def master_port(env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    port = _int(env, "MASTER_PORT")
+    if port is not None:
+        if not 0 < port < 65536:
+            raise TetherError(f"MASTER_PORT={port} is not a TCP port")
+        return port
+    return port_for(job_id(env))
+
+
+def _num_nodes(env: Mapping[str, str]) -> int | None:
+    for name in ("SLURM_STEP_NUM_NODES", "SLURM_JOB_NUM_NODES", "OMPI_MCA_orte_num_nodes"):
+        value = _int(env, name)
+        if value:
+            return value
+    hosts, _ = job_hosts(env)
+    return len(hosts) or None
+
+
+def detect(env: Mapping[str, str] | None = None) -> RankInfo:
+    """Read this process's place in its job from `env` (default: os.environ)."""
+    env = os.environ if env is None else env
+    family, rank, local, size, local_size = _family(env)
+    if local_size is None:
+        # Unknown node size: spread evenly over the job's nodes when their number is known,
+        # else assume a single node.
+        nodes = _num_nodes(env)
+        local_size = -(-size // nodes) if nodes else size
+    if local is None:
+        local = rank % local_size  # ranks filled node by node, the launchers' default
+    local_size = max(local_size, local + 1)
+    return RankInfo(
+        rank=rank,
+        local_rank=local,
+        world_size=size,
+        local_world_size=local_size,
+        launcher=family,
+        master_addr=master_addr(env, world_size=size, local_world_size=local_size),
+        master_port=master_port(env),
+        job_id=job_id(env),
+    )
+
+
+def get_rank(env: Mapping[str, str] | None = None) -> int:
+    return detect(env).rank
+
+
+def get_local_rank(env: Mapping[str, str] | None = None) -> int:
+    return detect(env).local_rank
+
+
+def get_world_size(env: Mapping[str, str] | None = None) -> int:
+    return detect(env).world_size
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of global rank `rank` in a job seeded with `seed`, in [0, 2**32).
+
+    Rank 0 keeps `seed` itself; the others add `rank` times an odd constant modulo 2**32, a
+    bijection of the rank, so two ranks of one job never share a seed (unlike schemes that
+    multiply by the rank and the local rank: rank 1 / local 1 and rank 3 / local 0 would).
+    The local rank plays no part: the same global rank gets the same seed however the job is
+    spread over nodes.
+    """
+    if rank < 0:
+        raise TetherError(f"rank {rank} is negative")
+    return (int(seed) + int(rank) * 0x9E3779B1) % 2**32

@@ -1,0 +1,64 @@
+"""Typed records of a project file (tether.toml / tether.yaml / tether.json).
+
+`project.parse` loads and validates a file into these; ops/ runs them. Kept apart so that both
+sides share one contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class FlagDef:
+    """One config flag of an operation: `tether run train lr=0.1`."""
+
+    name: str  # dotted key
+    default: Any = None
+    description: str | None = None
+    source: str | None = None  # the config file it came from, None for the inline table
+    choices: list[Any] | None = None  # allowed values, from `{default = .., choices = [..]}`
+
+
+@dataclass
+class DependencyDef:
+    """An input staged into the run folder before the operation runs."""
+
+    type: str  # "project-files" | "run-files" | "runs-summary"
+    files: list[str] = field(default_factory=list)  # globs (relative to project / upstream run)
+    op: str | None = None  # run-files / runs-summary: upstream operation name
+    where: str | None = None  # a --where expression selecting the upstream run(s)
+    name: str | None = None  # stage name recorded in run.lock (default: op)
+    target: str | None = None  # sub-folder of the run folder to stage into (default: ".")
+    key_path: str = ""  # e.g. "ops.train.depends[1]", for messages
+
+
+@dataclass
+class OpDef:
+    name: str
+    exec: str | list[str]  # already picked for this platform; str goes through the shell
+    description: str | None = None
+    flags: dict[str, FlagDef] = field(default_factory=dict)
+    config_files: list[Path] = field(default_factory=list)
+    sourcecode: list[str] = field(default_factory=list)  # globs; "-glob" excludes
+    depends: list[DependencyDef] = field(default_factory=list)
+    output_scalars: bool | list[str] = True  # True: the default patterns; list: custom regexes
+    needed: bool = False
+
+    def defaults(self) -> dict[str, Any]:
+        return {name: flag.default for name, flag in self.flags.items()}
+
+
+@dataclass
+class Project:
+    path: Path  # the project file
+    project_id: str | None = None
+    runs_dir: Path | None = None
+    ops: dict[str, OpDef] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent

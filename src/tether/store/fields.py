@@ -1,0 +1,105 @@
+"""The fields of the query language: what `--where`, `--sort` and `--columns` can name.
+
+    id name op status label tag started stopped created host parent source.commit
+    config.<key>  metrics.<key>[.last|.min|.max|.step]  data.<path>
+
+Each field selects a fixed SQL snippet over the index (a column of `runs`, the tags, or a key
+of `vals`); nothing the user writes becomes SQL text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import TetherError, did_you_mean
+
+STATS = ("last", "min", "max", "step")
+
+# name -> (kind, SQL column, nullable, `=` is a prefix match)
+_SIMPLE: dict[str, tuple[str, str, bool, bool]] = {
+    "id": ("column", "runs.id", False, True),
+    "name": ("column", "runs.name", False, False),
+    "op": ("column", "runs.name", False, False),
+    "status": ("column", "runs.status", False, False),
+    "label": ("column", "runs.label", True, False),
+    "tag": ("tag", "", False, False),
+    "started": ("time", "runs.started", True, False),
+    "stopped": ("time", "runs.stopped", True, False),
+    "created": ("time", "runs.created", False, False),
+    "host": ("column", "runs.host", True, False),
+    "parent": ("column", "runs.parent", True, True),
+}
+_KEYED = ("config", "metrics", "data", "source")
+FIELDS = (*_SIMPLE, "source.commit", "config.<key>", "metrics.<key>", "data.<path>")
+_FIELDS_TEXT = (
+    "id, name, op, status, label, tag, started, stopped, created, host, parent, "
+    "source.commit, config.<key>, metrics.<key>[.last|.min|.max|.step], data.<path>"
+)
+
+# Characters that end a word of the language (a field name, an unquoted value).
+STOP = frozenset("()=!<>~,\"'")
+
+
+class WhereError(TetherError):
+    """A --where expression (or --sort/--columns list) that cannot be compiled.
+
+    The message holds what was expected, the text, and a caret under the position:
+
+        invalid where expression at column 11: expected a value, found the end
+          config.lr >=
+                      ^
+    """
+
+    def __init__(self, detail: str, text: str, pos: int, what: str = "where expression") -> None:
+        pos = max(0, min(pos, len(text)))
+        shown = "".join(c if c.isprintable() else " " for c in text)
+        message = f"invalid {what} at column {pos + 1}: {detail}\n  {shown}\n  {' ' * pos}^"
+        super().__init__(message)
+        self.detail = detail
+        self.text = text
+        self.pos = pos
+
+
+@dataclass(frozen=True)
+class Field:
+    """A field of the language: a column of `runs`, the tags, a time, or a key of `vals`."""
+
+    name: str  # as written
+    kind: str  # column, tag, time, val
+    column: str = ""  # SQL column for column and time fields
+    key: str = ""  # the `vals` key for val fields
+    nullable: bool = True
+    prefix: bool = False  # `=` matches a prefix (ids, commits)
+
+
+def parse_field(word: str, text: str = "", pos: int = 0, what: str = "where expression") -> Field:
+    """The field named `word`; WhereError (with did-you-mean) when there is none."""
+    text = text or word
+    if word in _SIMPLE:
+        kind, column, nullable, prefix = _SIMPLE[word]
+        return Field(word, kind, column=column, nullable=nullable, prefix=prefix)
+    if word == "source.commit":
+        return Field(word, "val", key="source.commit", prefix=True)
+    head, dot, rest = word.partition(".")
+    if dot and head in ("config", "metrics", "data"):
+        if not rest or rest.startswith(".") or rest.endswith("."):
+            spot = pos + len(head) + 1 + (len(rest) if rest.endswith(".") and rest else 0)
+            noun = "path" if head == "data" else "key"
+            raise WhereError(f"expected a {noun} after '{head}.'", text, spot, what)
+        if head == "metrics":
+            stem, _, stat = rest.rpartition(".")
+            key = f"metrics.{rest}" if stem and stat in STATS else f"metrics.{rest}.last"
+            return Field(word, "val", key=key)
+        return Field(word, "val", key=word)
+    hint = did_you_mean(word, [*_SIMPLE, "source.commit"])
+    if hint is None and dot:
+        near = did_you_mean(head, _KEYED)
+        if near == "source":
+            hint = "source.commit"
+        elif near is not None:
+            hint = f"{near}.{rest}"
+    if hint is None and word in _KEYED:
+        hint = "source.commit" if word == "source" else f"{word}.<key>"
+    if hint is not None:
+        raise WhereError(f"unknown field {word!r}; did you mean {hint!r}?", text, pos, what)
+    raise WhereError(f"unknown field {word!r}; fields: {_FIELDS_TEXT}", text, pos, what)

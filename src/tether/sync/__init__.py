@@ -1,0 +1,1 @@
+"""Sharing runs with other stores: MLflow backfill (and, later, push/pull through rclone)."""

@@ -1,0 +1,520 @@
+"""The writer behind History: the row buffer, per-key statistics, metrics.jsonl, summary.json,
+the sinks, and the background thread that flushes them.
+
+All the History handles of one run share one Core (kept on the run as `_history_core`). The
+thread wakes every `flush_every` seconds, when `flush_rows` rows wait, or when asked
+(`request`), and writes the rows, the statistics and the sinks; cores still open at interpreter
+exit are closed then. With reduce=True, rows are reduced across ranks in the caller's thread
+(`reduce_now`) before they reach the buffer.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import math
+import os
+import sys
+import threading
+import time
+import warnings
+import weakref
+from pathlib import Path
+from typing import Any
+
+from ..errors import TetherError
+from ..fsio import atomic_write_json
+from ..store.index import Index
+from ..store.layout import INDEX, SUMMARY
+from .handle import TrackedRun
+from .metrics_file import RESERVED, count_rows, iter_metrics
+from .reduce import active_world, reduce_rows
+from .sinks.base import Row, Sink, SinkContext, SinkRunner, load_sink
+from .sinks.jsonl import JsonlSink, RowEncoder
+from .values import PLAIN, classify, materialize
+
+log = logging.getLogger("tether.history")
+
+_BACKFILL_CHUNK = 5000
+
+
+# -- the writers of this process ------------------------------------------------------------------
+_live: weakref.WeakSet[Core] = weakref.WeakSet()
+
+
+def _close_all_at_exit() -> None:
+    for core in list(_live):
+        try:
+            core.close(None, timeout=30.0, at_exit=True)
+        except Exception:
+            pass
+
+
+atexit.register(_close_all_at_exit)
+
+
+def _after_fork() -> None:
+    # The flush thread does not survive a fork; a child that logs starts its own.
+    for core in list(_live):
+        core._thread = None
+        core._cond = threading.Condition()
+        core._wake = threading.Event()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+class Core:
+    """The buffer, statistics, files, sinks and flush thread behind one or more History
+    handles (all the History objects of one run share it)."""
+
+    def __init__(
+        self,
+        *,
+        run: TrackedRun | None,
+        path: Path | None,
+        flush_every: float,
+        flush_rows: int,
+    ) -> None:
+        self.run = run
+        self.path = path
+        self.summary_path = (
+            run.dir / SUMMARY if run is not None else (path.parent / SUMMARY if path else None)
+        )
+        self.flush_every = max(0.0, float(flush_every))
+        self.flush_rows = max(1, int(flush_rows))
+        self.kinds: dict[str, tuple[type, int, str]] = {}
+        self.tensor_keys: list[str] = []  # keys that ever held a tensor
+        self.deferred: set[str] = set()  # the same, as a set
+        self.float_keys: set[str] = set()  # keys whose values are floats, so far
+        self.warned: set[str] = set()
+        self.pending: list[Row] = []  # rows; tensors in them are converted at flush
+        self.memory: list[Row] | None = [] if path is None else None
+        self.file = JsonlSink(path) if path is not None else None
+        self.encoder = RowEncoder()
+        self.safe_split = True  # no key holds a "}": batches are encoded in one call
+        self.stats: dict[str, dict[str, Any]] = {}
+        self.sink_states: dict[str, Any] = {}
+        self.summary_extra: dict[str, Any] = {}
+        self._load_summary()
+        self.runners: list[SinkRunner] = []
+        self.new_sinks = False  # open_run(new=True): sinks open fresh destinations
+        self.artifacts: list[Path] = []
+        self.status: str | None = None  # a finished run's status (open_run)
+        self.nrows: int | None = None  # rows in the file; counted when a sink needs it
+        self.closed = False
+        self.dirty = False  # statistics changed since summary.json was written
+        self.last_summary = 0.0
+        self.file_error: str | None = None
+        self.rank: int | None = None
+        # reduce=True
+        self.reduce_pending: list[Row] = []
+        self.reduce_used = False
+        self.reduce_every = 1
+        self.reduce_since = time.monotonic()
+        # the flush thread
+        self._thread: threading.Thread | None = None
+        self._cond = threading.Condition()
+        self._wake = threading.Event()
+        self._requested = 0
+        self._done = 0
+        self._closing = False
+        self._close_status: str | None = None
+        _live.add(self)
+
+    # -- summary ----------------------------------------------------------------------------
+    def _load_summary(self) -> None:
+        summary: dict[str, Any] = {}
+        if self.run is not None:
+            summary = dict(self.run.record.summary or {})
+        elif self.summary_path is not None and self.summary_path.is_file():
+            try:
+                loaded = json.loads(self.summary_path.read_text(encoding="utf-8"))
+                summary = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                summary = {}
+        self.stats = {
+            k: dict(v) for k, v in (summary.get("metrics") or {}).items() if isinstance(v, dict)
+        }
+        self.sink_states = dict(summary.get("sinks") or {})
+        self.summary_extra = {k: v for k, v in summary.items() if k not in ("metrics", "sinks")}
+
+    def summary(self) -> dict[str, Any]:
+        out = dict(self.summary_extra)
+        if self.run is not None:
+            current = self.run.record.summary or {}
+            out.update({k: v for k, v in current.items() if k not in ("metrics", "sinks")})
+        out["metrics"] = {k: dict(v) for k, v in self.stats.items()}
+        sinks = dict(self.sink_states)
+        for runner in self.runners:
+            sinks[runner.name] = runner.state
+        if sinks:
+            out["sinks"] = sinks
+        else:
+            out.pop("sinks", None)
+        return out
+
+    def _write_summary(self) -> None:
+        self.last_summary = time.monotonic()
+        self.dirty = False
+        if self.summary_path is None:
+            return
+        summary = self.summary()
+        try:
+            atomic_write_json(self.summary_path, summary, durable=False)
+        except OSError as exc:
+            self._report_file_error(f"summary.json not written: {exc}")
+            return
+        if self.run is not None:
+            record = self.run.record
+            record.summary = summary
+            # A connection of this thread's own: SQLite connections stay in their thread.
+            index = Index(self.run.store.root / INDEX)
+            try:
+                index.upsert(record)
+            except Exception as exc:
+                log.debug("index not updated with live metrics: %s", exc)
+            finally:
+                index.close()
+
+    def _report_file_error(self, message: str) -> None:
+        if self.file_error != message:
+            self.file_error = message
+            print(f"tether: History: {message}", file=sys.stderr, flush=True)
+
+    # -- values -----------------------------------------------------------------------------
+    def learn(self, key: Any, value: Any) -> tuple[type, int, str]:
+        if not isinstance(key, str):
+            raise TetherError(f"metric keys are strings, not {type(key).__name__} ({key!r})")
+        if key in RESERVED:
+            raise TetherError(
+                f"metric key {key!r} is reserved", "pass the step as update(..., step=N)"
+            )
+        kind = classify(key, value)
+        before = self.kinds.get(key)
+        if before is None:
+            if "}" in key and self.safe_split:
+                self.safe_split = False
+                for sink in [self.file, *(r.sink for r in self.runners)]:
+                    if isinstance(sink, JsonlSink):
+                        sink.safe_split = False
+        elif before[2] != kind[2] and key not in self.warned:
+            self.warned.add(key)
+            warnings.warn(
+                f"metric {key!r} changed type from {before[2]} to {kind[2]} "
+                "(recorded as numbers all the same; warned once)",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        self.kinds[key] = kind
+        if kind[0] is float:
+            self.float_keys.add(key)
+        else:
+            self.float_keys.discard(key)
+        return kind
+
+    # -- the thread -------------------------------------------------------------------------
+    def ensure_thread(self) -> None:
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            return
+        with self._cond:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._closing = False
+            self._thread = threading.Thread(target=self._loop, name="tether-history", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(self.flush_every if self.flush_every > 0 else None)
+            self._wake.clear()
+            with self._cond:
+                target = self._requested
+                closing = self._closing
+            try:
+                self.flush_now(force=target > self._done, closing=closing)
+            except BaseException as exc:  # never let the thread die silently
+                self._report_file_error(f"flush failed: {type(exc).__name__}: {exc}")
+            with self._cond:
+                self._done = target
+                self._cond.notify_all()
+            if closing:
+                return
+
+    def request(self, *, closing: bool = False, timeout: float | None = None) -> None:
+        """Have the thread flush (and close) now, and wait until it has."""
+        if threading.current_thread() is self._thread:
+            self.flush_now(force=True, closing=closing)
+            return
+        self.ensure_thread()
+        with self._cond:
+            self._requested += 1
+            target = self._requested
+            if closing:
+                self._closing = True
+            self._wake.set()
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while self._done < target and self._thread is not None and self._thread.is_alive():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._cond.wait(left if left is not None else 1.0)
+        if closing and self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- flushing (in the thread) -----------------------------------------------------------
+    def _write_rank(self) -> bool:
+        """False on ranks other than 0 of an initialised torch.distributed."""
+        if self.rank is None:
+            dist = sys.modules.get("torch.distributed")
+            try:
+                if dist is not None and dist.is_available() and dist.is_initialized():
+                    self.rank = int(dist.get_rank())
+            except Exception:
+                pass
+        return not self.rank
+
+    def flush_now(self, *, force: bool, closing: bool) -> None:
+        pending = self.pending
+        n = len(pending)
+        rows = pending[:n]
+        del pending[:n]  # update() only appends at the end: nothing is lost between the two
+        if rows and self.tensor_keys:
+            materialize(rows, list(self.tensor_keys))
+        if not self._write_rank():
+            return
+        if self.runners and self.nrows is None:
+            # Rows already in the file: sinks number rows from its start.
+            if self.path is not None:
+                self.nrows = count_rows(self.path)
+            else:
+                self.nrows = len(self.memory or ())
+        first = self.nrows or 0
+        if rows:
+            text, columns = self.encoder.encode(rows)
+            if self.file is not None:
+                try:
+                    self.file.write_text(text)
+                except OSError as exc:
+                    self._report_file_error(f"{self.path} not written: {exc}")
+            elif self.memory is not None:
+                self.memory.extend(rows)
+            if self.nrows is not None:
+                self.nrows += len(rows)
+            self._update_stats(rows, columns)
+        for runner in list(self.runners):
+            self._feed(runner, rows, first)
+        if closing:
+            if self.runners:
+                self._write_summary()  # complete before sinks upload it
+            for runner in list(self.runners):
+                if runner.opened and not runner.failed:
+                    runner.call(
+                        "close", runner.sink.close, self._close_status, self.context(runner)
+                    )
+            if self.file is not None:
+                self.file.close()
+        if force or closing or (self.dirty and self._summary_due()):
+            self._write_summary()
+
+    def _summary_due(self) -> bool:
+        return time.monotonic() - self.last_summary >= self.flush_every
+
+    def context(self, runner: SinkRunner) -> SinkContext:
+        ctx = SinkContext(
+            state=dict(self.sink_states.get(runner.name) or {}),
+            new=self.new_sinks,
+            extra_artifacts=list(self.artifacts),
+            status=self.status,
+        )
+        if self.run is not None:
+            record = self.run.record
+            ctx.run_dir = Path(record.dir)
+            ctx.run_id = record.id
+            ctx.run_name = record.name
+            ctx.config = dict(record.lock.config or {})
+            ctx.runs_root = Path(self.run.store.root)
+            ctx.started = record.state.started
+            ctx.stopped = record.state.stopped
+            ctx.label = record.attrs.label
+            ctx.tags = list(record.attrs.tags)
+            for source in record.lock.sources:
+                if source.commit:
+                    ctx.source_commit = source.head or source.commit
+                    break
+        elif self.path is not None:
+            ctx.runs_root = self.path.parent
+        return ctx
+
+    def _feed(self, runner: SinkRunner, rows: list[Row], first: int) -> None:
+        """Open the sink if needed, send it the rows it lacks from the file, then `rows`."""
+        if runner.failed:
+            return
+        if not runner.opened:
+            ctx = self.context(runner)
+            ok, held = runner.call("open", runner.sink.open, ctx)
+            if not ok:
+                return
+            runner.opened = True
+            held = held if held is not None else ctx.state.get("rows", 0)
+            runner.rows = min(int(held or 0), first)
+            self.dirty = True
+        if runner.rows < first and self.path is not None:
+            chunk: list[Row] = []
+            start = runner.rows
+            for row in iter_metrics(self.path, start=runner.rows):
+                if start + len(chunk) >= first:
+                    break
+                chunk.append(row)
+                if len(chunk) >= _BACKFILL_CHUNK:
+                    if not runner.call("write", runner.sink.write, chunk, start)[0]:
+                        return
+                    start += len(chunk)
+                    runner.rows = start
+                    chunk = []
+            if chunk:
+                if not runner.call("write", runner.sink.write, chunk, start)[0]:
+                    return
+                runner.rows = start + len(chunk)
+            self.dirty = True
+        if (
+            rows
+            and runner.rows <= first
+            and runner.call("write", runner.sink.write, rows, first)[0]
+        ):
+            runner.rows = first + len(rows)
+            self.dirty = True
+        if runner.failed:
+            self.dirty = True
+
+    def _update_stats(self, rows: list[Row], columns: dict[tuple[str, ...], list[Any]]) -> None:
+        """Fold a batch into last/min/max/step; `columns`: its values by key sequence."""
+        found: dict[str, list[Any]] = {}
+        for keys, cols in columns.items():
+            for key, col in zip(keys, cols, strict=True):
+                if key != "step" and key != "t":
+                    found.setdefault(key, []).append(col)
+        stats = self.stats
+        last_row = rows[-1]
+        for key, cols in found.items():
+            last = last_row if key in last_row else next(r for r in reversed(rows) if key in r)
+            nonfinite = False
+            los, his = [], []
+            for col in cols:
+                try:
+                    finite = math.isfinite(sum(col))
+                except OverflowError:
+                    finite = False
+                values = col
+                if not finite:
+                    nonfinite = nonfinite or any(not math.isfinite(v) for v in col)
+                    values = [v for v in col if v == v]  # NaN out; infinities count
+                if values:
+                    los.append(min(values))
+                    his.append(max(values))
+            lo = min(los) if los else None
+            hi = max(his) if his else None
+            entry = stats.get(key)
+            if entry is None:
+                entry = stats[key] = {"last": last[key], "min": lo, "max": hi}
+            else:
+                entry["last"] = last[key]
+                if lo is not None:
+                    old = entry.get("min")
+                    entry["min"] = lo if old is None else min(old, lo)
+                    old = entry.get("max")
+                    entry["max"] = hi if old is None else max(old, hi)
+            if "step" in last:
+                entry["step"] = last["step"]
+            if nonfinite:
+                entry["nonfinite"] = True
+                if key not in self.warned:
+                    self.warned.add(key)
+                    bad = next(r for r in rows if key in r and not math.isfinite(r[key]))
+                    log.warning(
+                        "metric %r is %s%s (recorded and flagged in summary.json)",
+                        key,
+                        bad[key],
+                        f" at step {bad['step']}" if "step" in bad else "",
+                    )
+        self.dirty = True
+
+    # -- reductions (in the caller's thread) ------------------------------------------------
+    def reduce_now(self) -> None:
+        """All-gather the reduce buffer across ranks and queue the reduced rows."""
+        batch, self.reduce_pending = self.reduce_pending, []
+        rows = materialize(batch, list(self.tensor_keys)) if batch else []
+        reduced, self.reduce_every = reduce_rows(
+            rows,
+            since=self.reduce_since,
+            flush_every=self.flush_every,
+            most=self.flush_rows,
+            current=self.reduce_every,
+        )
+        self.reduce_since = time.monotonic()
+        for row in reduced:
+            for key in row:
+                if key not in self.kinds and key not in RESERVED:
+                    self.kinds[key] = (float, PLAIN, "float")
+                    self.float_keys.add(key)
+            self.pending.append(row)
+        if len(self.pending) >= self.flush_rows:
+            self._wake.set()
+
+    # -- ending -----------------------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> None:
+        if self.closed:
+            return  # everything was written when it closed
+        if self.reduce_used and distributed():
+            self.reduce_now()  # every rank flushes: the ranks stay in step
+        self.request(timeout=timeout)
+
+    def close(
+        self, status: str | None, timeout: float | None = None, at_exit: bool = False
+    ) -> None:
+        if self.closed:
+            return
+        if self.reduce_used:
+            if not at_exit and distributed():
+                self.reduce_now()  # the last exchange also catches ranks that logged more
+            elif self.reduce_pending:
+                log.warning(
+                    "History: %d rows logged with reduce=True were not reduced "
+                    "(closed at exit, or the process group is gone) and are dropped",
+                    len(self.reduce_pending),
+                )
+                self.reduce_pending = []
+        self._close_status = status
+        self.closed = True
+        needed = bool(self.pending or self.runners or self.dirty or self.file is not None)
+        if needed or self._thread is not None:
+            self.request(closing=True, timeout=timeout)
+        _live.discard(self)
+
+
+def distributed() -> bool:
+    """torch.distributed is initialised with more than one rank."""
+    return active_world() > 1
+
+
+def env_sinks() -> list[str]:
+    """Sinks every run of this process gets: the names in TETHER_SINKS (comma-separated)."""
+    return [s.strip() for s in os.environ.get("TETHER_SINKS", "").split(",") if s.strip()]
+
+
+def add_sink(core: Core, spec: str | Sink, **options: Any) -> Sink:
+    """Send the core's rows to this sink too (one sink of a kind per core)."""
+    sink = load_sink(spec, **options)
+    for runner in core.runners:
+        if runner.name == sink.name and not runner.failed:
+            return runner.sink  # one sink of a kind per run
+    if isinstance(sink, JsonlSink) and not core.safe_split:
+        sink.safe_split = False
+    core.runners.append(SinkRunner(sink))
+    core.dirty = True
+    core.ensure_thread()
+    core._wake.set()
+    return sink
