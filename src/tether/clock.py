@@ -35,7 +35,7 @@ def parse_iso(text: str | None) -> datetime | None:
     """An aware datetime for a time tether wrote (or any ISO-8601 text); None if empty or bad."""
     if not text:
         return None
-    from datetime import datetime  # only readers of times pay for it
+    from datetime import datetime  # noqa: PLC0415 (only readers of times pay)
 
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -19,8 +19,8 @@ def post_mortem(exc: BaseException) -> None:
     """Open pdb on the frame that raised (only for real errors, not Ctrl-C or SystemExit)."""
     if not debug_enabled() or isinstance(exc, (KeyboardInterrupt, SystemExit)):
         return
-    import pdb
-    import traceback
+    import pdb  # noqa: PLC0415 (only after a crash, under unsafe_debug)
+    import traceback  # noqa: PLC0415 (only after a crash)
 
     traceback.print_exception(exc, file=sys.stderr)
     print("TETHER_DEBUG=1: entering the post-mortem debugger (q to quit)", file=sys.stderr)

@@ -36,7 +36,7 @@ class StoreError(TetherError):
 
 
 def did_you_mean(word: str, candidates: list[str] | set[str] | tuple[str, ...]) -> str | None:
-    import difflib
+    import difflib  # noqa: PLC0415 (only when a suggestion is made)
 
     options = sorted(candidates)
     by_lower = {c.lower(): c for c in options}

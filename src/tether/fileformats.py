@@ -15,9 +15,9 @@ _JSON_COMMENTS = re.compile(r'"(?:\\.|[^"\\\n])*"|//[^\n]*|/\*.*?\*/|/\*', re.S)
 def toml_module() -> Any:
     """`tomllib` (Python 3.11+) or `tomli` (3.10), imported when first needed."""
     try:
-        import tomllib
+        import tomllib  # noqa: PLC0415 (only for TOML files)
     except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+        import tomli as tomllib  # type: ignore[no-redef]  # noqa: PLC0415
     return tomllib
 
 

@@ -32,7 +32,8 @@ class GitError(TetherError):
 
 def executable() -> str | None:
     """Where the git program is (None: not installed)."""
-    import shutil  # ~5-30 ms of start-up (it loads the compression modules): only when asked
+    # shutil costs 5-30 ms of start-up (it loads the compression modules): only when asked
+    import shutil  # noqa: PLC0415
 
     return shutil.which("git")
 
@@ -64,7 +65,8 @@ def run(
     `check`: a non-zero exit raises GitError with git's message; `text=False`: bytes;
     `errors`: how undecodable output is decoded ("replace" for text shown to people);
     `hint`: the advice given when git is not installed."""
-    import subprocess  # ~10 ms of start-up: paid only by the commands that run git
+    # subprocess costs ~10 ms of start-up: paid only by the commands that run git
+    import subprocess  # noqa: PLC0415
 
     argv = ["git", "--no-pager", "-c", "core.quotepath=off"]
     if repo is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -113,7 +114,6 @@ class RunLock:
 
     def digest(self) -> str:
         """blake3 of the canonical JSON of `identity()`: equal digests mean the same run."""
-        import json
 
         import blake3
 
@@ -177,7 +177,7 @@ def locked_run_lock(run_dir: str | os.PathLike[str]) -> Iterator[RunLock]:
     Every read-modify-write of a run.lock after its creation goes through here, so two
     processes updating different entries never lose each other's change.
     """
-    import fcntl  # POSIX only: imported where the lock is taken
+    import fcntl  # noqa: PLC0415 (POSIX only: where the lock is taken)
 
     folder = Path(run_dir)
     fd = os.open(folder / FLOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import git
+from .capture.datahash.hashing import hash_data
 from .errors import TetherError
 from .lock import SourceRecord, dump_yaml
 from .store import RunRecord, Store
@@ -95,7 +96,6 @@ def _repo_of(source: SourceRecord, record: RunRecord) -> Path:
 
 def verify_data(record: RunRecord) -> list[str]:
     """Data inputs whose digest differs from the record (empty when all match)."""
-    from .capture.datahash.hashing import hash_data
 
     base = Path(record.lock.env.get("cwd") or ".")
     changed = []

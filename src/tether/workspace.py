@@ -8,6 +8,7 @@ it); a broken project file is reported by the commands that load it, the root fa
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -36,8 +37,6 @@ def read_project_data(project_file: Path) -> dict[str, object]:
             with open(project_file, "rb") as fh:
                 data = toml_module().load(fh)
         elif project_file.suffix == ".json":
-            import json
-
             data = json.loads(strip_json_comments(project_file.read_text(encoding="utf-8")))
         else:
             import yaml  # heavy: only for a YAML project file

@@ -7,6 +7,8 @@ import os
 import sys
 from typing import Any
 
+from .. import __version__
+
 # Scheduler job ids, in the order they are checked.
 _JOB_VARS = (
     ("slurm", "SLURM_JOB_ID"),
@@ -50,7 +52,7 @@ def _user() -> str:
         if os.environ.get(var):
             return os.environ[var]
     try:
-        import pwd
+        import pwd  # noqa: PLC0415 (POSIX only)
 
         return pwd.getpwuid(os.getuid()).pw_name
     except (ImportError, KeyError):
@@ -66,9 +68,6 @@ def scheduler_job(env: dict[str, str] | None = None) -> tuple[str | None, str | 
 
 
 def capture_environment() -> dict[str, Any]:
-    from .. import __version__
-    from . import __name__ as _pkg  # noqa: F401  (keeps import order obvious)
-
     scheduler, job_id = scheduler_job()
     world = next((os.environ[v] for v in _WORLD_VARS if os.environ.get(v)), None)
     env: dict[str, Any] = {

@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..store import open_store
+from .lineage import find_upstream
+
 
 @dataclass
 class Collected:
@@ -28,7 +31,7 @@ def register() -> None:
         return
     # OmegaConf 2.4 deprecates register_new_resolver for register_resolver; in 2.3 the name
     # register_resolver is an older, different call (no replace=), so tell them apart by it.
-    import inspect
+    import inspect  # noqa: PLC0415 (heavy: only with OmegaConf, when a resolver registers)
 
     from omegaconf import OmegaConf
 
@@ -51,8 +54,6 @@ def _track(path: Any) -> Any:
 
 
 def _stage(ref: Any) -> str:
-    from ..store import open_store
-    from .lineage import find_upstream
 
     collected = _current.get()
     root = collected.store_root if collected else None

@@ -13,6 +13,7 @@ from ..git import GitError
 from ..ids import new_id
 from ..lock import SourceRecord
 from ..workspace import find_project_file
+from . import source
 from .source import publish_snapshot
 
 
@@ -32,7 +33,6 @@ __all__ = ["EarlySnapshot", "SnapshotOptions", "publish_snapshot", "take_snapsho
 def take_snapshot(
     run_id: str, opts: SnapshotOptions, run_dir: Path, store_root: Path
 ) -> list[SourceRecord]:
-    from . import source
 
     project = find_project_file()
     root = project.parent if project else None

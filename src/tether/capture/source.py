@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import git
+from ..fsio import atomic_write_json
 from ..git import SNAPSHOT_REF, GitError
 from ..globs import Glob, compile_glob, matches
 from ..lock import SourceRecord
@@ -206,8 +207,6 @@ def copy_sources(
     """Outside git: copy the selected files under `base` into `dest` with a digest manifest.
     `skip_dirs` (the runs root) are never entered, so runs do not copy each other."""
     import blake3
-
-    from ..fsio import atomic_write_json
 
     patterns = [compile_glob(p) for p in list(include) or DEFAULT_COPY_INCLUDE]
     skip = [compile_glob(p) for p in (*DEFAULT_COPY_EXCLUDE, *exclude)]

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, TetherError
+from ..errors import ConfigError, TetherError, did_you_mean
 from ..lock import DataRecord
 from ..store.index import flatten
+from .datahash.hashing import hash_data
 
 
 def data_entries(
@@ -22,8 +23,6 @@ def data_entries(
     seen: set[str] = set()
     for key in keys:
         if key not in flat:
-            from ..errors import did_you_mean
-
             hint = did_you_mean(key, list(flat))
             raise ConfigError(
                 f"data key {key!r} is not in the config",
@@ -56,7 +55,6 @@ def hash_entries(entries: list[DataRecord]) -> None:
     """Fill digests in place, now."""
     if not entries:
         return
-    from .datahash.hashing import hash_data
 
     try:
         digests = hash_data([e.path for e in entries])

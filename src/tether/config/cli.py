@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -41,8 +42,6 @@ def help_text(prog: str, doc: str | None, cfg: Any, source: str) -> str:
         if node == "???":
             shown = "??? (tether fills it)" if key == "save_dir" else "??? (required)"
         elif OmegaConf.is_config(node):
-            import json
-
             shown = json.dumps(OmegaConf.to_container(node, resolve=False), default=str)
         else:
             shown = repr(node)

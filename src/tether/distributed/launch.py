@@ -352,8 +352,8 @@ def run_launch(
     snap = _snapshot_wanted(snapshot)
     early = None
     if snap:
-        from ..capture.snapshot import EarlySnapshot
-        from ..session.options import SnapshotOptions
+        from ..capture.snapshot import EarlySnapshot  # noqa: PLC0415 (the run record loads after the ranks start)
+        from ..session.options import SnapshotOptions  # noqa: PLC0415
 
         early = EarlySnapshot.start(SnapshotOptions(True, repos=[str(Path.cwd())]))
     preset = early or _PresetId(new_id())
@@ -414,10 +414,10 @@ def run_launch(
     try:
         runner.begin()
         # Only now the store and the rest of tether load, while the launcher starts up.
-        from ..capture.output import LogFile
-        from ..session.options import SnapshotOptions
-        from ..session.start import start_run
-        from ..store.layout import OUTPUT
+        from ..capture.output import LogFile  # noqa: PLC0415 (the run record loads after the ranks start)
+        from ..session.options import SnapshotOptions  # noqa: PLC0415
+        from ..session.start import start_run  # noqa: PLC0415
+        from ..store.layout import OUTPUT  # noqa: PLC0415
 
         try:
             with start_run(

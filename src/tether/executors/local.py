@@ -7,6 +7,7 @@ Loky reuses its processes from one batch to the next.
 
 from __future__ import annotations
 
+import os
 import threading
 import traceback
 from pathlib import Path
@@ -82,7 +83,6 @@ class LocalExecutor(Executor):
             )
 
     def workers_for(self, n_tasks: int) -> int:
-        import os
 
         n = self.n_jobs or os.cpu_count() or 1
         return max(1, min(n_tasks, n))

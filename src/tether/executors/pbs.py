@@ -14,6 +14,7 @@ subjob carries on with the undone tasks.
 from __future__ import annotations
 
 import os
+import pickle
 import shlex
 import shutil
 import signal
@@ -196,7 +197,6 @@ class PbsExecutor(Executor):
 
 def main(argv: list[str]) -> int:
     """The job's entry point: `python -m tether.executors.pbs WORKER.pkl`."""
-    import pickle
 
     if len(argv) != 1:
         print("usage: python -m tether.executors.pbs WORKER.pkl", file=sys.stderr)

@@ -23,10 +23,17 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import git
+from ..capture.lineage import stage_record
+from ..capture.output import LogFile
 from ..errors import TetherError, did_you_mean
+from ..lock import write_lock
 from ..process import Child, first_signal, write_console
 from ..project.model import OpDef, Project
+from ..session.exits import Skipped
+from ..session.options import RunOptions, SnapshotOptions
+from ..session.start import start_run
 from ..store import Store
+from ..store.layout import OUTPUT
 from .flags import flag_words, is_key, value_text
 from .scalars import Pattern, Scanner, compile_patterns
 from .staging import Staging, plan_staging, snapshot_patterns, stage
@@ -169,7 +176,6 @@ def working_dir(path: Path) -> Iterator[None]:
 
 
 def _run_options(plan: Plan, *, needed: bool, label: str | None, tags: Sequence[str]) -> Any:
-    from ..session.options import RunOptions, SnapshotOptions
 
     root = plan.project.root
     include, exclude = snapshot_patterns(root, plan.op.sourcecode)
@@ -189,8 +195,6 @@ def _run_options(plan: Plan, *, needed: bool, label: str | None, tags: Sequence[
 def _ensure_stages(plan: Plan, run: Any, store: Store) -> None:
     """Record the upstream runs this trial links, if start_run chose differently (a stage with
     a `where` or a name of its own): run.lock is rewritten atomically before the command runs."""
-    from ..capture.lineage import stage_record
-    from ..lock import write_lock
 
     wanted = plan.staging.stage_runs
     lock = run.record.lock
@@ -235,8 +239,6 @@ def run_trial(
     echo: Callable[[str], None] | None = None,
 ) -> TrialResult:
     """Create the run, stage, execute; Ctrl-C propagates (the run is recorded terminated)."""
-    from ..session.exits import Skipped
-    from ..session.start import start_run
 
     check(plan)
     opts = _run_options(plan, needed=needed, label=label, tags=tags)
@@ -292,8 +294,6 @@ def execute(
 ) -> int:
     """Run `argv` in `cwd`, teeing its output to the console and `cwd`/output.log; return its
     exit code (128+N when a signal N ended it)."""
-    from ..capture.output import LogFile
-    from ..store.layout import OUTPUT
 
     log = LogFile(cwd / OUTPUT)
     log.write("tether", f"$ {display}\n")

@@ -31,6 +31,7 @@ from ..project.model import DependencyDef, OpDef, Project
 from ..store import Store
 from ..store.layout import ATTRS, LOCK, METRICS, OUTPUT, STATE, SUMMARY
 from ..store.records import IndexRow
+from ..store.where import compile_where
 
 STAGED_LIST = ".tether-staged"  # what a run had staged: its inputs, not its outputs
 BATCH_FILE = "batch.json"
@@ -260,10 +261,6 @@ def _select_runs(
 
 
 def _compile_where(where: str, key_path: str) -> tuple[str, list[Any]]:
-    try:
-        from ..store.where import compile_where
-    except ImportError:  # pragma: no cover - the query language ships with the store
-        raise TetherError(f"{key_path}.where: this tether cannot filter runs")
     try:
         return compile_where(where)
     except TetherError as exc:

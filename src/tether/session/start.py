@@ -87,7 +87,8 @@ def start_run(
     if opts.tags:
         run.add_tag(*opts.tags)
     if pending:
-        from ..capture.datahash.background import hash_data_background  # blake3 and the hash walker
+        # heavy: blake3 and the hash walker, only for a background hash
+        from ..capture.datahash.background import hash_data_background  # noqa: PLC0415
 
         hash_data_background(record.dir, [e.path for e in pending])
     announce(record)

@@ -22,6 +22,7 @@ from typing import Any
 from .. import git
 from ..clock import iso_from_timestamp, now_iso
 from ..errors import AmbiguousRun, RunNotFound, StoreError, TetherError
+from ..fsio import atomic_write_json
 from ..git import SNAPSHOT_REF, GitError
 from ..ids import is_run_id
 from ..lock import RunLock, read_lock
@@ -137,7 +138,6 @@ def delete(store: Store, run_id: str, *, force: bool = False, author: str | None
 
 
 def _write_meta(trash: Path, run_id: str, meta: dict[str, Any]) -> None:
-    from ..fsio import atomic_write_json
 
     atomic_write_json(trash / f"{run_id}.json", meta)
 

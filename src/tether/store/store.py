@@ -10,8 +10,9 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..clock import now_iso
 from ..errors import AmbiguousRun, RunNotFound, StoreError
-from ..ids import is_run_id, new_id
+from ..ids import is_run_id, new_id, short_ids
 from ..lock import RunLock, read_lock, write_lock
 from ..workspace import resolve_runs_root
 from .attrs import add_event, read_attributes
@@ -139,7 +140,6 @@ class Store:
         return record
 
     def new_lock(self, name: str, **fields: object) -> RunLock:
-        from ..clock import now_iso
 
         return RunLock(id=new_id(), name=name, created=now_iso(), **fields)  # type: ignore[arg-type]
 
@@ -279,7 +279,6 @@ def _like(prefix: str) -> str:
 
 
 def _ambiguous(spec: str, matches: builtins.list[tuple[str, str]]) -> AmbiguousRun:
-    from ..ids import short_ids
 
     # Prefixes long enough to tell the candidates apart (runs of one millisecond share 13 chars).
     shorts = short_ids([rid for rid, _ in matches], minimum=len(spec) + 1)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import TetherError
+from ..session.open import open_run
 from ..store import Store
 from ..store.state import BUSY
 
@@ -46,7 +47,6 @@ def sync_run(
     experiment: str | None = None,
     new: bool = False,
 ) -> SyncResult:
-    from ..session.open import open_run
 
     record = store.load(run_id)
     status = record.status

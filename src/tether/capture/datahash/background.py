@@ -8,10 +8,15 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import os
+import site
+import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,8 +54,6 @@ def hash_data_background(
     process leaves `pending`, never a broken run.lock. Returns the process; `wait_for_data`
     waits on the run.lock instead.
     """
-    import json
-    import subprocess
 
     folder = Path(run_dir).resolve()
     items = list(entries)
@@ -92,7 +95,6 @@ def hash_data_background(
     env = dict(os.environ)
     # The child imports this same tether, even when it was put on sys.path by hand (but a
     # site-packages folder never goes on PYTHONPATH, where it would shadow the stdlib).
-    import site
 
     package_parent = str(Path(__file__).resolve().parents[3])
     sites = {str(Path(p).resolve()) for p in [*site.getsitepackages(), site.getusersitepackages()]}
@@ -137,8 +139,6 @@ def _update_entries(folder: Path, path: str, keys: list[str | None], **values: A
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m tether.capture.datahash --run-dir DIR --entries JSON`: the detached hasher."""
-    import argparse
-    import json
 
     parser = argparse.ArgumentParser(prog="python -m tether.capture.datahash")
     parser.add_argument("--run-dir", required=True)
@@ -159,8 +159,6 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(exc, TetherError):
                 message = f"tether: error: {exc}\n"
             else:
-                import traceback
-
                 message = traceback.format_exc()
             with contextlib.suppress(OSError), open(folder / LOG_NAME, "a") as fh:
                 fh.write(message)

@@ -112,7 +112,7 @@ def _store_lock(uri: str) -> Iterator[None]:
     if db is None:
         yield
         return
-    import fcntl
+    import fcntl  # noqa: PLC0415 (POSIX only)
 
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{db}.lock", "a") as fh:
