@@ -13,20 +13,22 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .batches.decorated import run_decorated
+# Only what decorating a function needs is imported here. The run machinery (session.start:
+# the store, SQLite, the environment record) and batches load inside the wrapper, after
+# EarlySnapshot has started git in a thread: git snapshots while Python imports, and a script's
+# `--help` or a bad override costs neither.
 from .batches.flags import EXECUTOR_FLAGS, PARALLEL_ATTR, ParallelOptions, batch_requested
 from .capture.snapshot import EarlySnapshot
 from .config.cli import add_cli, load_for_call, locate_config, report_and_exit
 from .context import current_run
 from .errors import TetherError
 from .session.exits import Terminated
-from .session.open import open_run
 from .session.options import ATTR, RunOptions, SnapshotOptions, options_of
-from .session.run import sinks_for_next_run
-from .session.start import run_for_call
-from .track.sinks.mlflow import MlflowSink
+
+if TYPE_CHECKING:
+    from .track.sinks.mlflow import MlflowSink
 
 
 # -- the stackable decorators -----------------------------------------------------------------
@@ -45,6 +47,8 @@ def _with_options(
 
     @functools.wraps(fn)
     def standalone(*args: Any, **kwargs: Any) -> Any:
+        from .session.start import run_for_call
+
         return run_for_call(fn, getattr(standalone, ATTR), args, kwargs)
 
     setattr(standalone, ATTR, opts)
@@ -144,6 +148,8 @@ def parallel(
             else:
                 cfg = a[0] if a else None
             try:
+                from .batches.decorated import run_decorated
+
                 return run_decorated(
                     standalone, inner, options_of(standalone), cfg, cli_args, from_cli=from_cli
                 )
@@ -193,6 +199,8 @@ def mlflow(
     """
 
     def sink() -> MlflowSink:
+        from .track.sinks.mlflow import MlflowSink
+
         return MlflowSink(tracking_uri=tracking_uri, experiment=experiment)
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -208,6 +216,8 @@ def mlflow(
                     spec, rest = args[0], args[1:]
                 else:
                     spec, rest = run, args
+                from .session.open import open_run
+
                 with open_run(
                     spec, new=new, mlflow=True, tracking_uri=tracking_uri, experiment=experiment
                 ) as opened:
@@ -221,9 +231,13 @@ def mlflow(
             if active is not None:
                 active.add_sink(sink())
                 return f(*args, **kwargs)
+            from .session.run import sinks_for_next_run
+
             with sinks_for_next_run(sink):
                 if getattr(f, "__tether_runner__", False):
                     return f(*args, **kwargs)  # it starts the run, which takes the sink
+                from .session.start import run_for_call
+
                 return run_for_call(f, options_of(f), args, kwargs)
 
         wrapper.__tether_runner__ = False  # type: ignore[attr-defined]
@@ -301,6 +315,8 @@ def experiment(
             try:
                 if batch_requested(wrapper, cli_args):
                     # --task-to/--tasks/--n-jobs/--executor/... or @tether.parallel: a batch.
+                    from .batches.decorated import run_decorated
+
                     return run_decorated(
                         wrapper,
                         inner,
@@ -311,6 +327,8 @@ def experiment(
                         early=early,
                         from_cli=from_cli,
                     )
+                from .session.start import run_for_call
+
                 return run_for_call(
                     inner,
                     opts,

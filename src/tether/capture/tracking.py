@@ -11,7 +11,6 @@ from typing import Any
 from ..errors import ConfigError, TetherError, did_you_mean
 from ..lock import DataRecord
 from ..store.index import flatten
-from .datahash.hashing import hash_data
 
 
 def data_entries(
@@ -55,6 +54,8 @@ def hash_entries(entries: list[DataRecord]) -> None:
     """Fill digests in place, now."""
     if not entries:
         return
+    # heavy (blake3, the SQLite stat cache, worker threads): a run without data never loads it
+    from .datahash.hashing import hash_data  # noqa: PLC0415
 
     try:
         digests = hash_data([e.path for e in entries])

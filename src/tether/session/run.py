@@ -8,12 +8,14 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import TetherError
 from ..store import RunRecord, Store
-from ..track.history import History
-from ..track.writer import Core
+
+if TYPE_CHECKING:
+    from ..track.history import History
+    from ..track.writer import Core
 
 # Sinks that the next Run made in this context takes on (`@tether.mlflow` above a decorator
 # that starts the run itself).
@@ -100,6 +102,9 @@ class Run:
     @property
     def history(self) -> History:
         """The run's History: rows to metrics.jsonl (and sinks) from a background thread."""
+        # heavy for a run that logs nothing: History, its writer thread, the sink registry
+        from ..track.history import History  # noqa: PLC0415
+
         return History(run=self)
 
     def log_metrics(self, values: dict[str, Any], step: int | None = None) -> None:

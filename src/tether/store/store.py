@@ -19,10 +19,7 @@ from .attrs import add_event, read_attributes
 from .index import Index
 from .layout import INDEX, LOCK, SUMMARY
 from .records import Attributes, IndexRow, RunRecord
-from .select import select_rows
-from .sorting import parse_sort
 from .state import RunState, hostname, proc_start_time, read_state, write_state
-from .where import compile_where
 
 
 class Store:
@@ -217,6 +214,12 @@ class Store:
 
         Raises WhereError (a TetherError) for an expression or sort key it cannot compile.
         """
+        # The query language (lexer, parser, sort keys: ~5 ms of imports) loads only for
+        # queries: a run that is being created or listed plainly never pays for it.
+        from .select import select_rows  # noqa: PLC0415
+        from .sorting import parse_sort  # noqa: PLC0415
+        from .where import compile_where  # noqa: PLC0415
+
         if not self.root.is_dir():
             # Nothing to list, but a mistake in the expression is still worth reporting.
             if where is not None:
