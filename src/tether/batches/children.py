@@ -45,13 +45,14 @@ from ..executors.taskpool import Claim, Outcome
 from ..fsio import atomic_write_text
 from ..lock import RunLock, dump_yaml, read_lock
 from ..session.exits import Terminated
+from ..session.resolve import has_interpolation
 from ..session.run import Run
 from ..store import Store
 from ..store.index import Index
 from ..store.layout import INDEX, OUTPUT, STATE
 from ..store.records import Attributes, RunRecord
 from ..store.state import RunState, hostname, proc_start_time, read_state
-from .tasks import has_interpolation, inject, merged, with_value
+from .tasks import inject, merged, with_value
 
 SYNC_EVERY_S = 5.0
 FLUSH_EVERY_S = 0.25

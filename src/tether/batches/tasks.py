@@ -235,16 +235,6 @@ def check_task_to(cfg: Any, key: str, item: Any) -> None:
 
 
 # -- plain containers (a worker's fast path) --------------------------------------------------
-def has_interpolation(obj: Any) -> bool:
-    if isinstance(obj, str):
-        return "${" in obj
-    if isinstance(obj, dict):
-        return any(has_interpolation(v) for v in obj.values())
-    if isinstance(obj, list):
-        return any(has_interpolation(v) for v in obj)
-    return False
-
-
 def with_value(
     container: dict[str, Any], path: list[str], value: Any, *, merge: bool
 ) -> dict[str, Any]:
