@@ -46,7 +46,7 @@ slurm-down:
 	@bash scripts/slurm-down.sh
 
 test: $(VENV)/.dev-installed system-deps slurm-up
-	$(BIN)/python -m pytest -n auto -q
+	$(BIN)/python -m pytest -n 4 -q
 
 # Every tracked Python file is linted (scripts/lint_coverage.py fails on one ruff skips); the
 # layers of docs/architecture.md are import-linter contracts in pyproject.toml.
