@@ -18,6 +18,12 @@ command -v mpicc >/dev/null 2>&1 || need+=(libopenmpi-dev)
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
 command -v tar >/dev/null 2>&1 || need+=(tar)
+# sshfs and OpenSSH's sftp-server: two FUSE mounts of one folder stand in for two hosts on a
+# shared filesystem (tests/integration/test_sshfs.py; `sshfs -o passive` needs no sshd).
+command -v sshfs >/dev/null 2>&1 || need+=(sshfs)
+if ! [ -x /usr/lib/openssh/sftp-server ] && ! [ -x /usr/libexec/openssh/sftp-server ]; then
+  need+=(openssh-sftp-server)
+fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -51,6 +51,10 @@ def _isolated_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TETHER_RUNS", str(runs))
     monkeypatch.setenv("TETHER_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("TETHER_DEBUG", raising=False)
+    monkeypatch.delenv("TETHER_SHARED_FS", raising=False)  # the tests that want it set it
+    # A suite run inside a run (a `tether run` exec) must not attach its tests to that run.
+    for name in ("TETHER_RUN_DIR", "TETHER_RUN_ID", "TETHER_LAUNCH_ID"):
+        monkeypatch.delenv(name, raising=False)
     return runs
 
 

@@ -11,9 +11,9 @@ by two transformer blocks. `tether.distributed.setup_torch()` finds the ranks fr
 started the script, `wrap_model` makes it DDP or FSDP, `distributed_loader` gives each rank its
 share of every epoch. Metrics go through `tether.History(..., reduce=True)`: each logged key is
 averaged over the ranks and recorded with its `/min`, `/max` and `/std`; rank 0 writes them to
-`metrics.jsonl` in `--out` (default: the run folder of `tether launch` or `tether run`, so
-`tether plot` and `tether show` see them; else they stay in memory) and prints a JSON summary
-as its last line.
+`metrics.jsonl` in `--out` (default: the run of `tether launch` or `tether run`, which
+`History()` attaches to, so `tether runs --where`, `plot` and `show` see them at once; else they
+stay in memory) and prints a JSON summary as its last line.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -133,17 +132,6 @@ class TinyViT(nn.Module):
         return self.head(self.norm(x[:, 0]))
 
 
-def run_folder() -> Path | None:
-    """The run folder of `tether run` (TETHER_RUN_DIR) or of `tether launch` (the run named by
-    TETHER_LAUNCH_ID), where metrics.jsonl makes `tether plot` and `tether show` see them."""
-    if os.environ.get("TETHER_RUN_DIR"):
-        return Path(os.environ["TETHER_RUN_DIR"])
-    launch = os.environ.get("TETHER_LAUNCH_ID")
-    if launch:
-        return Path(tether.open_store().resolve_one(launch).dir)
-    return None
-
-
 # -- training ---------------------------------------------------------------------------------
 def evaluate(model: nn.Module, loader: Any, device: str) -> dict[str, float]:
     model.eval()
@@ -183,8 +171,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     torch.manual_seed(info.seed if info.seed is not None else args.seed)  # per-rank from here
 
-    out = args.out or run_folder()
-    history = tether.History(path=out / "metrics.jsonl") if out else tether.History()
+    # Under `tether launch` or `tether run`, History() attaches to that run (rank 0 writes its
+    # metrics.jsonl, summary and index row); alone, it keeps the rows in memory.
+    history = tether.History(path=args.out / "metrics.jsonl") if args.out else tether.History()
     if info.is_main:
         print(
             f"vit_digits: {len(train_set)} train / {len(test_set)} test {source}, "

@@ -22,7 +22,9 @@ _API = {
     "current_run": "tether.context",
     "Skipped": "tether.session.exits",
     "hash_data": "tether.capture.datahash",
-    "History": "tether.track.history",
+    # tether.History is track's class, taken from session.attach, which registers the attacher
+    # that lets `History()` in a process started for a run attach to it.
+    "History": "tether.session.attach",
     "open_run": "tether.session.open",
     "mlflow": "tether.api",
     "parallel": "tether.api",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .batches.flags import EXECUTOR_FLAGS, PARALLEL_ATTR, ParallelOptions, batch_requested
 from .capture.snapshot import EarlySnapshot
 from .config.cli import add_cli, load_for_call, locate_config, report_and_exit
-from .context import current_run
+from .context import current_run, run_env_of
 from .errors import TetherError
 from .session.exits import Terminated
 from .session.options import ATTR, RunOptions, SnapshotOptions, options_of
@@ -305,7 +305,11 @@ def experiment(
             from_cli = not a and not kw
             # git works on the snapshot while this process imports OmegaConf and loads the
             # config: two cores, half the start-up.
-            early = EarlySnapshot.start(own.merged(options_of(wrapper)).snapshot)
+            # In a process started for a run (TETHER_RUN_DIR) the run attaches: no snapshot.
+            attaching = run_env_of() is not None
+            early = (
+                None if attaching else EarlySnapshot.start(own.merged(options_of(wrapper)).snapshot)
+            )
             cfg, cli_args = load_for_call(wrapper, source, a, kw)
             if cfg is None:
                 return None

@@ -1,7 +1,8 @@
-"""Compare two runs: config, code, data and upstream stages.
+"""Compare two runs: config, code, data, upstream stages and environment.
 
 `diff_runs(old, new)` returns a `RunDiff` made of plain dataclasses (`ConfigChange`,
-`SourceChange`, `DataChange`, `StageChange`), so scripts can use it without the CLI;
+`SourceChange`, `DataChange`, `StageChange`, and tether.capture.environment's `EnvChange` and
+`PackageChange`), so scripts can use it without the CLI;
 `tether diff` only renders it. Code is compared with git between the two snapshot commits
 (`refs/tether/snapshots/<run-id>` in the repository the source entry names), or by the
 manifests of the source copies a run made outside git.
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import git
+from .capture.environment import EnvChange, PackageChange, diff_environment
 from .lock import DataRecord, SourceRecord, StageRecord
 from .store.index import flatten
 from .store.records import RunRecord
@@ -135,6 +137,8 @@ class RunDiff:
     sources: list[SourceChange] = field(default_factory=list)
     data: list[DataChange] = field(default_factory=list)
     stages: list[StageChange] = field(default_factory=list)
+    env: list[EnvChange] = field(default_factory=list)  # Python, platform, GPU stack, container
+    packages: list[PackageChange] = field(default_factory=list)
 
     @property
     def code(self) -> list[SourceChange]:
@@ -143,7 +147,9 @@ class RunDiff:
 
     @property
     def identical(self) -> bool:
-        return not (self.config or self.code or self.data or self.stages)
+        return not (
+            self.config or self.code or self.data or self.stages or self.env or self.packages
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -303,13 +309,23 @@ def git_patch(repo: Path, old: str, new: str, *, color: bool = False) -> str:
     return proc.stdout
 
 
-def _compare_git(change: SourceChange, roots: Sequence[Path], *, patch: bool, color: bool) -> None:
+def _compare_git(
+    change: SourceChange,
+    roots: Sequence[Path],
+    *,
+    patch: bool,
+    color: bool,
+    recorded: Sequence[str | None] = (),
+) -> None:
     old, new = change.old_commit, change.new_commit
     assert old is not None and new is not None
     if not git.available():
         change.change, change.message = "unavailable", "git is not installed"
         return
-    repo = locate_repo(change.path, roots)
+    # The path as recorded (relative to the project), else where the repository was then.
+    repo = locate_repo(change.path, roots) or next(
+        (Path(r).resolve() for r in recorded if r and _is_repo(Path(r))), None
+    )
     if repo is None:
         where = change.path if Path(change.path).is_absolute() else f"{change.path} (looked in "
         if not Path(change.path).is_absolute():
@@ -446,7 +462,7 @@ def diff_sources(
             change.kind = "git"
             same_tree = x.tree is not None and x.tree == y.tree
             if x.commit != y.commit and not same_tree:
-                _compare_git(change, roots, patch=patch, color=color)
+                _compare_git(change, roots, patch=patch, color=color, recorded=(x.root, y.root))
         elif x.manifest and y.manifest:
             change.kind = "copy"
             _compare_copies(change, old_dir, new_dir, patch=patch)
@@ -483,6 +499,9 @@ def diff_runs(
 ) -> RunDiff:
     """Everything that differs between two runs, `old` first (as in `git diff OLD NEW`).
 
+    The environment counts what the run ran with (Python, platform, packages, the GPU stack and
+    container image), not where (host, user, folder, job).
+
     `code=False` skips the source comparison; `patch=True` adds the full diff text of changed
     code (`color=True` for git's colours); `roots` overrides where relative repository paths
     are looked up (default: `search_roots` of the current folder and both run folders).
@@ -494,6 +513,7 @@ def diff_runs(
         data=diff_data(old.lock.data, new.lock.data),
         stages=diff_stages(old.lock.stages, new.lock.stages),
     )
+    result.env, result.packages = diff_environment(old.lock.env, new.lock.env)
     if code:
         result.sources = diff_sources(
             old.lock.sources,

@@ -1,7 +1,11 @@
-"""run.lock: the immutable record of what defined a run (schema version 1).
+"""run.lock: the record of what defined a run (schema version 2; version 1 is still read).
 
 Written once at start; every later change (background data digests, an attached script's
-config) is one read-modify-write under an exclusive file lock: `update_lock`.
+config, data and stages) is one read-modify-write under an exclusive file lock: `update_lock`.
+
+Schema 2 adds `flags`: an operation's flag values by flag name. `config` then holds the resolved
+config of the script that attached to the run, or the flags (nested on their dots) when no
+script attached. A schema 1 run.lock reads as schema 2 with no flags.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Any, TypeVar
 from .errors import StoreError
 from .fsio import atomic_write_text
 
-SCHEMA = 1
+SCHEMA = 2
+SCHEMAS = (1, 2)  # the versions this tether reads
 LOCK_FILE = "run.lock"
 FLOCK_NAME = ".run.lock.flock"  # the file `update_lock` locks, beside run.lock
 
@@ -63,6 +68,7 @@ class RunLock:
     name: str
     created: str
     command: list[str] = field(default_factory=list)
+    flags: dict[str, Any] = field(default_factory=dict)  # an operation's flag values (schema 2)
     config: dict[str, Any] = field(default_factory=dict)
     sources: list[SourceRecord] = field(default_factory=list)
     data: list[DataRecord] = field(default_factory=list)
@@ -70,6 +76,7 @@ class RunLock:
     env: dict[str, Any] = field(default_factory=dict)
     parent: str | None = None
     project_id: str | None = None
+    reproduces: str | None = None  # the run `tether reproduce` re-ran to make this one
     schema: int = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,6 +93,7 @@ class RunLock:
         kwargs["data"] = [_build(DataRecord, s) for s in d.get("data") or []]
         kwargs["stages"] = [_build(StageRecord, s) for s in d.get("stages") or []]
         kwargs["config"] = d.get("config") or {}
+        kwargs["flags"] = d.get("flags") or {}
         kwargs["env"] = d.get("env") or {}
         kwargs["command"] = [str(c) for c in d.get("command") or []]
         return cls(**kwargs)
@@ -99,12 +107,21 @@ class RunLock:
         Snapshot commits differ per run (their message names the run), so sources count by
         tree; `save_dir` is where outputs go, not an input; the command line is left out because
         the resolved config already says what its overrides did.
+
+        A run with `flags` (an operation) counts by its flags instead of its config: the config
+        is what the flags made of it, and a script that attaches to the run replaces it after
+        `--needed` has compared digests. Without flags the identity is schema 1's, so runs
+        recorded before schema 2 keep their digests.
         """
-        config = dict(self.config)
-        config.pop("save_dir", None)
+        out: dict[str, Any] = {"name": self.name}
+        if self.flags:
+            out["flags"] = dict(self.flags)
+        else:
+            config = dict(self.config)
+            config.pop("save_dir", None)
+            out["config"] = config
         return {
-            "name": self.name,
-            "config": config,
+            **out,
             # By content alone: the same tree checked out elsewhere is the same code.
             "sources": [s.tree or s.manifest for s in self.sources],
             "data": [{"path": d.path, "digest": d.digest} for d in self.data],
@@ -162,7 +179,7 @@ def read_lock(run_dir: Path) -> RunLock:
         raise StoreError(f"{path}: not valid YAML ({exc.__class__.__name__})")
     if not isinstance(raw, dict) or "id" not in raw:
         raise StoreError(f"{path}: not a run.lock (expected a mapping with an 'id')")
-    if int(raw.get("schema", SCHEMA)) > SCHEMA:
+    if int(raw.get("schema", SCHEMA)) > max(SCHEMAS):
         raise StoreError(
             f"{path}: schema {raw.get('schema')} is newer than this tether knows ({SCHEMA})",
             "upgrade tether",

@@ -1,8 +1,15 @@
 """`tether reproduce`: re-run a recorded run from its run.lock alone and compare the results.
 
 The snapshot commit is checked out into a temporary git worktree (the user's checkout is left
-alone), data digests are verified, and the recorded command runs there with the recorded config
-(passed through TETHER_REPRODUCE_CONFIG, so argv overrides cannot drift from it).
+alone) and the recorded command runs there, in the worktree's copy of the recorded working
+folder: the project's layout as it was (an operation finds its project file there, and its
+`sourcecode` files where they were). The recorded config goes through TETHER_REPRODUCE_CONFIG
+(so argv overrides cannot drift from it) and the recorded run through TETHER_REPRODUCE
+(tether.session.replay): the new run takes the same upstream runs and data, records its paths as
+the project's rather than the temporary worktree's, and names the run it reproduces
+(`reproduces` in run.lock), so it can be compared and reproduced in turn. Data digests are
+verified before the run; after it, the metrics, the lock digests and the environments
+(packages, Python, GPU stack, container) are compared.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,10 +27,16 @@ from pathlib import Path
 
 from . import git
 from .capture.datahash.hashing import hash_data
+from .capture.environment import EnvChange, PackageChange, diff_environment
+from .context import RUN_DIR_ENV, RUN_ID_ENV, RUNS_ENV
 from .errors import TetherError
-from .lock import SourceRecord, dump_yaml
+from .lock import RunLock, SourceRecord, dump_yaml
+from .session.replay import REPRODUCE_ENV, Replay, write_replay
 from .store import RunRecord, Store
 from .workspace import find_project_file
+
+CONFIG_ENV = "TETHER_REPRODUCE_CONFIG"  # read by tether.config.cli: the recorded config
+RUN_ID_FILE_ENV = "TETHER_RUN_ID_FILE"  # written by tether.session.lifecycle: the new run's id
 
 
 @dataclass
@@ -46,6 +60,9 @@ class Reproduction:
     exit_code: int
     metrics: list[MetricComparison] = field(default_factory=list)
     same_inputs: bool = False
+    environment: list[EnvChange] = field(default_factory=list)  # facts that differ
+    packages: list[PackageChange] = field(default_factory=list)  # distributions that differ
+    warnings: list[str] = field(default_factory=list)
 
     def identical(self, rel_tol: float = 0.0) -> bool:
         return self.exit_code == 0 and all(m.same(rel_tol) for m in self.metrics)
@@ -60,10 +77,10 @@ def _repo_of(source: SourceRecord, record: RunRecord) -> Path:
     run's working folder, and take the first that has the commit."""
     candidates = []
     path = Path(source.path)
+    project = find_project_file()
     if path.is_absolute():
         candidates.append(path)
     else:
-        project = find_project_file()
         for base in (
             project.parent if project else None,
             Path(record.lock.env.get("cwd", ".")),
@@ -71,11 +88,11 @@ def _repo_of(source: SourceRecord, record: RunRecord) -> Path:
         ):
             if base is not None:
                 candidates.append(base / path)
+    if source.root:
+        candidates.append(Path(source.root))
     cwd = record.lock.env.get("cwd")
     if cwd:
         candidates.append(Path(cwd))
-    # A run made in a worktree (a reproduction) wrote its ref into the shared repository.
-    project = find_project_file()
     candidates += [project.parent] if project else []
     candidates.append(Path.cwd())
     for candidate in candidates:
@@ -139,7 +156,7 @@ def _map(path_text: str, top: Path, tree: Path) -> str:
     return str(tree / rel)
 
 
-def _link_data(record: RunRecord, top: Path, tree: Path, cwd: Path) -> None:
+def _link_data(record: RunRecord, cwd: Path) -> None:
     """Relative data paths outside the snapshot (ignored or excluded) are linked into the
     worktree so the code finds them where it did."""
     base = Path(record.lock.env.get("cwd") or ".")
@@ -155,6 +172,49 @@ def _link_data(record: RunRecord, top: Path, tree: Path, cwd: Path) -> None:
             target.symlink_to(original, target_is_directory=original.is_dir())
 
 
+def _is_op_run(lock: RunLock) -> bool:
+    return lock.command[:2] == ["tether", "run"]
+
+
+def _project_file(lock: RunLock, recorded_top: Path, tree: Path, cwd: Path) -> str | None:
+    """An operation run recorded before its snapshot kept the project file: put the project's
+    file as it is now where it was, and say so (None when the snapshot has it)."""
+    found = find_project_file(cwd)
+    if found is not None and found.is_relative_to(tree):
+        return None
+    current = find_project_file(Path(lock.env.get("cwd") or "."))
+    if current is None:
+        raise TetherError(
+            f"run {lock.id[:13]} is an operation, and neither its snapshot nor "
+            f"{lock.env.get('cwd')} has a project file",
+            "reproduce it from the project it was run in",
+        )
+    target = Path(_map(str(current), recorded_top, tree))
+    if not target.is_relative_to(tree):
+        target = cwd / current.name
+    shutil.copy2(current, target)
+    return (
+        f"the snapshot of run {lock.id[:13]} has no {current.name} (recorded before snapshots "
+        f"kept it): using {current} as it is now"
+    )
+
+
+def _child_env(store: Store, config_file: Path, id_file: Path, replay_file: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    # The re-run is a run of its own: it attaches to nothing and skips nothing.
+    for key in (RUN_DIR_ENV, RUN_ID_ENV, "TETHER_NEEDED"):
+        env.pop(key, None)
+    env.update(
+        {
+            CONFIG_ENV: str(config_file),
+            RUN_ID_FILE_ENV: str(id_file),
+            RUNS_ENV: str(store.root),
+            REPRODUCE_ENV: str(replay_file),
+        }
+    )
+    return env
+
+
 def reproduce(
     store: Store, record: RunRecord, *, force: bool = False, stream: bool = True
 ) -> Reproduction:
@@ -167,26 +227,34 @@ def reproduce(
             f"data of run {record.id[:13]} changed: " + "; ".join(problems),
             "restore the data, or pass --force to reproduce anyway",
         )
+    warnings: list[str] = []
     git_sources = [s for s in lock.sources if s.commit]
+    replay = Replay(run=record.id, name=lock.name, dir=str(record.dir))
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tether-repro-")))
         recorded_cwd = Path(lock.env.get("cwd") or os.getcwd())
         command = list(lock.command)
         cwd = recorded_cwd
         if git_sources:
-            top = _repo_of(git_sources[0], record)
-            tree = stack.enter_context(worktree(top, str(git_sources[0].commit)))
             src = git_sources[0]
+            top = _repo_of(src, record)
+            tree = stack.enter_context(worktree(top, str(src.commit)))
             recorded_top = Path(src.root or (src.path if Path(src.path).is_absolute() else top))
             command = [command[0], *(_map(a, recorded_top, tree) for a in command[1:])]
             cwd = Path(_map(str(recorded_cwd), recorded_top, tree))
             if cwd.is_relative_to(tree):
                 cwd.mkdir(parents=True, exist_ok=True)
-                _link_data(record, top, tree, cwd)
+                _link_data(record, cwd)
+                if _is_op_run(lock):
+                    note = _project_file(lock, recorded_top, tree, cwd)
+                    warnings += [note] if note else []
+            replay.worktree, replay.root = str(tree), str(recorded_top)
         config = dict(lock.config)
         config["save_dir"] = "???"
         config_file = tmp / "config.yaml"
         config_file.write_text(dump_yaml(config))
+        replay_file = tmp / "reproduce.json"
+        write_replay(replay_file, replay)
         id_file = tmp / "run-id"
         executable = lock.env.get("executable")
         python = executable if executable and Path(executable).exists() else sys.executable
@@ -196,17 +264,11 @@ def reproduce(
             # An operation run (`tether run OP ...`): the tether beside the recorded Python.
             beside = Path(python).parent / "tether"
             command[0] = str(beside if beside.exists() else Path(sys.executable).parent / "tether")
-        env = dict(
-            os.environ,
-            TETHER_REPRODUCE_CONFIG=str(config_file),
-            TETHER_RUN_ID_FILE=str(id_file),
-            TETHER_RUNS=str(store.root),
-        )
         try:
             proc = subprocess.run(
                 command,
                 cwd=cwd,
-                env=env,
+                env=_child_env(store, config_file, id_file, replay_file),
                 stdout=None if stream else subprocess.DEVNULL,
                 stderr=None if stream else subprocess.DEVNULL,
             )
@@ -214,11 +276,12 @@ def reproduce(
             raise TetherError(f"cannot re-run {command[0]}: {exc.strerror}")
         new_ids = id_file.read_text().split() if id_file.exists() else []
     result = Reproduction(
-        original=record.id, new=new_ids[0] if new_ids else None, exit_code=proc.returncode
+        original=record.id, new=None, exit_code=proc.returncode, warnings=warnings
     )
-    if result.new is None:
+    new = _the_reproduction(store, record, new_ids)
+    if new is None:
         return result
-    new = store.load(result.new)
+    result.new = new.id
     store.add_attr(new, "note", f"reproduction of run {record.id}")
     old_m, new_m = record.metrics(), new.metrics()
     for key in sorted(set(old_m) | set(new_m)):
@@ -227,5 +290,18 @@ def reproduce(
                 key, (old_m.get(key) or {}).get("last"), (new_m.get(key) or {}).get("last")
             )
         )
-    result.same_inputs = new.lock.digest() == record.lock.digest()
+    result.same_inputs = new.lock.digest() == lock.digest()
+    result.environment, result.packages = diff_environment(lock.env, new.lock.env)
     return result
+
+
+def _the_reproduction(store: Store, record: RunRecord, new_ids: list[str]) -> RunRecord | None:
+    """Of the runs the re-run announced, the one that reproduces `record` (a batch announces
+    its children too); the first when none says so (a run made by an older tether)."""
+    records = []
+    for run_id in new_ids:
+        with contextlib.suppress(TetherError):
+            records.append(store.load(run_id))
+    return next((r for r in records if r.lock.reproduces == record.id), None) or (
+        records[0] if records else None
+    )

@@ -1,7 +1,6 @@
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import yaml
 
 import tether
 from tests.conftest import ROOT, run_cli
+from tests.demos import reproduce_every_run, run_demo
 
 HEAVY = ("torch", "mlflow", "omegaconf", "rich", "yaml", "sqlite3")
 
@@ -103,23 +103,25 @@ def test_completion_offers_runs():
     assert ids[0][:13] in proc.stdout
 
 
-def test_demo_end_to_end(tmp_path: Path):
+@pytest.fixture(scope="module")
+def digits_demo(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str], list[dict]]:
+    """One run of `make demo`'s digits script for this module: (runs root, the demo's output,
+    the listing right after it; later tests add runs to the root)."""
+    runs = tmp_path_factory.mktemp("digits-demo") / "demo-runs"
+    proc = run_demo("digits", runs)
+    listing = json.loads(run_cli("runs", "--json", env={"TETHER_RUNS": str(runs)}).stdout)
+    return runs, proc, listing
+
+
+def test_demo_end_to_end(digits_demo: tuple[Path, subprocess.CompletedProcess[str], list[dict]]):
     """`make demo`'s script: prepare -> 3 trains, all completed, each logging per-epoch metrics;
     it ends with a terminal chart and a report.md whose PNGs are real images; reindex gives the
-    same listing; lineage links the stages; reproduce gives identical metrics."""
-    runs = tmp_path / "demo-runs"
-    env = {"DEMO_RUNS": str(runs), "BIN": str(Path(sys.executable).parent)}
-    proc = subprocess.run(
-        ["bash", str(ROOT / "examples/digits/demo.sh")],
-        env={**os.environ, **env, "NO_COLOR": "1", "COLUMNS": "100"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
+    same listing; lineage links the stages."""
+    runs, proc, listing = digits_demo
     assert "test accuracy" in proc.stdout
     here = {"TETHER_RUNS": str(runs)}
-    listing = json.loads(run_cli("runs", "--json", env=here, check=True).stdout)
     assert [r["name"] for r in listing] == ["train", "train", "train", "prepare"]
     assert {r["status"] for r in listing} == {"completed"}
     for row in listing[:3]:
@@ -156,15 +158,23 @@ def test_demo_end_to_end(tmp_path: Path):
         pixels = imread(png)  # decodes the whole image: a truncated or corrupt file fails here
         assert pixels.shape[:2] == (height, width)
         assert pixels.std() > 0  # not a blank canvas
+    before = json.loads(run_cli("runs", "--all", "--json", env=here, check=True).stdout)
     (runs / "index.db").unlink()
     run_cli("runs", "reindex", env=here, check=True)
-    again = json.loads(run_cli("runs", "--json", env=here, check=True).stdout)
-    assert again == listing
-    lineage = run_cli("lineage", "1", env=here, check=True).stdout
+    again = json.loads(run_cli("runs", "--all", "--json", env=here, check=True).stdout)
+    assert again == before
+    lineage = run_cli("lineage", listing[0]["id"], env=here, check=True).stdout
     assert "train" in lineage and "prepare" in lineage
-    repro = run_cli("reproduce", "1", "--json", cwd=ROOT, env=here)
-    assert repro.returncode == 0, repro.stderr
-    assert json.loads(repro.stdout)["identical"]
+
+
+def test_every_demo_run_reproduces(
+    digits_demo: tuple[Path, subprocess.CompletedProcess[str], list[dict]],
+):
+    """Each run of the demo reproduces with identical inputs (the `${stage:...}` upstream
+    included) and metrics, and so does a reproduction of a reproduction."""
+    runs, _, listing = digits_demo
+    made = reproduce_every_run(runs, [r["id"] for r in listing], cwd=ROOT)
+    reproduce_every_run(runs, [made[listing[0]["id"]]], cwd=ROOT)
 
 
 def png_size(path: Path) -> tuple[int, int]:

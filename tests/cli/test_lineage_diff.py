@@ -173,11 +173,14 @@ def test_diff_shows_one_config_key_and_one_file(repo: Path):
     assert _json("diff", old, new, "--no-code")["sources"][0]["patch"] is None
 
 
+SECTIONS = ("Config", "Code", "Data", "Stages", "Environment")
+
+
 def _sections(out: str) -> dict[str, list[str]]:
     sections: dict[str, list[str]] = {}
     current = None
     for line in out.splitlines():
-        if line in ("Config", "Code", "Data", "Stages"):
+        if line in SECTIONS:
             current = sections.setdefault(line, [])
         elif current is not None and line.startswith("  "):
             current.append(line)
@@ -192,7 +195,7 @@ def test_diff_of_identical_runs_says_so_per_section(repo: Path):
     proc = run_cli("diff", old, new)
     assert proc.returncode == 0
     sections = _sections(proc.stdout)
-    assert sections == {s: ["  no differences"] for s in ("Config", "Code", "Data", "Stages")}
+    assert sections == {s: ["  no differences"] for s in SECTIONS}
     assert _json("diff", old, new)["identical"] is True
 
 

@@ -271,7 +271,7 @@ def test_cat(tmp_path: Path):
         (tmp_path / "secret.txt").write_text("secret\n")
         run.path("escape").symlink_to(tmp_path / "secret.txt")
     assert run_cli("cat", "1", "notes.txt", check=True).stdout == "hello\nworld\n"
-    assert run_cli("cat", "1", "run.lock", check=True).stdout.startswith("schema: 1\n")
+    assert run_cli("cat", "1", "run.lock", check=True).stdout.startswith("schema: 2\n")
     assert "status" in json.loads(run_cli("cat", "catme", "state.json", check=True).stdout)
     short = run.id[:13]
     assert _error(run_cli("cat", "1", "blob.bin")) == (

@@ -215,3 +215,66 @@ def test_sigterm_stops_the_job_and_records_it(work: Path, runs_root: Path) -> No
     while _alive(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _alive(marker) == []
+
+
+# -- a decorated script: one run, rank 0 its writer -------------------------------------------
+RANKED = """\
+import os
+
+import tether
+from tether import dist
+
+
+@tether.experiment(defaults={"lr": 0.1})
+def main(cfg, run):
+    rank = dist.get_rank()
+    run.log_metrics({"loss": 0.5 / (rank + 1)}, step=0)
+    print(f"rank {rank} of run {run.id}", flush=True)
+    if os.environ.get("FAIL_RANK") == str(rank):
+        raise ValueError(f"rank {rank} broke on purpose")
+
+
+main()
+"""
+
+
+def tether_json(work: Path, *args: str) -> Any:
+    proc = subprocess.run([TETHER, *args], cwd=work, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_a_decorated_script_makes_one_run(work: Path, runs_root: Path) -> None:
+    (work / "ranked.py").write_text(RANKED)
+    proc = launch(work, "-n", "2", "--", "python", "ranked.py")
+    assert proc.returncode == 0, proc.stderr
+    rows = tether_json(work, "runs", "--all", "--json")
+    assert [(r["name"], r["status"]) for r in rows] == [("launch", "completed")]
+    run = rows[0]
+    run_dir = Path(run["dir"])
+    # Rank 0 wrote the run's metrics; the index has them at once (no reindex).
+    found = tether_json(work, "runs", "--json", "--where", "metrics.loss = 0.5 and config.lr = 0.1")
+    assert [r["id"] for r in found] == [run["id"]]
+    for rank in (0, 1):
+        log = (run_dir / "ranks" / str(rank) / "output.log").read_text()
+        assert f"rank {rank} of run {run['id']}" in log
+    assert '"loss": 0.25' in (run_dir / "ranks" / "1" / "metrics.jsonl").read_text()
+    assert '"loss": 0.25' not in (run_dir / "metrics.jsonl").read_text()
+    shown = tether_json(work, "show", run["id"], "--json")
+    assert [(r["rank"], r["status"], r["exit_code"]) for r in shown["ranks"]] == [
+        (0, "completed", 0),
+        (1, "completed", 0),
+    ]
+    assert shown["lock"]["flags"]["nprocs"] == 2
+    assert read(run_dir / "launch.json")["ranks"] == shown["ranks"]
+
+
+def test_a_failing_rank_fails_the_run_naming_it(work: Path, runs_root: Path) -> None:
+    (work / "ranked.py").write_text(RANKED)
+    proc = launch(work, "-n", "2", "--", "python", "ranked.py", env={"FAIL_RANK": "1"})
+    assert proc.returncode != 0
+    (row,) = tether_json(work, "runs", "--all", "--json")
+    state = read(Path(row["dir"]) / "state.json")
+    named = f"rank 1 on {os.uname().nodename} failed (exit 1): ValueError: rank 1 broke on purpose"
+    assert state["status"] == "failed" and state["error"] == named
+    assert f"tether: launch: {named}" in proc.stderr

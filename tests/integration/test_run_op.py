@@ -396,3 +396,72 @@ def test_the_pipeline_example(tmp_path: Path):
     assert lock_of(train)["sources"][0]["commit"]  # a git snapshot
     lineage = tether("lineage", "1", cwd=root).stdout
     assert "as train" in lineage and "as prepare" in lineage
+
+
+RESUME_PROJECT = """\
+[ops.train]
+exec = "python train.py {steps}"
+sourcecode = ["train.py"]
+output-scalars = false
+[ops.train.config]
+steps = 10
+"""
+
+RESUME = """\
+import json, os, sys
+from pathlib import Path
+import tether
+
+steps = int(sys.argv[1])
+ckpt = Path("ckpt.json")  # in the run folder: the run's own
+start = json.loads(ckpt.read_text())["next"] if ckpt.exists() else 0
+history = tether.History()
+print(f"from step {start}; history starts at {history.start_step}", flush=True)
+for step in range(start, steps):
+    history.update({"loss": 1 / (step + 1)}, step=step)
+    if step % 4 == 3:
+        ckpt.write_text(json.dumps({"next": step + 1}))
+    if step == 6 and not Path(os.environ["TETHER_PROJECT_DIR"], "go-on").exists():
+        sys.exit(3)  # the first attempt dies after step 6; its checkpoint says 4
+"""
+
+
+def test_restart_continues_the_run_in_its_folder(tmp_path: Path):
+    """`tether run --restart RUN`: the same run id and folder, one more attempt; the script's
+    History resumes after the last recorded step, so every step is in metrics.jsonl once."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "tether.toml").write_text(RESUME_PROJECT)
+    (root / "train.py").write_text(RESUME)
+    first = tether("run", "train", cwd=root)
+    assert first.returncode == 3, first.stderr
+    (row,) = listing(root)
+    assert row["status"] == "failed"
+    (root / "train.py").write_text("raise SystemExit('the project changed since')\n")
+    (root / "go-on").write_text("")
+    again = tether("run", "--restart", row["id"][:13], cwd=root)
+    assert again.returncode == 0, again.stderr
+    assert f"run {row['id'][:13]} (train): attempt 2" in again.stderr
+    assert again.stdout == "from step 4; history starts at 7\n"  # its own copy of train.py ran
+    (after,) = listing(root)
+    assert after["id"] == row["id"] and after["status"] == "completed"
+    rows = [json.loads(line) for line in (Path(row["dir"]) / "metrics.jsonl").open()]
+    assert [r["step"] for r in rows] == list(range(10))  # 4, 5 and 6 logged twice, kept once
+    state = state_of(after)
+    assert [(a["status"], a["exit_code"]) for a in state["attempts"]] == [
+        ("failed", 3),
+        ("completed", 0),
+    ]
+    assert state["started"] == state["attempts"][0]["start"]
+    shown = tether("show", row["id"], cwd=root).stdout
+    attempts = shown[shown.index("attempts") :].splitlines()[1:3]
+    assert attempts[0].startswith("1  ") and "failed  exit 3  SystemExit(3)" in attempts[0]
+    assert attempts[1].startswith("2  ") and "completed  exit 0" in attempts[1]
+    log = (Path(row["dir"]) / "output.log").read_text()
+    assert "from step 0" in log and "from step 4" in log  # both attempts' output, in order
+    # What --restart refuses, each in one line (exit 2).
+    done = tether("run", "--restart", row["id"], cwd=root)
+    assert done.returncode == 2 and "completed: there is nothing to continue" in done.stderr
+    flags = tether("run", "--restart", row["id"], "steps=3", cwd=root)
+    assert flags.returncode == 2 and "with the flags it recorded" in flags.stderr
+    assert "Traceback" not in done.stderr + flags.stderr

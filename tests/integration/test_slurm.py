@@ -10,8 +10,10 @@ StartTime=now+2`, which only makes them faster.)
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -21,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tether.executors.taskpool import TaskPool
 from tether.store import open_store
+from tether.track.metrics_file import read_metrics
 
-from ._support import World, wait_for
+from ._support import TETHER, World, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
@@ -79,10 +83,10 @@ def slurm() -> None:
 class Batch:
     """One batch script in a test's World, submitted with a slurm config."""
 
-    def __init__(self, world: World, settings: dict[str, Any]) -> None:
+    def __init__(self, world: World, settings: dict[str, Any], script: str = SCRIPT) -> None:
         self.world = world
         self.script = world.work / "job.py"
-        self.script.write_text(SCRIPT)
+        self.script.write_text(script)
         self.config = world.work / "slurm.yaml"
         base = {"time": 30, "cpus_per_task": 1, "lease_s": 3}
         import yaml
@@ -305,6 +309,8 @@ def test_pool_of_100_preempted_twice_completes_every_task_once(slurm: None, worl
 
 
 def test_unknown_partition_passes_sbatch_error_through(slurm: None, world: World) -> None:
+    """sbatch refuses the jobs: one line naming the partition, exit 2, and the children made
+    ahead end failed with sbatch's word, not queued forever."""
     batch = Batch(world, {"partition": "nosuchpartition"})
     started = time.monotonic()
     proc = batch.run(_tasks(2))
@@ -313,13 +319,22 @@ def test_unknown_partition_passes_sbatch_error_through(slurm: None, world: World
     assert "sbatch refused the batch's jobs" in err and "invalid partition" in err.lower()
     assert "nosuchpartition" in err and "sinfo" in err
     assert time.monotonic() - started < 60
+    parent = batch.parent()
+    assert parent is not None
+    kids = _children(world, parent.name)
+    assert len(kids) == 2 and {k["status"] for k in kids} == {"failed"}
+    for kid in kids:
+        error = _state(kid)["error"]
+        assert "sbatch refused" in error and "invalid partition" in error.lower(), error
+    assert next(r for r in world.listing() if r["id"] == parent.name)["status"] == "failed"
 
 
-def test_runs_of_a_cancelled_batch_are_brought_in_step(slurm: None, world: World) -> None:
-    """`reconcile` (for `tether runs`): the jobs of a batch are gone (scancel) while its
-    children still say queued: they end terminated, and the tasks stay undone in the pool."""
-    from tether.batches.reconcile import reconcile
+def _state(row: dict[str, Any]) -> dict[str, Any]:
+    return json.loads((Path(row["dir"]) / "state.json").read_text())
 
+
+def test_ctrl_c_of_a_slurm_batch_ends_its_runs(slurm: None, world: World) -> None:
+    """Ctrl-C while the jobs wait: they are cancelled and the children end terminated."""
     batch = Batch(world, {"workers": 1, "additional": ["--hold"]})
     proc = batch.start(_tasks(3))
     try:
@@ -327,16 +342,230 @@ def test_runs_of_a_cancelled_batch_are_brought_in_step(slurm: None, world: World
         parent = batch.parent()
         assert parent is not None
         wait_for(lambda: len(_children(world, parent.name)) == 3, "the queued children")
-        proc.kill()  # the submitter goes away; the jobs stay queued
-        proc.communicate()
-        store = open_store(world.runs)
-        assert reconcile(store) == 0  # still queued in Slurm: nothing to change
-        subprocess.run(["scancel", *jobs], check=True)
-        wait_for(lambda: reconcile(store) == 3, "the children to be brought in step", timeout=30)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
         subprocess.run(["scancel", *batch.jobs()], check=False)
+    assert proc.returncode != 0, err
     kids = _children(world, parent.name)
-    assert {k["status"] for k in kids} == {"terminated"}
-    assert batch.pool().counts()["pending"] == 3
+    assert {k["status"] for k in kids} == {"terminated"}, kids
+    assert all("before its task started" in _state(k)["error"] for k in kids)
+    assert next(r for r in world.listing() if r["id"] == parent.name)["status"] == "terminated"
+    assert wait_for(lambda: _squeue(jobs[0]) and not _live(jobs[0]), "the jobs to be cancelled")
+
+
+def _live(job: str) -> list[str]:
+    return [i for i, (state, _) in _squeue(job).items() if state not in ("CANCELLED", "COMPLETED")]
+
+
+def test_runs_of_killed_jobs_are_brought_in_step_by_tether_runs(slurm: None, world: World) -> None:
+    """The submitter is killed (no Ctrl-C to clean up) and the job cancelled while one task
+    runs and two wait: `tether runs` itself asks Slurm and ends them all, with its word."""
+    batch = Batch(world, {"workers": 1})
+    proc = batch.start(_tasks(3), "sleep=60")
+    try:
+        jobs = wait_for(batch.jobs, "the array to be submitted", proc=proc)
+        parent = batch.parent()
+        assert parent is not None
+
+        def one_running() -> bool:
+            return "running" in {k["status"] for k in _children(world, parent.name)}
+
+        wait_for(one_running, "a child to run", timeout=120, proc=proc)
+        proc.kill()  # the submitter goes away; the job runs on
+        proc.communicate()
+        statuses = sorted(k["status"] for k in _children(world, parent.name))
+        assert statuses == ["queued", "queued", "running"]  # Slurm still runs the job
+        subprocess.run(["scancel", *jobs], check=True)
+
+        def settled() -> list[dict[str, Any]]:
+            kids = _children(world, parent.name)  # `tether runs --json`: it reconciles
+            return kids if not {k["status"] for k in kids} & {"queued", "running"} else []
+
+        kids = wait_for(settled, "tether runs to bring the children in step", timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run(["scancel", *batch.jobs()], check=False)
+    by_status = Counter(k["status"] for k in kids)
+    assert by_status == {"terminated": 3}, kids
+    errors = [_state(k)["error"] for k in kids]
+    ran = [e for e in errors if e.startswith(f"its Slurm job ended: Slurm job {jobs[0]}")]
+    waited = [e for e in errors if "before its task ran" in e]
+    assert len(ran) == 1 and len(waited) == 2, errors
+    assert all("CANCELLED" in e for e in errors), errors
+    assert batch.pool().counts()["completed"] == 0  # the tasks stay undone, for --retry-failed
+
+
+TRAIN = textwrap.dedent(
+    """
+    import json, os, time
+    from pathlib import Path
+    import tether
+
+    @tether.experiment(defaults={"i": 0, "steps": 40, "tasks": []}, snapshot=False)
+    def main(cfg, run):
+        folder = Path(cfg.save_dir)  # the run's folder: the same in every attempt
+        ckpt = folder / "ckpt.json"
+        start = json.loads(ckpt.read_text())["next"] if ckpt.exists() else 0
+        history = tether.History(run=run, flush_every=0.1)
+        with open(folder / "starts.txt", "a") as fh:
+            fh.write(f"{start} {history.start_step} {os.environ['SLURM_JOB_ID']}\\n")
+        for step in range(start, cfg.steps):
+            time.sleep(0.15)
+            history.update({"loss": 1 / (step + 1)}, step=step)
+            if step % 5 == 4:  # a checkpoint every 5 steps: a requeue goes back to it
+                ckpt.write_text(json.dumps({"next": step + 1}))
+        return cfg.steps
+
+    if __name__ == "__main__":
+        main()
+    """
+)
+
+
+def test_a_task_preempted_twice_continues_its_run(slurm: None, world: World) -> None:
+    """The acceptance test of requeues: a real Slurm task preempted twice mid-training (USR2:
+    submitit checkpoints and requeues the job) is one run with three attempts, in one folder,
+    and every step of its History is in metrics.jsonl exactly once."""
+    batch = Batch(world, {"workers": 1}, script=TRAIN)
+    proc = batch.start("tasks=[0]")
+    try:
+        parent = wait_for(batch.parent, "the batch run", proc=proc)
+        kid = wait_for(lambda: _children(world, parent.name), "the child run", proc=proc)[0]
+        run_dir = Path(kid["dir"])
+
+        def at(step: int, attempts: int) -> bool:
+            state = _state(kid)
+            return (
+                len(state.get("attempts") or []) == attempts
+                and state["status"] == "running"
+                and max(_steps(run_dir), default=-1) >= step
+            )
+
+        wait_for(lambda: at(8, 1), "step 8 of the first attempt", timeout=120, proc=proc)
+        _preempt(batch.jobs()[0])
+        wait_for(lambda: at(22, 2), "step 22 of the second attempt", timeout=120, proc=proc)
+        _preempt(batch.jobs()[0])
+        _out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            subprocess.run(["scancel", *batch.jobs()], check=False)
+    assert proc.returncode == 0, err
+    assert "1 tasks: 1 completed" in err
+    (kid,) = _children(world, parent.name)
+    assert kid["status"] == "completed"
+    assert _steps(run_dir) == list(range(40))  # every step once, across three attempts
+    state = _state(kid)
+    attempts = state["attempts"]
+    assert [a["status"] for a in attempts] == ["terminated", "terminated", "completed"]
+    assert [a["exit_code"] for a in attempts] == [143, 143, 0]
+    assert len({a["job_id"] for a in attempts}) == 1 and attempts[0]["job_id"] == batch.jobs()[0]
+    assert all(a["start"] and a["stop"] and a["host"] for a in attempts)
+    assert state["started"] == attempts[0]["start"] and state["stopped"] == attempts[2]["stop"]
+    starts = [line.split() for line in (run_dir / "starts.txt").read_text().splitlines()]
+    assert len(starts) == 3 and starts[0][:2] == ["0", "0"]
+    for ckpt, history_start, _job in starts[1:]:
+        assert 0 < int(ckpt) <= int(history_start)  # back to a checkpoint, History ahead of it
+    pool = batch.pool()
+    (row,) = pool.rows()
+    assert row.status == "completed" and row.attempts == 3 and row.run == kid["id"]
+    shown = world.tether("show", kid["id"]).stdout
+    lines = shown[shown.index("attempts") :].splitlines()[1:4]
+    assert [line.split()[0] for line in lines] == ["1", "2", "3"]
+    assert "terminated  exit 143" in lines[0] and "completed  exit 0" in lines[2]
+
+
+def _steps(run_dir: Path) -> list[int]:
+    return [r["step"] for r in read_metrics(run_dir) if "step" in r]
+
+
+OP_PROJECT = """\
+[ops.train]
+exec = "python train.py seed={seed} steps={steps}"
+sourcecode = ["train.py"]
+output-scalars = false
+[ops.train.config]
+seed = 0
+steps = 30
+"""
+
+OP_TRAIN = textwrap.dedent(
+    """
+    import json, os, time
+    from pathlib import Path
+    import tether
+
+    @tether.experiment(defaults={"seed": 0, "steps": 30})
+    def main(cfg, run):
+        ckpt = Path("ckpt.json")  # the trial's run folder is the working directory
+        start = json.loads(ckpt.read_text())["next"] if ckpt.exists() else 0
+        history = tether.History(flush_every=0.1)
+        print(f"trial {cfg.seed} from {start} in run {run.id} ({os.environ['SLURM_JOB_ID']})")
+        for step in range(start, cfg.steps):
+            time.sleep(0.15)
+            history.update({"loss": cfg.seed / (step + 1)}, step=step)
+            if step % 5 == 4:
+                ckpt.write_text(json.dumps({"next": step + 1}))
+
+    if __name__ == "__main__":
+        main()
+    """
+)
+
+
+def test_op_batch_on_slurm_trials_attach_and_a_preempted_trial_continues(
+    slurm: None, world: World
+) -> None:
+    """`tether run OP` trials on Slurm: each trial is a child run of the batch, the decorated
+    script inside attaches to it (its metrics and config land there; no other run is made),
+    and a trial whose job is preempted is continued in the same run by the requeued job."""
+    (world.work / "tether.toml").write_text(OP_PROJECT)
+    (world.work / "train.py").write_text(OP_TRAIN)
+    config = world.work / "slurm.yaml"
+    config.write_text("time: 30\ncpus_per_task: 1\nlease_s: 3\nworkers: 1\n")
+    argv = [TETHER, "run", "train", "seed=[1,2]", "-y", "--slurm-config", str(config)]
+    proc = subprocess.Popen(
+        argv,
+        cwd=world.work,
+        env=world.environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    jobs: list[str] = []
+    try:
+
+        def first_trial() -> Path | None:
+            for row in world.listing():
+                if row["name"] == "train" and max(_steps(Path(row["dir"])), default=-1) >= 8:
+                    return Path(row["dir"])
+            return None
+
+        trial_dir = wait_for(first_trial, "step 8 of the first trial", timeout=120, proc=proc)
+        parent = next(r for r in world.listing() if r["name"] == "train+batch")
+        jobs = TaskPool.open(Path(parent["dir"])).meta()["jobs"]
+        _preempt(jobs[0])
+        _out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run(["scancel", *jobs], check=False)
+    assert proc.returncode == 0, err
+    rows = world.listing()
+    assert sorted(r["name"] for r in rows) == ["train", "train", "train+batch"]  # nothing hidden
+    trials = {r["dir"]: r for r in rows if r["name"] == "train"}
+    assert all(t["parent"] == parent["id"] for t in trials.values())
+    assert all(t["status"] == "completed" for t in trials.values())
+    preempted = trials[str(trial_dir)]
+    state = _state(preempted)
+    assert [a["status"] for a in state["attempts"]] == ["terminated", "completed"]
+    assert _steps(trial_dir) == list(range(30))  # once each, across both attempts
+    lock = yaml.safe_load((trial_dir / "run.lock").read_text())
+    assert lock["flags"]["seed"] == 1 and lock["config"]["steps"] == 30  # the script's config
+    other = next(t for t in trials.values() if t is not preempted)
+    assert len(_state(other)["attempts"]) == 1 and _steps(Path(other["dir"])) == list(range(30))
+    assert not list(world.runs.rglob(".tether"))  # no store inside any run folder

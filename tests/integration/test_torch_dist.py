@@ -384,6 +384,21 @@ def test_vit_example_ddp_and_fsdp_through_tether_launch(tmp_path: Path) -> None:
         assert len(train) == result["steps"] == 3 * 12  # 1437 images / 2 ranks / 64 per batch
         assert {"train/loss/min", "train/loss/max", "train/loss/std"} <= set(train[0])
         assert [r["step"] for r in rows if "eval/acc" in r] == [12, 24, 36]
+        if strategy == "fsdp":
+            # History() attached to the launch run: its metrics are in the index at once.
+            found = ok(
+                run(
+                    [
+                        str(BIN / "tether"),
+                        "runs",
+                        "--json",
+                        "--where",
+                        "op = launch and metrics.eval/acc > 0",
+                    ],
+                    tmp_path,
+                )
+            )
+            assert [r["dir"] for r in json.loads(found.stdout)] == [str(out)]
     assert float(results["ddp"]["eval/acc"]) > 0.7  # type: ignore[arg-type]
     # The same data, order and initial weights: FSDP trains the same model as DDP.
     ddp_loss, fsdp_loss = (float(results[s]["train/loss"]) for s in ("ddp", "fsdp"))  # type: ignore[arg-type]

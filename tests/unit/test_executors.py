@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -22,6 +23,7 @@ from tether.executors.worker import Worker
 from tether.lock import read_lock
 from tether.session.options import RunOptions, SnapshotOptions
 from tether.store import open_store
+from tether.track.metrics_file import read_metrics
 
 NO_SNAPSHOT = RunOptions(snapshot=SnapshotOptions(False))
 
@@ -313,15 +315,20 @@ def test_sbatch_missing_suggests_the_local_executor(monkeypatch: pytest.MonkeyPa
 # -- the task pool and the requeue contract ------------------------------------------------------
 def test_checkpoint_hands_the_task_back_and_requeues_only_undone_tasks(tmp_path: Path):
     """submitit calls `checkpoint` from its signal handler while a task runs, then exits: here
-    the task itself plays the signal handler."""
+    the task itself plays the signal handler. The interrupted task's run waits `queued` and the
+    requeued worker continues it: the same run, two attempts, each step of its History once."""
     submitit = pytest.importorskip("submitit")
     state: dict = {"worker": None, "delayed": None}
 
-    def job(cfg):
-        if cfg.i == 2 and state["delayed"] is None:
-            state["delayed"] = state["worker"].checkpoint()
-            raise SystemExit(-1)  # what submitit does after requeueing
-        return cfg.i
+    def job(cfg, run):
+        history = tether.History(run=run)
+        first = history.start_step
+        for step in range(max(first - 2, 0), 6):  # back to a "checkpoint" two steps before
+            history.update({"x": float(cfg.i), "step_seen": float(step)}, step=step)
+            if cfg.i == 2 and step == 3 and state["delayed"] is None:
+                state["delayed"] = state["worker"].checkpoint()
+                raise SystemExit(-1)  # what submitit does after requeueing
+        return [cfg.i, first]
 
     parent = run_tasks(job, {"i": 0}, task_to="i", tasks=[9], options=NO_SNAPSHOT).parent
     folder = tmp_path / "batch"
@@ -346,15 +353,26 @@ def test_checkpoint_hands_the_task_back_and_requeues_only_undone_tasks(tmp_path:
     rows = pool.rows()
     assert [r.status for r in rows] == ["completed", "completed", "pending", "pending", "pending"]
     interrupted = store.load(rows[2].run)
-    assert interrupted.status == "terminated"
+    assert interrupted.status == "queued" and "went back to the pool" in interrupted.state.error
+    [first] = interrupted.state.attempts
+    assert (first.status, first.exit_code, first.stop is not None) == ("terminated", 143, True)
     report = delayed.function()  # the requeued job
     assert report.done == 3
     rows = pool.rows()
     assert [r.status for r in rows] == ["completed"] * 5
     assert [r.attempts for r in rows] == [1, 1, 2, 1, 1]
-    assert rows[2].run != interrupted.id  # a new run for the new attempt
+    assert rows[2].run == interrupted.id  # the same run, continued
+    assert rows[2].result == [2, 4]  # the second attempt started after step 3
     done = [a for a in pool.attempts() if a["status"] == "completed"]
     assert sorted(a["idx"] for a in done) == [0, 1, 2, 3, 4]  # each completed exactly once
+    record = store.load(interrupted.id)
+    assert record.status == "completed"
+    assert [a.status for a in record.state.attempts] == ["terminated", "completed"]
+    steps = [r["step"] for r in read_metrics(record.dir)]
+    assert steps == [0, 1, 2, 3, 4, 5]  # steps 2 and 3 logged again, written once
+    assert record.metrics()["step_seen"] == {"last": 5.0, "min": 0.0, "max": 5.0, "step": 5}
+    others = [store.load(r.run) for r in rows if r.index != 2]
+    assert all(len(o.state.attempts) == 1 for o in others)
 
 
 def test_pool_claims_leases_and_results(tmp_path: Path):
@@ -539,3 +557,66 @@ def test_a_task_whose_config_does_not_resolve_fails_alone():
     assert result.counts["completed"] == 2 and result.results[0::2] == [1, 2]
     assert "zz" in result.errors[1]
     assert open_store().load(result.runs[1]).status == "failed"
+
+
+def test_pbs_job_states_from_qstat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """What `tether runs` learns from PBS (no PBS here: a qstat that answers as PBS Pro's
+    `qstat -x -t -f -F json` does), in Slurm's words."""
+    from tether.executors.pbs import job_states
+
+    answer = {
+        "Jobs": {
+            "7[].srv": {"job_state": "B"},
+            "7[0].srv": {"job_state": "X", "Exit_status": 271, "comment": "qdel by me"},
+            "7[1].srv": {"job_state": "R"},
+            "8.srv": {"job_state": "F", "Exit_status": 2},
+            "9.srv": {"job_state": "F", "Exit_status": 0},
+        }
+    }
+    qstat = tmp_path / "qstat"
+    qstat.write_text(f"#!/bin/sh\ncat <<'EOF'\n{json.dumps(answer)}\nEOF\n")
+    qstat.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    states = job_states(["7[].srv", "7[0]", "8.srv", "9", "10.srv"])
+    assert states is not None
+    assert {(j.job, j.state, j.final) for j in states["7[].srv"]} == {
+        ("7[]", "RUNNING", False),
+        ("7[0]", "CANCELLED", True),
+        ("7[1]", "RUNNING", False),
+    }
+    (cancelled,) = states["7[0]"]
+    assert cancelled.describe("PBS") == "PBS job 7[0] CANCELLED (exit status 271; qdel by me)"
+    assert [(j.state, j.final) for j in states["8.srv"]] == [("FAILED", True)]
+    assert [j.state for j in states["9"]] == ["COMPLETED"]
+    assert states["10.srv"] == []
+    monkeypatch.setenv("PATH", str(tmp_path / "none"))
+    assert job_states(["7"]) is None  # no qstat to ask: nothing is known
+
+
+def test_reconcile_verdicts(tmp_path: Path):
+    """How a run's state follows from its jobs' (tether.batches.reconcile.verdict)."""
+    from tether.batches.reconcile import Waiting, verdict
+    from tether.executors.slurm import JobState
+    from tether.store.state import RunState
+
+    def of(status: str, began: bool, *jobs: JobState, ids: tuple[str, ...] = ("5",)) -> Any:
+        w = Waiting("r", tmp_path, RunState(status=status), "slurm", list(ids), began)
+        w.found = list(jobs)
+        return verdict(w, "Slurm")
+
+    cancelled = JobState("5", "CANCELLED", "None", True)
+    failed = JobState("5", "NODE_FAIL", "", True)
+    assert of("running", True, JobState("5", "RUNNING", "None", False)) is None
+    assert of("queued", False, JobState("5_1", "PENDING", "Priority", False), cancelled) is None
+    assert of("running", True, cancelled) == (
+        "terminated",
+        "its Slurm job ended: Slurm job 5 CANCELLED",
+    )
+    assert of("running", True, failed)[0] == "failed"
+    assert of("running", True)[0] == "unknown"  # known neither to squeue nor to sacct
+    assert of("queued", False, cancelled)[0] == "terminated"
+    assert of("queued", False, failed) == (
+        "failed",
+        "its batch's jobs failed before its task ran (Slurm job 5 NODE_FAIL)",
+    )
+    assert of("queued", False, ids=())[1] == "its batch ended before its jobs were submitted"

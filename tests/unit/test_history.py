@@ -324,6 +324,88 @@ def test_tether_runs_and_show_see_live_values(runs_root: Path, cli: Any) -> None
         assert shown["metrics"]["train/loss"]["last"] == 0.75
 
 
+# -- continued runs ---------------------------------------------------------------------------
+def test_last_step_is_read_from_the_end_of_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tether.track import metrics_file
+
+    path = tmp_path / "metrics.jsonl"
+    with open(path, "w") as fh:
+        for step in range(20000):
+            fh.write(json.dumps({"step": step, "t": 1.0, "loss": 0.5}) + "\n")
+        # The last step spans several of the blocks read from the end (64 KiB each), with
+        # other keys on some rows, a row without a step and a torn line after it.
+        for i in range(3000):
+            row = {"step": 20000, "t": 1.0, f"k{i % 3}": 1.0}
+            fh.write(json.dumps(row) + "\n")
+        fh.write(json.dumps({"t": 2.0, "note": 1}) + "\n")
+        fh.write('{"step": 20001, "lo')
+    assert path.stat().st_size > 4 * metrics_file.TAIL_BLOCK
+    found = metrics_file.last_step(path)
+    assert found is not None and found.step == 20000 and found.keys == {"k0", "k1", "k2"}
+    assert metrics_file.last_step(tmp_path / "missing.jsonl") is None
+    # Only the end is read: a step further back than the limit is not looked for.
+    tail = tmp_path / "no-steps-at-the-end.jsonl"
+    tail.write_text('{"step": 1, "a": 1}\n' + '{"t": 1.0, "a": 2}\n' * 5000)
+    monkeypatch.setattr(metrics_file, "TAIL_LIMIT", 1 << 16)
+    assert metrics_file.last_step(tail) is None
+    monkeypatch.setattr(metrics_file, "TAIL_LIMIT", 1 << 22)
+    assert metrics_file.last_step(tail) == metrics_file.LastStep(1, {"a"})
+
+
+def test_a_continued_run_resumes_after_its_last_step(runs_root: Path) -> None:
+    """A run continued in another process start (here: `continued`, what `tether run
+    --restart` and a requeued batch task use) writes no step twice: rows before the last
+    recorded step are dropped, and at that step only the keys it lacks are written."""
+    from tether.ops.restart import continued
+    from tether.store import open_store
+
+    with pytest.raises(RuntimeError), tether.start_run({}, name="train", snapshot=False) as run:
+        h = History(run=run)
+        assert h.start_step == 0
+        for step in range(5):
+            h.update({"loss": 10.0 - step, "acc": step / 10}, step=step)
+        h.update({"loss": 4.0}, step=5)  # killed before `acc` of step 5
+        raise RuntimeError("preempted")
+    store = open_store()
+    with continued(store, store.load(run.id), {}) as again:
+        assert again.id == run.id
+        h = History(run=again)
+        assert h.start_step == 6
+        for step in range(3, 8):  # back to a checkpoint of step 3
+            h.update({"loss": 10.0 - step, "acc": step / 10}, step=step)
+        h.update({"note": 1.0})  # rows without a step are not steps: written
+    rows = read_metrics(run.dir)
+    assert [(r.get("step"), sorted(k for k in r if k != "t")) for r in rows] == [
+        (0, ["acc", "loss", "step"]),
+        (1, ["acc", "loss", "step"]),
+        (2, ["acc", "loss", "step"]),
+        (3, ["acc", "loss", "step"]),
+        (4, ["acc", "loss", "step"]),
+        (5, ["loss", "step"]),
+        (5, ["acc", "step"]),  # the key step 5 lacked
+        (6, ["acc", "loss", "step"]),
+        (7, ["acc", "loss", "step"]),
+        (None, ["note"]),
+    ]
+    record = store.load(run.id)
+    assert record.metrics()["loss"] == {"last": 3.0, "min": 3.0, "max": 10.0, "step": 7}
+    assert record.status == "completed"
+    attempts = record.state.attempts
+    assert [(a.status, a.exit_code) for a in attempts] == [("failed", 1), ("completed", 0)]
+    assert record.state.started == attempts[0].start and record.state.stopped == attempts[1].stop
+
+
+def test_open_run_adds_to_a_finished_run_without_resuming(runs_root: Path) -> None:
+    with tether.start_run({}, name="train", snapshot=False) as run:
+        run.log_metrics({"loss": 1.0}, step=9)
+    with tether.open_run(run.id) as again:
+        assert again.history.start_step == 0
+        again.log_metrics({"eval/acc": 0.5}, step=3)  # an evaluation of an earlier checkpoint
+    assert [r["step"] for r in read_metrics(run.dir)] == [9, 3]
+
+
 # -- sinks ------------------------------------------------------------------------------------
 def test_built_in_sinks_are_entry_points() -> None:
     assert {"jsonl", "mlflow", "wandb", "tensorboard"} <= set(sink_names())

@@ -17,6 +17,12 @@ once per worker, never per task:
   flushes them to disk in bulk (`os.sync`) every few seconds and when it ends. After a crash a
   child whose state.json was lost reads as `unknown`, and the task pool, not the child files,
   says which tasks are done.
+
+A task interrupted by its worker's stop (submitit's checkpoint on preemption or timeout, SIGTERM
+to a PBS job) is not done: its run closes this attempt (`terminated`), waits `queued`, and the
+task goes back to the pool with its run, after the run's metrics are flushed. The attempt that
+claims it next (the requeued job, or another worker) continues the same run: same id and
+folder, one more attempt in state.json, History resuming after the last recorded step.
 """
 
 from __future__ import annotations
@@ -48,14 +54,15 @@ from ..session.exits import Terminated
 from ..session.resolve import has_interpolation
 from ..session.run import Run
 from ..store import Store
-from ..store.index import Index
-from ..store.layout import INDEX, OUTPUT, STATE
+from ..store.layout import OUTPUT, STATE
 from ..store.records import Attributes, RunRecord
-from ..store.state import RunState, hostname, proc_start_time, read_state
+from ..store.state import LIVE, RunState, end_attempt, hostname, read_state, start_attempt
 from .tasks import inject, merged, with_value
 
 SYNC_EVERY_S = 5.0
 FLUSH_EVERY_S = 0.25
+PER_TASK = ("id", "created", "config")  # the keys of run.lock rendered for each task, in order
+INTERRUPTED = "interrupted (preempted or requeued): its task went back to the pool"
 
 
 class Interrupted(BaseException):
@@ -140,7 +147,9 @@ def write_state(run_dir: Path, state: RunState) -> None:
     """state.json, replaced atomically, not fsynced (see the module doc), compact JSON (the
     C encoder: `indent` would take the slow pure-Python one)."""
     state.updated = now_iso()
-    data = json.dumps(dict(vars(state)), sort_keys=True) + "\n"
+    if state.status not in LIVE:
+        end_attempt(state)
+    data = json.dumps(state.to_dict(), sort_keys=True) + "\n"
     atomic_write_text(run_dir / STATE, data, durable=False)
 
 
@@ -149,7 +158,7 @@ def _snapshot(record: RunRecord) -> RunRecord:
         record.id,
         record.dir,
         record.lock,
-        RunState(**vars(record.state)),
+        record.state.copy(),
         record.attrs,
         dict(record.summary),
     )
@@ -206,11 +215,9 @@ class Recorder:
         if not batch:
             return
         if self._index is None:
-            self._index = Index(self.root / INDEX)
+            self._index = Store(self.root).open_index()
         try:
-            with self._index._tx() as c:
-                for record in batch:
-                    self._index._upsert(c, record)
+            self._index.upsert_many(batch, kind="state")
         except Exception as exc:  # the index is a cache: `tether runs reindex` rebuilds it
             print(f"tether: index not updated ({exc})", file=sys.stderr)
 
@@ -300,23 +307,20 @@ class ChildRuns:
         for st in parent.stages:
             with contextlib.suppress(Exception):
                 self.stage_dirs[st.name] = self.store.load(st.run).dir
-        # run.lock, rendered once: everything but id, created and config.
-        self._head = dump_yaml({"schema": parent.schema})
-        self._command = dump_yaml({"command": list(parent.command)})
-        shared = RunLock(
-            id="",
-            name=self.name,
-            created="",
-            sources=parent.sources,
-            data=parent.data,
-            stages=parent.stages,
-            env=self.env,
-            parent=parent.id,
-            project_id=parent.project_id,
-        ).to_dict()
-        self._tail = dump_yaml(
-            {k: shared[k] for k in ("sources", "data", "stages", "env", "parent", "project_id")}
-        )
+        # run.lock, rendered once: everything but id, created and config, in the record's order.
+        shared = self.new_lock("", {}, "").to_dict()
+        self._parts: list[str | None] = []  # YAML text, or None where a per-task key goes
+        run: dict[str, Any] = {}
+        for key, value in shared.items():
+            if key in PER_TASK:
+                if run:
+                    self._parts.append(dump_yaml(run))
+                    run = {}
+                self._parts.append(None)
+            else:
+                run[key] = value
+        if run:
+            self._parts.append(dump_yaml(run))
         from omegaconf import DictConfig, OmegaConf
 
         self._pristine = self._as_config(self.base_cfg)
@@ -386,13 +390,8 @@ class ChildRuns:
 
     def lock_text(self, lock: RunLock) -> str:
         """run.lock's YAML, identical to `lock.to_yaml()`, from the parts rendered once."""
-        return (
-            self._head
-            + dump_yaml({"id": lock.id, "name": lock.name, "created": lock.created})
-            + self._command
-            + dump_yaml({"config": lock.config})
-            + self._tail
-        )
+        per_task = iter(dump_yaml({k: getattr(lock, k)}) for k in PER_TASK)
+        return "".join(part if part is not None else next(per_task) for part in self._parts)
 
     def new_lock(self, run_id: str, config: dict[str, Any], created: str | None = None) -> RunLock:
         p = self.parent_lock
@@ -428,28 +427,31 @@ class ChildRuns:
         run_id = claim.run
         run_dir = self.root / run_id
         created = None
-        if claim.prepared:
+        previous: RunState | None = None
+        if claim.prepared:  # made ahead (queued), or continued after an interrupted attempt
             with contextlib.suppress(Exception):
                 created = read_lock(run_dir).created
+            previous = read_state(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
             cfg, container = self.config_for(claim.item, run_dir)
         except Exception as exc:  # this task's config does not resolve: the task fails
             self._cfg, self._expected = self._pristine.copy(), None
-            return self._failed_before_start(claim, run_dir, exc, created)
-        # A run made ahead (queued) gets its lock again now, with this worker's env (host,
-        # job id): run.lock is final from the moment the run starts.
-        lock = self.new_lock(run_id, container, created)
-        atomic_write_text(run_dir / "run.lock", self.lock_text(lock), durable=False)
-        pid = os.getpid()
-        state = RunState(
-            status="running",
-            pid=pid,
-            host=hostname(),
-            started=now_iso(),
-            proc_start=_proc_start(pid),
-        )
-        record = RunRecord(run_id, run_dir, lock, state, Attributes(), {})
+            return self._failed_before_start(claim, run_dir, exc, created, previous)
+        state = start_attempt(previous)
+        continued = len(state.attempts) > 1
+        if continued:
+            # The run goes on as it began: its run.lock stays, its summary is where History's
+            # statistics go on from (the attempts record where each attempt ran).
+            lock = read_lock(run_dir)
+            record = self.store.load_dir(run_dir, lock=lock)
+            record.state = state
+        else:
+            # A run made ahead (queued) gets its lock again now, with this worker's env (host,
+            # job id): run.lock is final from the moment the run starts.
+            lock = self.new_lock(run_id, container, created)
+            atomic_write_text(run_dir / "run.lock", self.lock_text(lock), durable=False)
+            record = RunRecord(run_id, run_dir, lock, state, Attributes(), {})
         self._writer.started(record)
         run = Run(self.store, record, cfg, self.stage_dirs)
         token = context.enter(run)
@@ -481,58 +483,47 @@ class ChildRuns:
         finally:
             context.leave(token)
             try:
-                run._close(status)
+                run._close(status)  # metrics flushed before the task can go back to the pool
             finally:
                 record = run.record
                 record.state = state
                 state.status, state.exit_code, state.error = status, exit_code, error
                 state.stopped = now_iso()
-                if run_id not in self._interrupted:
-                    self._writer.ended(record)
+                if run_id in self._interrupted and status != "completed":
+                    # Not done: this attempt ends, the run waits for the next one.
+                    end_attempt(state, "terminated", 143, INTERRUPTED)
+                    state.status, state.stopped = "queued", None
+                    state.error = "waiting to continue: " + INTERRUPTED
+                self._writer.ended(record)
         if status == "completed":
             return Outcome("completed", run_id, result=result)
         return Outcome(status, run_id, error=trace or error)
 
     def _failed_before_start(
-        self, claim: Claim, run_dir: Path, exc: Exception, created: str | None
+        self,
+        claim: Claim,
+        run_dir: Path,
+        exc: Exception,
+        created: str | None,
+        previous: RunState | None,
     ) -> Outcome:
         """A run for a task whose config cannot be made, recorded failed with the reason."""
         assert claim.run is not None
         lock = self.new_lock(claim.run, {"task": claim.item}, created)
         atomic_write_text(run_dir / "run.lock", self.lock_text(lock), durable=False)
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        state = RunState(
-            status="failed", pid=os.getpid(), host=hostname(), started=now_iso(), exit_code=1
-        )
-        state.stopped, state.error = state.started, error
+        state = start_attempt(previous)
+        state.status, state.exit_code = "failed", 1
+        state.stopped, state.error = now_iso(), error
         self._writer.ended(RunRecord(claim.run, run_dir, lock, state, Attributes(), {}))
         return Outcome("failed", claim.run, error="".join(traceback.format_exception(exc)))
 
-    def interrupted(self, claim: Claim) -> None:
-        """The worker stops in the middle of this task (preempted, timed out, stopped): its run
-        is recorded `terminated` now, in case the process gets no further."""
+    def interrupted(self, claim: Claim) -> bool:
+        """The worker stops in the middle of this task (preempted, timed out, stopped; called
+        from a signal handler). The task function unwinds (submitit's exit, SIGTERM's), and the
+        end of `run` records the attempt `terminated` and the run `queued`, to be continued;
+        True: the worker hands the task back after that, not now."""
         if claim.run is None or not self._ready:
-            return
+            return False
         self._interrupted.add(claim.run)
-        run_dir = self.root / claim.run
-        try:
-            state = read_state(run_dir)
-            if state.status == "unknown":  # its running state was not written yet
-                state = RunState(pid=os.getpid(), host=hostname(), started=now_iso())
-            state.status, state.exit_code = "terminated", 143
-            state.error = "interrupted: the task went back to the pool"
-            state.stopped = now_iso()
-            record = RunRecord(claim.run, run_dir, read_lock(run_dir), state, Attributes(), {})
-            self._writer.ended(record)
-            self._writer.wake()
-        except Exception:
-            traceback.print_exc()
-
-
-_PROC_START: dict[int, int | None] = {}
-
-
-def _proc_start(pid: int) -> int | None:
-    if pid not in _PROC_START:
-        _PROC_START[pid] = proc_start_time(pid)
-    return _PROC_START[pid]
+        return True

@@ -2,12 +2,12 @@
 workers, and the outcome recorded in the parent.
 
 A batch is a parent run (named `<name>+batch`) and one child run per task. The tasks wait in a
-task pool in the parent's folder (`tasks.db`, see tether.executors.taskpool); the workers an
-executor starts claim them one at a time and run each with the batch's TaskRunner (a child run
-of a decorated main, children.py; a trial of an operation, ops.py). A task that fails is
-recorded with its error and the others go on; the parent ends failed (TasksFailed) when a task
-failed or was left undone, and `--retry-failed PARENT` runs those again, in the same batch
-(`reopen_batch`, `reopened`).
+task pool in the parent's folder (`tasks.db`, or `tasks/` on a shared filesystem: see
+tether.executors.taskpool); the workers an executor starts claim them one at a time and run
+each with the batch's TaskRunner (a child run of a decorated main, children.py; a trial of an
+operation, ops.py). A task that fails is recorded with its error and the others go on; the
+parent ends failed (TasksFailed) when a task failed or was left undone, and `--retry-failed
+PARENT` runs those again, in the same batch (`reopen_batch`, `reopened`).
 
 The entry points (decorated.py, ops.py) make the parent run and the runner; what the loop has
 to say goes to a `say` callback (plain lines, stderr by default), the live counts to the
@@ -16,7 +16,6 @@ progress bar (progress.py).
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,13 +25,13 @@ from ..clock import now_iso
 from ..errors import TetherError
 from ..executors import get_executor
 from ..executors.base import check_n_jobs, drive
-from ..executors.taskpool import POOL_FILE, TaskPool
+from ..executors.taskpool import TaskPool, has_pool
 from ..executors.worker import Worker
 from ..ids import new_id
 from ..session.exits import Terminated
 from ..session.run import Run
 from ..store import open_store
-from ..store.state import BUSY, RunState, hostname, proc_start_time, read_state, write_state
+from ..store.state import BUSY, read_state, start_attempt
 from .progress import ProgressDisplay
 
 BATCH_SUFFIX = "+batch"  # the parent run of a batch is named `<name>+batch`
@@ -159,8 +158,8 @@ def execute(
     try:
         with display:
             errors = drive(execu, worker, pool, parent.dir, on_tick=display.tick)
-    except BaseException:
-        stop_all(pool, runner)
+    except BaseException as exc:
+        stop_all(pool, runner, exc)
         raise
     finally:
         final = pool.counts()
@@ -207,24 +206,37 @@ def prepare_queued(runner: Any, pool: Any) -> None:
         runner.teardown()  # writes the index rows
 
 
-def stop_all(pool: Any, runner: Any) -> None:
-    """The batch is stopped (Ctrl-C): tasks in flight go back to the pool, their runs end
-    `terminated`."""
+def stop_all(pool: Any, runner: Any, exc: BaseException | None = None) -> None:
+    """The batch stops (Ctrl-C, or the scheduler refused its jobs): tasks in flight go back to
+    the pool and their runs end `terminated`; runs waiting for their task (made ahead `queued`,
+    or handed back to be continued) end too, `failed` with the scheduler's word when it refused
+    the jobs, else `terminated`. Their tasks stay undone, for `--retry-failed`."""
     try:
-        runs = pool.release_all()
+        in_flight = pool.release_all()
+        waiting = [r.run for r in pool.rows() if r.status == "pending" and r.run]
     except Exception:
         return
+    refused = isinstance(exc, TetherError)
+    if refused:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    else:
+        reason = "batch stopped" + (f" ({type(exc).__name__})" if exc is not None else "")
     store = open_store(runner.store_root)
-    for run_id in runs:
+    for run_id in dict.fromkeys([*in_flight, *waiting]):
         try:
             record = store.load(run_id)
             state = read_state(record.dir)
-            if state.status in BUSY:
-                state.status, state.exit_code, state.stopped = "terminated", 130, now_iso()
-                state.error = "batch stopped"
-                write_state(record.dir, state)
-                record.state = state
-                store.index.upsert(record)
+            if state.status not in BUSY:
+                continue
+            began = bool(state.attempts) or state.status == "running"
+            if refused and not began:
+                state.status, state.exit_code, state.error = "failed", None, reason
+            else:
+                state.status, state.exit_code = "terminated", 130
+                state.error = reason if began else f"{reason} before its task started"
+            state.stopped = now_iso()
+            record.state = state
+            store.set_state(record, state)
         except Exception:
             continue
 
@@ -295,7 +307,7 @@ def reopen_batch(
     `{id}` and `{name}`) and hint for a run without a task pool; `check_meta` refuses a batch of
     another kind."""
     record = store.resolve_one(parent_spec)
-    if not (record.dir / POOL_FILE).is_file():
+    if not has_pool(record.dir):
         message, hint = not_a_batch
         raise TetherError(message.format(id=record.id[:13], name=record.name), hint)
     pool = TaskPool.open(record.dir)
@@ -319,18 +331,7 @@ class reopened:
         self.record = record
 
     def __enter__(self) -> Any:
-        pid = os.getpid()
-        previous = self.record.state
-        self.store.set_state(
-            self.record,
-            RunState(
-                status="running",
-                pid=pid,
-                host=hostname(),
-                started=previous.started or now_iso(),
-                proc_start=proc_start_time(pid),
-            ),
-        )
+        self.store.set_state(self.record, start_attempt(self.record.state))
         self.run = Run(self.store, self.record, None)
         return self.run
 

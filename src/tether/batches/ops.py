@@ -12,7 +12,10 @@ batch spec). The batch run's `batch.json` lists every trial with its status and 
   go into a task pool as the tasks of a decorated main do (driver.py); each worker runs
   `run_trial` for the trials it claims, so everything `tether run` records for a trial is
   recorded the same way wherever it runs; `--retry-failed PARENT` (`retry_op_batch`) runs the
-  failed and missing trials again, in that batch.
+  failed and missing trials again, in that batch. A trial whose worker was stopped in the middle
+  (a preempted or requeued Slurm job, a PBS rerun) is continued, not run anew: the next attempt
+  runs its command again in the same run (tether.ops.restart), whose History resumes after the
+  last step it recorded.
 """
 
 from __future__ import annotations
@@ -27,13 +30,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..capture.output import LogFile
-from ..clock import now_iso
 from ..errors import TetherError
 from ..executors.taskpool import Claim, Outcome
 from ..fsio import atomic_write_json
 from ..ops.batch import Batch
 from ..ops.exec import plan_trial, run_trial, working_dir
 from ..ops.flags import describe
+from ..ops.restart import restart_trial
 from ..ops.staging import BATCH_FILE, plan_staging
 from ..project.parse import load_project
 from ..session.exits import Terminated
@@ -42,7 +45,7 @@ from ..session.run import Run
 from ..session.start import start_run
 from ..store import Store
 from ..store.layout import OUTPUT
-from ..store.state import read_state
+from ..store.state import end_attempt, hostname, read_state
 from .driver import (
     BATCH_SUFFIX,
     TasksFailed,
@@ -56,6 +59,7 @@ from .driver import (
 )
 
 NOT_STARTED = "not started"  # batch.json's status of a trial that did not run
+INTERRUPTED = "interrupted (preempted or requeued): its trial went back to the pool"
 
 
 # -- batch.json -------------------------------------------------------------------------------
@@ -327,7 +331,7 @@ class OpTrials:
         pass
 
     def run(self, claim: Claim) -> Outcome:
-        plan = plan_trial(self._project, self._op, claim.item, self._store, self.staging)
+        self._interrupted = False
 
         def started(run_id: str) -> None:
             self._current = run_id
@@ -338,15 +342,22 @@ class OpTrials:
             sink = open(os.devnull, "w")  # noqa: SIM115
             sys.stdout = sys.stderr = sink
         try:
-            result = run_trial(
-                plan,
-                self._store,
-                label=self.label,
-                tags=self.tags,
-                needed=self.needed,
-                parent=self.parent,
-                on_start=started,
-            )
+            if claim.prepared and claim.run:  # left by an interrupted attempt: continued
+                record = self._store.load(claim.run)
+                result = restart_trial(
+                    self._project, self._op, self._store, record, on_start=started
+                )
+            else:
+                plan = plan_trial(self._project, self._op, claim.item, self._store, self.staging)
+                result = run_trial(
+                    plan,
+                    self._store,
+                    label=self.label,
+                    tags=self.tags,
+                    needed=self.needed,
+                    parent=self.parent,
+                    on_start=started,
+                )
         except (KeyboardInterrupt, Terminated):
             return Outcome("terminated", self._current)
         except TetherError as exc:
@@ -357,7 +368,7 @@ class OpTrials:
                 sink.close()
         run_id, self._current = result.run_id, None
         if self._interrupted:
-            self._mark_terminated(run_id)
+            self._mark_waiting(run_id)
             return Outcome("terminated", run_id)
         if result.status in ("completed", "skipped"):
             return Outcome(
@@ -365,17 +376,27 @@ class OpTrials:
             )
         return Outcome("failed", run_id, error=f"exit {result.exit_code}")
 
-    def interrupted(self, claim: Claim) -> None:
+    def interrupted(self, claim: Claim) -> bool:
+        """The worker stops during this trial (from a signal handler): the trial's command is
+        stopped as the exit unwinds `run`, which then hands the trial back (True)."""
         self._interrupted = True
+        return True
 
-    def _mark_terminated(self, run_id: str | None) -> None:
+    def _mark_waiting(self, run_id: str | None) -> None:
+        """The interrupted trial's run: this attempt `terminated`, the run `queued` until the
+        next attempt continues it (unless that one has begun already)."""
         if not run_id:
             return
         with contextlib.suppress(Exception):
             record = self._store.load(run_id)
             state = read_state(record.dir)
-            state.status, state.exit_code, state.stopped = "terminated", 143, now_iso()
-            state.error = "interrupted: the trial went back to the pool"
+            last = state.attempts[-1] if state.attempts else None
+            if last is None or last.pid != os.getpid() or last.host != hostname():
+                return  # another attempt has the run now
+            last.stop = None  # reopened, to be closed as interrupted
+            end_attempt(state, "terminated", 143, INTERRUPTED, stop=state.stopped)
+            state.status, state.exit_code, state.stopped = "queued", 143, None
+            state.error = "waiting to continue: " + INTERRUPTED
             self._store.set_state(record, state)
 
 

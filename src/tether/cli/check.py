@@ -81,9 +81,11 @@ def _runs_root(explicit: str | None) -> dict[str, Any]:
 def _index(root: Path) -> dict[str, Any]:
     import sqlite3
 
-    from ..store.layout import INDEX
+    from ..mounts import fstype
+    from ..store import Store
 
-    path = root / INDEX
+    store = Store(root)
+    path = store.index_path  # on a shared filesystem: this host's cache of the index
     info: dict[str, Any] = {
         "path": str(path),
         "exists": path.is_file(),
@@ -91,6 +93,8 @@ def _index(root: Path) -> dict[str, Any]:
         "check": None,
         "runs": None,
         "problem": None,
+        "shared": store.shared,
+        "filesystem": fstype(root),
     }
     if not info["exists"]:
         return info
@@ -182,6 +186,8 @@ def _print(report: dict[str, Any]) -> None:
     else:
         state = "not made yet; the first run makes it"
     rows.append(("runs root", f"{root['path']} ({state})"))
+    if index["shared"]:
+        rows.append(("shared", f"yes ({index['filesystem']}): the index is a cache on this host"))
     if not index["exists"]:
         rows.append(("index", "none yet (made by the first run)"))
     elif index["ok"]:

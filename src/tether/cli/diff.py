@@ -28,7 +28,9 @@ def diff(ctx: click.Context, old: str, new: str, as_json: bool, no_code: bool) -
 
     Config: added, removed and changed keys (dotted). Code: `git diff` between the two source
     snapshot commits (or the files that differ between two source copies). Data: tracked paths
-    whose digest changed. Stages: upstream runs that changed. Always exits 0: it is a report.
+    whose digest changed. Stages: upstream runs that changed. Environment: Python, platform,
+    GPU stack, container image, and packages added, removed or at another version. Always
+    exits 0: it is a report.
     """
     from ..diffing import diff_runs
 
@@ -146,6 +148,20 @@ def _render(result: Any, shorts: dict[str, str], color: bool) -> None:
             note = "  (same inputs)" if st.same_inputs else ""
             old_run, new_run = short(st.old_run), short(st.new_run)
             out(f"  ~ {st.name}  {old_run} {arrow} {new_run}{note}", fg="yellow")
+
+    out()
+    out("Environment", bold=True)
+    if not (result.env or result.packages):
+        none()
+    for e in result.env:
+        out(f"  ~ {e.key}  {_value(e.old)} {arrow} {_value(e.new)}", fg="yellow")
+    for p in result.packages:
+        if p.change == "added":
+            out(f"  + {p.name} {p.new}", fg="green")
+        elif p.change == "removed":
+            out(f"  - {p.name} {p.old}", fg="red")
+        else:
+            out(f"  ~ {p.name} {p.old} {arrow} {p.new}", fg="yellow")
 
     for text in patches:
         out()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -26,6 +27,9 @@ from .main import store_from
 def reproduce(ctx: click.Context, run: str, force: bool, rel_tol: float, as_json: bool) -> None:
     """Re-run RUN from its snapshot, config and data, and compare the new metrics with the old.
 
+    The re-run works in a temporary git worktree of the snapshot, laid out as the project was,
+    with the recorded upstream runs and data; the new run records `reproduces: RUN`. A warning
+    names the packages (and Python, GPU stack, container) that differ from the recorded run's.
     Exit 0 when the metrics match, 1 when they differ, the run's exit code when it fails.
     """
     from ..reproduce import reproduce as do_reproduce
@@ -35,6 +39,15 @@ def reproduce(ctx: click.Context, run: str, force: bool, rel_tol: float, as_json
     click.echo(f"reproducing run {record.id} ({record.name}) ...", err=True)
     result = do_reproduce(store, record, force=force, stream=not as_json)
     identical = result.identical(rel_tol)
+    for warning in result.warnings:
+        click.echo(f"tether: warning: {warning}", err=True)
+    if result.environment or result.packages:
+        facts = [f"{c.key} {c.old} -> {c.new}" for c in result.environment]
+        click.echo(
+            "tether: warning: the environment differs from the recorded run's: "
+            + ", ".join([*facts, *(str(p) for p in result.packages)]),
+            err=True,
+        )
     if as_json:
         click.echo(
             json.dumps(
@@ -45,6 +58,9 @@ def reproduce(ctx: click.Context, run: str, force: bool, rel_tol: float, as_json
                     "same_inputs": result.same_inputs,
                     "identical": identical,
                     "metrics": [{"key": m.key, "old": m.old, "new": m.new} for m in result.metrics],
+                    "environment": [dataclasses.asdict(c) for c in result.environment],
+                    "packages": [dataclasses.asdict(p) for p in result.packages],
+                    "warnings": result.warnings,
                 },
                 indent=2,
             )

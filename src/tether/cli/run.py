@@ -1,4 +1,5 @@
-"""`tether run OP [k=v ...]`: run an operation of the project file (one run or a batch)."""
+"""`tether run OP [k=v ...]`: run an operation of the project file (one run or a batch);
+`tether run --restart RUN`: continue a run of one in its own folder."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ from .executor_options import executor_options, requested
 )
 @click.option("--seed", type=int, metavar="S", help="Seed of --random (recorded either way).")
 @click.option("-y", "--yes", is_flag=True, help="Start a batch without asking.")
+@click.option(
+    "--restart",
+    metavar="RUN",
+    help="Continue RUN (failed, terminated or unknown) in its own folder, as its next attempt.",
+)
 @executor_options
 @click.pass_context
 def run(
@@ -49,6 +55,7 @@ def run(
     max_runs: int | None,
     seed: int | None,
     yes: bool,
+    restart: str | None,
 ) -> int:
     """Run operation OP of tether.toml with its flags set by FLAG=VALUE words.
 
@@ -59,6 +66,10 @@ def run(
     The run folder gets the op's source code and dependencies, the command runs there, its output
     goes to the console and output.log, and `key: value` scalars it prints become metrics.
     Exits with the op's exit code.
+
+    --restart RUN runs RUN's command again in RUN's folder, with the flags it recorded: the same
+    run id and folder, one more attempt in its state; History there resumes after the last step
+    the run recorded.
     """
     from ..errors import TetherError, did_you_mean
     from ..project.parse import load_project
@@ -67,6 +78,8 @@ def run(
     project = load_project()
     for warning in project.warnings:
         click.echo(f"tether: warning: {warning}", err=True)
+    if restart is not None:
+        return _restart(ctx, project, restart, op, flags)
     names = sorted(project.ops)
     if not op:
         raise TetherError(
@@ -135,6 +148,62 @@ def run(
     return _batch(project, opdef, batch, store, label, tags, needed, command)
 
 
+def _restart(
+    ctx: click.Context, project: Any, spec: str, op: str | None, flags: tuple[str, ...]
+) -> int:
+    from ..errors import TetherError
+    from ..ops.restart import restart_trial, restartable
+    from .main import store_from
+
+    if op is not None and "=" in op:  # `tether run --restart RUN lr=0.1`: a flag, not an op
+        flags, op = (op, *flags), None
+    if flags:
+        raise TetherError(
+            f"--restart continues a run with the flags it recorded, not with {flags[0]!r}",
+            "drop the FLAG=VALUE words (or start a new run: tether run OP FLAG=VALUE ...)",
+        )
+    store = store_from(ctx)
+    record = store.resolve_one(spec)
+    if op is not None and op != record.name:
+        raise TetherError(
+            f"run {record.id[:13]} is a run of {record.name!r}, not of {op!r}",
+            f"tether run --restart {record.id[:13]} (the run knows its operation)",
+        )
+    opdef = restartable(project, record)
+    state = record.state
+    attempt = len(state.attempts) + 1 + (0 if state.attempts or not state.started else 1)
+    click.echo(
+        f"tether: run {record.id[:13]} ({record.name}): attempt {attempt}, in {record.dir}",
+        err=True,
+    )
+    return _report(restart_trial, (project, opdef, store, record), {}, [record.id])
+
+
+def _report(call: Any, args: tuple[Any, ...], kwargs: dict[str, Any], started: list[str]) -> int:
+    """Run one trial (`call`) and say how it ended; its exit code."""
+    from ..session.exits import Terminated
+
+    try:
+        result = call(*args, **kwargs)
+    except (KeyboardInterrupt, Terminated) as exc:
+        which = f"run {started[0][:13]}" if started else "the run"
+        click.echo(f"\ntether: {which} terminated ({type(exc).__name__})", err=True)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
+    if result.status == "skipped":
+        click.echo(
+            f"tether: skipped: run {str(result.twin)[:13]} already completed with the same "
+            "config, code and data (--needed)",
+            err=True,
+        )
+        return 0
+    short = str(result.run_id)[:13]
+    if result.status == "failed":
+        click.echo(f"tether: run {short} failed (exit {result.exit_code})", err=True)
+        return int(result.exit_code or 1)
+    click.echo(f"tether: run {short} {result.status}", err=True)
+    return 0
+
+
 def _requested(ctx: click.Context | None = None) -> Any:
     return requested(ctx)
 
@@ -164,7 +233,6 @@ def _single(
     needed: bool,
 ) -> int:
     from ..ops.exec import check, plan_trial, run_trial
-    from ..session.exits import Terminated
 
     plan = plan_trial(project, op, flags, store)
     check(plan)
@@ -174,25 +242,8 @@ def _single(
         started.append(run_id)
         click.echo(f"tether: run {run_id[:13]} ({op.name}) in {store.run_dir(run_id)}", err=True)
 
-    try:
-        result = run_trial(plan, store, label=label, tags=tags, needed=needed, on_start=on_start)
-    except (KeyboardInterrupt, Terminated) as exc:
-        which = f"run {started[0][:13]}" if started else "the run"
-        click.echo(f"\ntether: {which} terminated ({type(exc).__name__})", err=True)
-        return 130 if isinstance(exc, KeyboardInterrupt) else 143
-    if result.status == "skipped":
-        click.echo(
-            f"tether: skipped: run {str(result.twin)[:13]} already completed with the same "
-            "config, code and data (--needed)",
-            err=True,
-        )
-        return 0
-    short = str(result.run_id)[:13]
-    if result.status == "failed":
-        click.echo(f"tether: run {short} failed (exit {result.exit_code})", err=True)
-        return result.exit_code or 1
-    click.echo(f"tether: run {short} {result.status}", err=True)
-    return 0
+    kwargs = {"label": label, "tags": tags, "needed": needed, "on_start": on_start}
+    return _report(run_trial, (plan, store), kwargs, started)
 
 
 def _batch(

@@ -76,6 +76,7 @@ def _list(
 
     fields = parse_columns(columns) if columns else []
     store = store_from(ctx)
+    _reconcile(store)
     rows = store.query(where=where, sort=sort, limit=None if show_all else limit)
     ids = [r.id for r in rows]
     shorts = short_ids_of(store.index, ids) if rows else {}
@@ -104,6 +105,25 @@ def _list(
     plain = where is None and not sort
     total = count(store.index, where) if len(items) == limit and not show_all else len(items)
     _table(items, names, total, plain=plain, filtered=where is not None)
+
+
+def _reconcile(store: Any) -> None:
+    """Runs of Slurm or PBS jobs that ended without a word get the state they really have
+    (cheap when no run is queued or running: one query of the index)."""
+    from ..store.state import IN_FLIGHT
+
+    if not store.root.is_dir():
+        return
+    marks = ", ".join("?" * len(IN_FLIGHT))
+    rows = store.index.rows(where_sql=f"runs.status IN ({marks})", params=list(IN_FLIGHT))
+    if not rows:
+        return  # nothing in flight: nothing to ask a scheduler (batches not even imported)
+    from ..batches.reconcile import reconcile
+
+    try:
+        reconcile(store, rows)
+    except Exception as exc:  # the listing goes on: the index is what it is
+        click.echo(f"tether: runs of scheduler jobs not brought in step: {exc}", err=True)
 
 
 def _field(item: dict[str, Any], name: str) -> Any:

@@ -20,10 +20,12 @@ def show(ctx: click.Context, run: str, as_json: bool) -> None:
     max, step), dependencies (data digests, upstream stages), lineage and run.lock."""
     from ..ids import short_ids
     from ..lock import dump_yaml
+    from ..store.ranks import read_ranks
     from .render import duration
 
     store = store_from(ctx)
     record = store.resolve_one(run)
+    ranks = [r.to_dict() for r in read_ranks(record.dir)]
     lock = record.lock.to_dict()
     state = record.state.to_dict()
     state["status"] = record.status
@@ -54,6 +56,7 @@ def show(ctx: click.Context, run: str, as_json: bool) -> None:
             "dependencies": deps,
             "lineage": tree,
             "consumers": used_by,
+            "ranks": ranks,
             "lock": lock,
         }
         click.echo(json.dumps(out, indent=2, default=str))
@@ -82,9 +85,15 @@ def show(ctx: click.Context, run: str, as_json: bool) -> None:
         )
     for note in record.attrs.notes:
         console.print(f"note:     {note['text']} ({note['author']}, {note['t']})")
+    if record.lock.flags:
+        _section(console, "flags", dump_yaml(record.lock.flags).rstrip())
     _section(
         console, "config", dump_yaml(record.lock.config).rstrip() if record.lock.config else "{}"
     )
+    if ranks:
+        _section(console, "ranks", "\n".join(_rank_lines(ranks)))
+    if len(state["attempts"]) > 1:
+        _section(console, "attempts", "\n".join(_attempt_lines(state["attempts"])))
     if record.metrics():
         rows = [
             f"{k}: last={v.get('last')} min={v.get('min')} max={v.get('max')}"
@@ -98,8 +107,47 @@ def show(ctx: click.Context, run: str, as_json: bool) -> None:
         lines = _tree_lines(tree["children"], 0)
         lines += [f"used by: {u['name']} {u['short_id']} (as {u['stage']})" for u in used_by]
         _section(console, "lineage", "\n".join(lines))
-    rest = {k: v for k, v in lock.items() if k != "config"}
+    rest = {k: v for k, v in lock.items() if k not in ("config", "flags")}
+    env = dict(rest.get("env") or {})
+    if isinstance(env.get("packages"), list):  # a long list: --json and run.lock hold it
+        env["packages"] = f"{len(env['packages'])} distributions (listed by --json)"
+        rest["env"] = env
     _section(console, "run.lock", dump_yaml(rest).rstrip())
+
+
+def _attempt_lines(attempts: list[dict[str, Any]]) -> list[str]:
+    """`2  node07  job 1234_0  2026-...Z  41.2s  terminated  exit 143  interrupted ...`: one line
+    per process start of the run (a requeued task, `tether run --restart`)."""
+    from .render import duration
+
+    lines = []
+    for i, a in enumerate(attempts, 1):
+        parts = [str(i), a.get("host") or "-"]
+        if a.get("job_id"):
+            parts.append(f"job {a['job_id']}")
+        parts.append(a.get("start") or "-")
+        took = duration(a.get("start"), a.get("stop")) or "-"
+        parts.append(took if a.get("stop") else f"{took} so far")
+        if a.get("stop"):
+            parts.append(a.get("status") or "-")
+            if a.get("exit_code") is not None:
+                parts.append(f"exit {a['exit_code']}")
+            if a.get("error"):
+                parts.append(str(a["error"]).splitlines()[0])
+        lines.append("  ".join(parts))
+    return lines
+
+
+def _rank_lines(ranks: list[dict[str, Any]]) -> list[str]:
+    """`rank 1  node07  failed  exit 3  ValueError: ...`, one line per rank."""
+    lines = []
+    for r in ranks:
+        code = "-" if r.get("exit_code") is None else str(r["exit_code"])
+        line = f"rank {r['rank']}  {r.get('host') or '-'}  {r['status']}  exit {code}"
+        if r.get("error"):
+            line += f"  {str(r['error']).splitlines()[0]}"
+        lines.append(line)
+    return lines
 
 
 def _section(console: object, title: str, body: str) -> None:

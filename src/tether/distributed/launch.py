@@ -26,10 +26,12 @@ from typing import IO, Any
 
 from .. import git
 from ..clock import now_iso
+from ..context import LAUNCH_ID_ENV, run_env
 from ..errors import TetherError
 from ..fsio import atomic_write_json
 from ..ids import new_id
 from ..process import Child, exit_code, write_console
+from ..workspace import resolve_runs_root
 from .launchers import LAUNCHERS
 from .mpi import Labeller
 from .resolver import job_path
@@ -101,16 +103,21 @@ def _say(text: str, stream: IO[Any]) -> None:
 # -- the ranks' environment and launch.json ---------------------------------------------------
 
 
-def child_env(spec: LaunchSpec, base: Mapping[str, str], run_id: str) -> dict[str, str]:
+def child_env(
+    spec: LaunchSpec, base: Mapping[str, str], run_id: str, run_dir: Path, runs_root: Path
+) -> dict[str, str]:
     """The ranks' environment: the caller's, with this interpreter's bin/ first on PATH (so
-    `python` is the one tether runs in, as with `tether run`), the spec's variables, and
-    TETHER_LAUNCH_ID naming the launch run (`tether.open_run(id)` finds its folder)."""
+    `python` is the one tether runs in, as with `tether run`), the spec's variables, the run
+    contract of the launch run (tether.context.run_env: a decorated script, `start_run` or
+    `History` in a rank attaches to it, global rank 0 as its writer) and TETHER_LAUNCH_ID
+    naming it too."""
     env = dict(base)
     for key in ("TETHER_RUN_ID_FILE", "TETHER_REPRODUCE_CONFIG", "TETHER_NEEDED"):
         env.pop(key, None)  # meant for this tether, not for the ranks
     env["PATH"] = job_path(env)
     env.update(spec.env)
-    env["TETHER_LAUNCH_ID"] = run_id
+    env.update(run_env(run_dir, run_id, runs_root))
+    env[LAUNCH_ID_ENV] = run_id
     # Python ranks print as they go (into a pipe they would buffer for KBs): the output streams,
     # and the idle watchdog sees a live job. A value the user set stays.
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -127,6 +134,7 @@ def launch_record(
     run_dir: str | None,
     duration_s: float,
     template: str | None = None,
+    ranks: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The content of launch.json."""
     failed = [a.attempt for a in attempts if a.outcome not in ("completed", "running")]
@@ -151,6 +159,7 @@ def launch_record(
         "attempts": [a.as_dict() for a in attempts],
         "failed_attempts": failed,
         "duration_s": round(duration_s, 3),
+        "ranks": ranks or [],  # what each attached rank recorded (ranks/<rank>/rank.json)
     }
 
 
@@ -358,7 +367,9 @@ def run_launch(
         early = EarlySnapshot.start(SnapshotOptions(True, repos=[str(Path.cwd())]))
     preset = early or _PresetId(new_id())
     result = LaunchResult(1, "failed", run_id=preset.run_id)
-    status: dict[str, Any] = {"outcome": "running", "code": None, "paths": []}
+    status: dict[str, Any] = {"outcome": "running", "code": None, "paths": [], "ranks": []}
+    runs_root = resolve_runs_root(runs_dir)
+    run_dir = runs_root / preset.run_id  # Store.run_dir: the folder start_run makes below
 
     def save(attempts: list[Attempt]) -> None:
         if not status["paths"]:
@@ -373,6 +384,7 @@ def run_launch(
             result.run_dir,
             time.monotonic() - t_start,
             template,
+            status["ranks"],
         )
         write_launch_json(record, status["paths"])
 
@@ -383,7 +395,7 @@ def run_launch(
     log = _PendingLog()
     runner = Attempts(
         argv,
-        child_env(spec, os.environ if env is None else env, preset.run_id),
+        child_env(spec, os.environ if env is None else env, preset.run_id, run_dir, runs_root),
         log,
         labels=labels,
         idle_timeout=idle_timeout,
@@ -415,15 +427,19 @@ def run_launch(
         runner.begin()
         # Only now the store and the rest of tether load, while the launcher starts up.
         from ..capture.output import LogFile  # noqa: PLC0415 (the run record loads after the ranks start)
+        from ..session.exits import Exited  # noqa: PLC0415
         from ..session.options import SnapshotOptions  # noqa: PLC0415
         from ..session.start import start_run  # noqa: PLC0415
         from ..store.layout import OUTPUT  # noqa: PLC0415
+        from ..store.ranks import failed_rank, read_ranks  # noqa: PLC0415
 
         try:
             with start_run(
                 config,
                 name="launch",
-                runs_dir=runs_dir,
+                runs_dir=str(runs_root),
+                flags=config,  # the launch's settings are its flags
+                attach=False,  # a launch makes its run; its ranks attach to it
                 # Outside git the preset only fixes the id: "on", with no sources to record.
                 snapshot=early.opts if early is not None else SnapshotOptions(True),
                 label=label,
@@ -432,17 +448,22 @@ def run_launch(
                 command=command or ["tether", "launch", "--", *spec.command],
                 early_snapshot=preset,  # type: ignore[arg-type]
             ) as run:
-                if run.id != preset.run_id:
-                    raise TetherError(f"launch run id {run.id} differs from {preset.run_id}")
+                if run.id != preset.run_id or run.dir != run_dir:
+                    raise TetherError(f"launch run {run.dir} differs from {run_dir}")
                 result.run_dir = str(run.dir)
                 log.attach(LogFile(run.dir / OUTPUT))
                 status["paths"] = [run.dir / LAUNCH_JSON, *status["paths"]]
                 code, outcome, attempts = runner.finish()
                 result.exit_code, result.outcome, result.attempts = code, outcome, attempts
-                status.update(outcome=outcome, code=code)
+                ranks = read_ranks(run.dir)
+                status.update(outcome=outcome, code=code, ranks=[r.to_dict() for r in ranks])
                 save(attempts)
                 if code:
-                    raise SystemExit(code)
+                    blame = failed_rank(ranks)
+                    if blame is None:
+                        raise SystemExit(code)
+                    runner.say(blame.describe())
+                    raise Exited(code, blame.describe())
         except SystemExit as exc:
             if exc.code != result.exit_code or result.exit_code == 0:
                 raise

@@ -28,13 +28,13 @@ one and two jobs sharing a node do not collide; with no job id it is 29500, torc
 from __future__ import annotations
 
 import os
-import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import TetherError
+from ..jobenv import int_var, job_family, slurm_in_step
 from .hostfile import read_hostfile
 from .nodelist import expand_builtin
 
@@ -45,33 +45,6 @@ DEFAULT_PORT = 29500
 PORT_BASE = 20000
 PORT_SPAN = 12000
 LOCALHOST = "127.0.0.1"
-
-# (family, rank, local rank, world size, local world size). Later names are fallbacks.
-FAMILIES: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = (
-    ("torchrun", "RANK", ("LOCAL_RANK",), ("WORLD_SIZE",), ("LOCAL_WORLD_SIZE",)),
-    (
-        "openmpi",
-        "OMPI_COMM_WORLD_RANK",
-        ("OMPI_COMM_WORLD_LOCAL_RANK",),
-        ("OMPI_COMM_WORLD_SIZE",),
-        ("OMPI_COMM_WORLD_LOCAL_SIZE",),
-    ),
-    (
-        "pals",
-        "PALS_RANKID",
-        ("PALS_LOCAL_RANKID", "PMI_LOCAL_RANK"),
-        ("PMI_SIZE", "PALS_SIZE"),
-        ("PALS_LOCAL_SIZE", "PMI_LOCAL_SIZE"),
-    ),
-    (
-        "mpich",
-        "PMI_RANK",
-        ("MPI_LOCALRANKID", "PMI_LOCAL_RANK"),
-        ("PMI_SIZE",),
-        ("MPI_LOCALNRANKS", "PMI_LOCAL_SIZE"),
-    ),
-    ("slurm", "SLURM_PROCID", ("SLURM_LOCALID",), ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"), ()),
-)
 
 # Ids shared by every rank of one launch, most specific first: an application inside a job
 # (PALS, PMIx/Open MPI, torchrun), then the job step, then the scheduler's job.
@@ -127,77 +100,6 @@ class RankInfo:
         return asdict(self)
 
 
-# -- integers from the environment ------------------------------------------------------------
-def _int(env: Mapping[str, str], name: str) -> int | None:
-    raw = env.get(name)
-    if raw is None or not raw.strip():
-        return None
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise TetherError(f"{name}={raw!r} is not an integer", "unset it or fix the launcher")
-    if value < 0:
-        raise TetherError(f"{name}={raw!r} is negative", "unset it or fix the launcher")
-    return value
-
-
-def _first_int(env: Mapping[str, str], names: tuple[str, ...]) -> tuple[int | None, str | None]:
-    for name in names:
-        value = _int(env, name)
-        if value is not None:
-            return value, name
-    return None, None
-
-
-def _slurm_in_step(env: Mapping[str, str]) -> bool:
-    step = env.get("SLURM_STEP_ID", env.get("SLURM_STEPID", ""))
-    return bool(step.strip()) and step.strip() not in ("batch", "extern", "4294967294")
-
-
-def _slurm_tasks_per_node(env: Mapping[str, str]) -> int | None:
-    """This node's task count from `SLURM_STEP_TASKS_PER_NODE` (`2(x3),1`) and `SLURM_NODEID`."""
-    spec = env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE")
-    if not spec:
-        return None
-    node = _int(env, "SLURM_NODEID") or 0
-    counts: list[int] = []
-    for part in spec.split(","):
-        m = re.fullmatch(r"\s*(\d+)(?:\(x(\d+)\))?\s*", part)
-        if not m:
-            return None
-        counts.extend([int(m.group(1))] * int(m.group(2) or 1))
-    return counts[node] if node < len(counts) else None
-
-
-def _family(env: Mapping[str, str]) -> tuple[str, int, int | None, int, int | None]:
-    """(family, rank, local rank, world size, local world size); None where unknown."""
-    for family, rank_var, local_vars, size_vars, local_size_vars in FAMILIES:
-        rank = _int(env, rank_var)
-        if rank is None:
-            continue
-        if family == "slurm" and not _slurm_in_step(env):
-            continue
-        size, size_var = _first_int(env, size_vars)
-        if size is None:
-            raise TetherError(
-                f"{rank_var} is set but none of {', '.join(size_vars)}",
-                "the launcher should set the world size too; set it or unset the rank",
-            )
-        if size < 1 or rank >= size:
-            raise TetherError(
-                f"{rank_var}={rank} does not fit {size_var}={size}",
-                "a rank must be below the world size",
-            )
-        local, _ = _first_int(env, local_vars)
-        local_size, _ = _first_int(env, local_size_vars)
-        if family == "slurm" and local_size is None:
-            local_size = _slurm_tasks_per_node(env)
-        if family == "torchrun" and not env.get("TORCHELASTIC_RUN_ID"):
-            family = "env"  # RANK/WORLD_SIZE set by hand or by another tool, not torchrun
-        return family, rank, local, size, local_size
-    return "none", 0, 0, 1, 1
-
-
 # -- hosts ------------------------------------------------------------------------------------
 def expand_nodelist(nodelist: str) -> list[str]:
     """Expand Slurm's compressed node list: `nid[001-003,010],login1` -> nid001, nid002,
@@ -240,7 +142,7 @@ def job_id(env: Mapping[str, str] | None = None) -> str | None:
     for name in JOB_ID_VARS:
         value = env.get(name, "").strip()
         if value:
-            if name == "SLURM_JOB_ID" and _slurm_in_step(env):
+            if name == "SLURM_JOB_ID" and slurm_in_step(env):
                 value = f"{value}.{env.get('SLURM_STEP_ID', env.get('SLURM_STEPID', ''))}"
             return value
     return None
@@ -268,7 +170,7 @@ def master_addr(
 
 def master_port(env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
-    port = _int(env, "MASTER_PORT")
+    port = int_var(env, "MASTER_PORT")
     if port is not None:
         if not 0 < port < 65536:
             raise TetherError(f"MASTER_PORT={port} is not a TCP port")
@@ -278,7 +180,7 @@ def master_port(env: Mapping[str, str] | None = None) -> int:
 
 def _num_nodes(env: Mapping[str, str]) -> int | None:
     for name in ("SLURM_STEP_NUM_NODES", "SLURM_JOB_NUM_NODES", "OMPI_MCA_orte_num_nodes"):
-        value = _int(env, name)
+        value = int_var(env, name)
         if value:
             return value
     hosts, _ = job_hosts(env)
@@ -288,7 +190,7 @@ def _num_nodes(env: Mapping[str, str]) -> int | None:
 def detect(env: Mapping[str, str] | None = None) -> RankInfo:
     """Read this process's place in its job from `env` (default: os.environ)."""
     env = os.environ if env is None else env
-    family, rank, local, size, local_size = _family(env)
+    family, rank, local, size, local_size = job_family(env)
     if local_size is None:
         # Unknown node size: spread evenly over the job's nodes when their number is known,
         # else assume a single node.

@@ -8,13 +8,17 @@ extra `#PBS` lines (`-l filesystems=home`), `setup` shell lines before the worke
 The job script runs `python -m tether.executors.pbs WORKER.pkl`: the pickled serial worker pulls
 tasks from the pool in the parent run folder. The script is rerunnable (`#PBS -r y`); on SIGTERM
 (preemption, `qdel`) the worker hands its task back to the pool before it exits, and a rerun
-subjob carries on with the undone tasks.
+subjob carries on with the undone tasks, continuing the interrupted task's run. `job_states`
+tells `tether runs` (tether.batches.reconcile) what became of jobs whose runs still say queued
+or running.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import re
 import shlex
 import shutil
 import signal
@@ -26,7 +30,7 @@ from typing import Any, ClassVar
 
 from ..errors import ConfigError, TetherError, did_you_mean
 from .base import Executor, Handle
-from .slurm import minutes, read_yaml_options
+from .slurm import JobState, minutes, read_yaml_options
 from .worker import Worker
 
 KEYS = (
@@ -47,6 +51,20 @@ KEYS = (
     "lease_s",
 )
 WORKER_FILE = "worker.pkl"
+# qstat's one-letter job states, in words; F (finished) and X (a finished subjob) are refined
+# by the exit status (`ended`).
+STATE_WORDS = {
+    "Q": "QUEUED",
+    "H": "HELD",
+    "W": "WAITING",
+    "T": "MOVING",
+    "M": "MOVED",
+    "R": "RUNNING",
+    "B": "RUNNING",
+    "E": "EXITING",
+    "S": "SUSPENDED",
+    "U": "SUSPENDED",
+}
 
 
 def walltime(total_minutes: int) -> str:
@@ -193,6 +211,59 @@ class PbsExecutor(Executor):
         worker.pool.set_meta("jobs", [job_id])
         print(f"tether: submitted PBS job {job_id} ({n_workers} workers)", file=sys.stderr)
         return PbsHandle(job_id, worker.pool)
+
+
+def _key(job_id: str) -> str:
+    return job_id.split(".")[0]  # without the server name
+
+
+def ended(status: Any) -> str:
+    """A finished PBS job's state from its exit status, in Slurm's words: COMPLETED (0),
+    FAILED (a non-zero exit, or PBS could not run it: negative), CANCELLED (killed by a signal:
+    256 + N, as `qdel` or a preemption does)."""
+    try:
+        code = int(status)
+    except (TypeError, ValueError):
+        return "FINISHED"
+    if code == 0:
+        return "COMPLETED"
+    return "CANCELLED" if code > 256 else "FAILED"
+
+
+def job_states(ids: list[str]) -> dict[str, list[JobState]] | None:
+    """For each of `ids` (a job, an array `1234[]`, a subjob `1234[5]`, with or without the
+    server), the jobs PBS knows by it (`qstat -x`, finished ones included). None when qstat
+    cannot be asked."""
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return {}
+    try:
+        proc = subprocess.run(
+            ["qstat", "-x", "-t", "-f", "-F", "json", *wanted],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        jobs = json.loads(proc.stdout or "{}").get("Jobs") or {}
+    except (OSError, subprocess.TimeoutExpired, ValueError, AttributeError):
+        return None
+    out: dict[str, list[JobState]] = {i: [] for i in wanted}
+    keys = {_key(i): i for i in wanted}
+    for job_id, info in jobs.items():
+        if not isinstance(info, dict):
+            continue
+        letter = str(info.get("job_state") or "")
+        final = letter in ("F", "X")
+        state = ended(info.get("Exit_status")) if final else STATE_WORDS.get(letter, letter)
+        reason = str(info.get("comment") or "")
+        if final and info.get("Exit_status") is not None:
+            reason = f"exit status {info['Exit_status']}" + (f"; {reason}" if reason else "")
+        found = JobState(_key(job_id), state, reason, final)
+        for key in {_key(job_id), re.sub(r"\[\d*\]", "[]", _key(job_id))}:
+            if key in keys:
+                out[keys[key]].append(found)
+    return out
 
 
 def main(argv: list[str]) -> int:

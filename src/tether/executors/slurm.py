@@ -23,8 +23,10 @@
 Each array job is a serial worker pulling tasks from the pool in the parent run folder. On
 preemption or timeout Slurm sends USR2; submitit calls the worker's `checkpoint`, the task in
 flight goes back to the pool and the job requeues itself: the requeued job runs only what is
-left. The children exist from submission on with status `queued`; workers mark them running and
-completed as they go. submitit's files (job scripts, logs) are kept in `<parent>/slurm/`.
+left, continuing the interrupted task's run. The children exist from submission on with status
+`queued`; workers mark them running and completed as they go. submitit's files (job scripts,
+logs) are kept in `<parent>/slurm/`. `job_states` tells `tether runs` (tether.batches.reconcile)
+what became of jobs whose runs still say queued or running.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import subprocess
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -227,18 +230,44 @@ class SlurmHandle(Handle):
         return f"Slurm job {', '.join(self.ids)} ({len(self.jobs)} workers)"
 
 
+@dataclass(frozen=True)
+class JobState:
+    """One job (or array task) as the scheduler reports it."""
+
+    job: str  # 1234, or 1234_5 for a task of an array
+    state: str  # RUNNING, PENDING, CANCELLED, ... (PBS: R, Q, F, ...)
+    reason: str = ""  # the scheduler's word on it, when it gives one
+    final: bool = False  # it has ended
+
+    def describe(self, scheduler: str = "Slurm") -> str:
+        said = f" ({self.reason})" if self.reason and self.reason != "None" else ""
+        return f"{scheduler} job {self.job} {self.state}{said}"
+
+
 def live_jobs(ids: list[str]) -> dict[str, str] | None:
     """Job (or array task) id -> state for the jobs of `ids` (job or array ids) still queued,
-    running or on their way to a requeue; None when squeue cannot be asked.
+    running or on their way to a requeue; None when squeue cannot be asked."""
+    states = job_states(ids, accounting=False)
+    if states is None:
+        return None
+    return {j.job: j.state for jobs in states.values() for j in jobs if not j.final}
+
+
+def job_states(ids: list[str], *, accounting: bool = True) -> dict[str, list[JobState]] | None:
+    """For each of `ids` (a job, an array, or one task of an array: `1234`, `1234_5`), the jobs
+    Slurm knows by it: from squeue (which lists ended jobs for a while, MinJobAge), else, with
+    `accounting`, from sacct (when accounting is on). An id neither knows maps to []. None when
+    squeue cannot be asked.
 
     All jobs are listed and filtered here rather than asked for by id: while an array task is
-    requeued, `squeue -j` can answer "Invalid job id" for a moment.
-    """
-    if not ids:
+    requeued, `squeue -j` can answer "Invalid job id" for a moment; and every state is kept, so
+    a job being requeued (COMPLETING, REQUEUED, then PENDING) is never missed."""
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
         return {}
     try:
         proc = subprocess.run(
-            ["squeue", "-h", "-t", "all", "-o", "%i %A %F %T"],
+            ["squeue", "-h", "-t", "all", "-o", "%i|%A|%F|%T|%r"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -248,16 +277,46 @@ def live_jobs(ids: list[str]) -> dict[str, str] | None:
         return None
     if proc.returncode != 0:
         return None
-    wanted = set(ids)
-    out = {}
+    out: dict[str, list[JobState]] = {i: [] for i in wanted}
     for line in proc.stdout.splitlines():
-        parts = line.split()
-        # Every state, so a job being requeued (COMPLETING, REQUEUED, then PENDING) is never
-        # missed; the states that end a job count as gone.
-        if len(parts) < 4 or not ({parts[1], parts[2]} & wanted):
+        parts = line.split("|")
+        if len(parts) < 5:
             continue
-        if parts[3] not in FINAL_STATES:
-            out[parts[0]] = parts[3]
+        job, unique, array, state, reason = (p.strip() for p in parts[:5])
+        found = JobState(job, state, reason, state in FINAL_STATES)
+        for key in {job, unique, array}:
+            if key in out:
+                out[key].append(found)
+    missing = [i for i, jobs in out.items() if not jobs]
+    if missing and accounting:
+        for known in _sacct(missing):
+            for key in {known.job, known.job.split("_")[0]}:
+                if key in out and known not in out[key]:
+                    out[key].append(known)
+    return out
+
+
+def _sacct(ids: list[str]) -> list[JobState]:
+    """Jobs squeue no longer lists, from the accounting database (nothing when it is off)."""
+    try:
+        proc = subprocess.run(
+            ["sacct", "-n", "-P", "-X", "-j", ",".join(ids), "-o", "JobID,State,Reason"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if proc.returncode != 0:
+        return []
+    out = []
+    for line in proc.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) >= 2 and parts[0].strip():
+            state = parts[1].split()[0] if parts[1].strip() else "UNKNOWN"  # "CANCELLED by 0"
+            reason = parts[2].strip() if len(parts) > 2 else ""
+            out.append(JobState(parts[0].strip(), state, reason, state in FINAL_STATES))
     return out
 
 

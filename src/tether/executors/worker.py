@@ -4,8 +4,9 @@ by one until none is left.
 A worker renews the lease of the task it runs from a heartbeat thread, waits for tasks other
 workers hold (to take them over if their worker dies) and follows submitit's requeue contract:
 on preemption or timeout submitit calls the submitted callable's `checkpoint` (see `Worker`):
-the task in flight goes back to `pending` and the requeued job carries on with the undone tasks
-only. What a task does is its TaskRunner's business.
+the task in flight goes back to `pending` (with its run, which the next attempt continues) and
+the requeued job carries on with the undone tasks only. What a task does is its TaskRunner's
+business.
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ class TaskRunner(Protocol):
 
     def run(self, claim: Claim) -> Outcome: ...
 
-    def interrupted(self, claim: Claim) -> None: ...
+    def interrupted(self, claim: Claim) -> bool:
+        """The worker stops during this task (from a signal handler). True: the task unwinds
+        in order (its `run` returns or raises soon) and the worker hands it back to the pool
+        then; False: hand it back now."""
+        ...
 
     def teardown(self) -> None: ...
 
@@ -66,9 +71,9 @@ class Worker:
 
     This is the callable every executor runs (in this process, in joblib workers, as Slurm or
     PBS jobs). It follows submitit's requeue contract: on preemption or timeout submitit calls
-    `checkpoint`, which hands the task in flight back to the pool (recorded not done, its run
-    `terminated`) and returns a `DelayedSubmission` of a fresh worker, so the requeued job
-    carries on with the undone tasks only.
+    `checkpoint`, which stops the worker after the task in flight, hands that task back to the
+    pool (not done; its run is continued by the next attempt) and returns a `DelayedSubmission`
+    of a fresh worker, so the requeued job carries on with the undone tasks only.
     """
 
     def __init__(
@@ -203,17 +208,19 @@ class Worker:
 
     # -- stopping ---------------------------------------------------------------------------
     def release(self) -> None:
-        """Stop after the task in flight, which is handed back to the pool now (not done) and
-        its run recorded terminated. Safe to call from a signal handler."""
+        """Stop after the task in flight, which goes back to the pool (not done): once it has
+        unwound when its runner says it will (its metrics and state written first, so the next
+        attempt continues from them), else now. Safe to call from a signal handler."""
         self._stopping = True
         current = self._current
         if current is not None:
             try:
-                self.runner.interrupted(current)
-                self.pool.finish(current, Outcome("terminated", current.run))
+                if not self.runner.interrupted(current):
+                    self.pool.finish(current, Outcome("terminated", current.run))
+                    self._current = None
             except Exception:
                 traceback.print_exc()
-            self._current = None
+                self._current = None
 
     # -- submitit's requeue contract --------------------------------------------------------
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:

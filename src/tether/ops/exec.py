@@ -1,11 +1,14 @@
 """Run one trial of an operation: plan it, record it, stage its inputs, run its command.
 
-The command runs with the run folder as its working directory, `TETHER_RUN_DIR`,
-`TETHER_RUN_ID`, `TETHER_OP` and `TETHER_PROJECT_DIR` set, and the Python environment tether
-runs in first on PATH (so `python` in `exec` is that interpreter). Its stdout and stderr pass
-through to the console as they come and into output.log as time-stamped lines; each line is
-scanned for output scalars. Ctrl-C (or SIGTERM to tether) is passed on to the command's process
-group; the run is recorded `terminated`. A non-zero exit marks the run `failed` with that code.
+The command runs with the run folder as its working directory, the run contract's `TETHER_RUN_DIR`,
+`TETHER_RUN_ID` and `TETHER_RUNS` (tether.context.run_env: a decorated script, `start_run` or
+`History` there attaches to this run, tether.session.attach), `TETHER_OP` and `TETHER_PROJECT_DIR`
+set, and the Python environment tether runs in first on PATH (so `python` in `exec` is that
+interpreter). run.lock holds the trial's flag values under `flags` and, until a script attaches and
+records its own, the config they make under `config`. Its stdout and stderr pass through to the
+console as they come and into output.log as time-stamped lines; each line is scanned for output
+scalars. Ctrl-C (or SIGTERM to tether) is passed on to the command's process group; the run is
+recorded `terminated`. A non-zero exit marks the run `failed` with that code.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from typing import IO, Any
 from .. import git
 from ..capture.lineage import stage_record
 from ..capture.output import LogFile
+from ..context import run_env
 from ..errors import TetherError, did_you_mean
-from ..lock import write_lock
+from ..lock import RunLock, update_lock
 from ..process import Child, first_signal, write_console
 from ..project.model import OpDef, Project
 from ..session.exits import Skipped
@@ -56,6 +60,12 @@ class Plan:
     patterns: list[Pattern]
     command: list[str]  # argv (a shell string runs as [/bin/sh, -c, text])
     display: str  # the command as a user reads it
+
+    @property
+    def flag_values(self) -> dict[str, Any]:
+        """Every flag's value in this trial (defaults and given), by flag name: run.lock's
+        `flags`."""
+        return {**self.op.defaults(), **self.flags}
 
     @property
     def record_command(self) -> list[str]:
@@ -189,27 +199,33 @@ def _run_options(plan: Plan, *, needed: bool, label: str | None, tags: Sequence[
         tags=list(tags),
     )
     opts.stage_runs = dict(plan.staging.stage_runs)
+    opts.flags = plan.flag_values
     return opts
 
 
 def _ensure_stages(plan: Plan, run: Any, store: Store) -> None:
     """Record the upstream runs this trial links, if start_run chose differently (a stage with
-    a `where` or a name of its own): run.lock is rewritten atomically before the command runs."""
+    a `where` or a name of its own): one locked update of run.lock before the command runs."""
 
     wanted = plan.staging.stage_runs
-    lock = run.record.lock
-    have = {s.name: s.run for s in lock.stages}
+    have = {s.name: s.run for s in run.record.lock.stages}
     if all(have.get(name) == run_id for name, run_id in wanted.items()):
         return
-    kept = [s for s in lock.stages if s.name not in wanted]
-    lock.stages = kept + [stage_record(name, store.load(rid)) for name, rid in wanted.items()]
-    write_lock(run.dir, lock)
+    chosen = [stage_record(name, store.load(rid)) for name, rid in wanted.items()]
+
+    def relink(current: RunLock) -> RunLock:
+        current.stages = [s for s in current.stages if s.name not in wanted] + chosen
+        return current
+
+    run.record.lock = update_lock(run.dir, relink)
     run.record = store.refresh(run.record, lock=False)
     for name, rid in wanted.items():
         run.stages[name] = store.load(rid).dir
 
 
-def child_env(plan: Plan, run_id: str, run_dir: Path) -> dict[str, str]:
+def child_env(plan: Plan, run_id: str, run_dir: Path, runs_root: Path) -> dict[str, str]:
+    """The command's environment: the run contract (so what it starts attaches to this run and
+    makes no store of its own beside the copied tether.toml), the op and project."""
     env = dict(os.environ)
     for key in ("TETHER_RUN_ID_FILE", "TETHER_REPRODUCE_CONFIG", "TETHER_NEEDED"):
         env.pop(key, None)  # meant for this tether, not for the op's own code
@@ -217,9 +233,8 @@ def child_env(plan: Plan, run_id: str, run_dir: Path) -> dict[str, str]:
     path = env.get("PATH", "")
     if path.split(os.pathsep)[0] != bin_dir:
         env["PATH"] = bin_dir + (os.pathsep + path if path else "")
+    env.update(run_env(run_dir, run_id, runs_root))
     env.update(
-        TETHER_RUN_DIR=str(run_dir),
-        TETHER_RUN_ID=run_id,
         TETHER_OP=plan.op.name,
         TETHER_PROJECT_DIR=str(plan.project.root),
         PYTHONUNBUFFERED="1",
@@ -252,6 +267,7 @@ def run_trial(
                 capture_output=False,
                 command=plan.record_command,
                 parent=parent,
+                attach=False,  # an operation makes its run; the script it runs attaches to it
             ) as run:
                 result.run_id = run.id
                 if on_start is not None:
@@ -267,7 +283,7 @@ def run_trial(
                     argv,
                     display=display,
                     cwd=run.dir,
-                    env=child_env(plan, run.id, run.dir),
+                    env=child_env(plan, run.id, run.dir, store.root),
                     patterns=plan.patterns,
                     log_metrics=run.log_metrics,
                 )

@@ -28,10 +28,12 @@ from .. import git
 from ..errors import TetherError
 from ..globs import compile_glob, has_magic, matches, rebase, split_patterns
 from ..project.model import DependencyDef, OpDef, Project
+from ..session.replay import Replay, pinned
 from ..store import Store
 from ..store.layout import ATTRS, LOCK, METRICS, OUTPUT, STATE, SUMMARY
 from ..store.records import IndexRow
 from ..store.where import compile_where
+from ..workspace import PROJECT_FILES
 
 STAGED_LIST = ".tether-staged"  # what a run had staged: its inputs, not its outputs
 BATCH_FILE = "batch.json"
@@ -200,10 +202,22 @@ def select_sources(
     return out, warnings
 
 
-def snapshot_patterns(root: Path, patterns: Sequence[str]) -> tuple[list[str], list[str]]:
+def snapshot_patterns(
+    root: Path, patterns: Sequence[str], project_file: Path | None = None
+) -> tuple[list[str], list[str]]:
     """`sourcecode` globs (relative to the project root) as snapshot include/exclude globs
-    (relative to the repository's top, which may be a parent of the project root)."""
+    (relative to the repository's top, which may be a parent of the project root).
+
+    Globs that narrow the snapshot also take the project file (`project_file`, default the
+    one in `root`): it defines the operation, and `tether reproduce` runs it from the snapshot.
+    """
     include, exclude = split_patterns(patterns)
+    if include:
+        project_file = project_file or next(
+            (root / n for n in PROJECT_FILES if (root / n).is_file()), None
+        )
+        if project_file is not None and project_file.parent.resolve() == root.resolve():
+            include = [*include, "/" + project_file.name]
     top = git.toplevel(root) if include or exclude else None
     if top is None or top.resolve() == root.resolve():
         return include, exclude
@@ -299,8 +313,15 @@ def _check_target(dep: DependencyDef, key_path: str) -> None:
 
 
 def resolve_dep(
-    project: Project, dep: DependencyDef, index: int, store: Store, op: OpDef
+    project: Project,
+    dep: DependencyDef,
+    index: int,
+    store: Store,
+    op: OpDef,
+    replay: Replay | None = None,
 ) -> ResolvedDep:
+    """One dependency, resolved now; `replay` (under `tether reproduce`) makes it take the
+    upstream runs the reproduced run took, not the latest ones."""
     key_path = dep.key_path or f"ops.{op.name}.depends[{index}]"
     out = ResolvedDep(dep, key_path)
     try:
@@ -308,11 +329,15 @@ def resolve_dep(
         if dep.type == "project-files":
             _resolve_project_files(project, dep, out, store)
         elif dep.type == "run-files":
-            _resolve_run_files(dep, out, store)
+            _resolve_run_files(dep, out, store, replay)
         elif dep.type == "runs-summary":
-            out.upstream = _select_runs(store, dep.op, dep.where, key_path, None)
             name = dep.name or "runs-summary"
             out.summary_file = _target(dep, name if name.endswith(".json") else name + ".json")
+            listed = replay.summary_runs(out.summary_file) if replay else None
+            if listed is not None:
+                out.upstream = _pinned_rows(store, listed, key_path)
+            else:
+                out.upstream = _select_runs(store, dep.op, dep.where, key_path, None)
         else:
             raise TetherError(
                 f"{key_path}.type: unknown dependency type {dep.type!r}",
@@ -341,10 +366,36 @@ def _resolve_project_files(
             out.data.append(rel)
 
 
-def _resolve_run_files(dep: DependencyDef, out: ResolvedDep, store: Store) -> None:
+def _pinned_rows(store: Store, ids: Sequence[str], key_path: str) -> list[IndexRow]:
+    """The runs `ids`, in that order, each still there and completed (`tether reproduce`)."""
+    if not ids:
+        return []
+    store.list(limit=1)  # rebuilds a missing index from the run folders first
+    marks = ",".join("?" * len(ids))
+    found = {r.id: r for r in store.index.rows(where_sql=f"runs.id IN ({marks})", params=ids)}
+    rows = []
+    for run_id in ids:
+        row = found.get(run_id)
+        if row is None or row.status != "completed":
+            state = "gone" if row is None else row.status
+            raise TetherError(
+                f"{key_path}: upstream run {run_id[:13]} of the reproduced run is {state}",
+                "a reproduction takes the upstream runs the recorded run took",
+            )
+        rows.append(row)
+    return rows
+
+
+def _resolve_run_files(
+    dep: DependencyDef, out: ResolvedDep, store: Store, replay: Replay | None = None
+) -> None:
     if not dep.op:
         raise TetherError(f"{out.key_path}.op: run-files needs the op whose runs it reads")
-    rows = _select_runs(store, dep.op, dep.where, out.key_path, 1)
+    recorded = replay.stage_run(dep.name or dep.op) if replay else None
+    if recorded is not None:
+        rows = _pinned_rows(store, [recorded], out.key_path)
+    else:
+        rows = _select_runs(store, dep.op, dep.where, out.key_path, 1)
     if not rows:
         where = f" matching {dep.where!r}" if dep.where else ""
         raise TetherError(
@@ -384,8 +435,9 @@ def plan_staging(project: Project, op: OpDef, store: Store) -> Staging:
     """What `op` gets staged, resolved now (dependency errors are kept, not raised)."""
     sources, warnings = select_sources(project.root, op.sourcecode, [store.root])
     staging = Staging(sources=sources, warnings=warnings)
+    replay = pinned(op.name)  # under `tether reproduce`: the recorded run's upstream runs
     for i, dep in enumerate(op.depends):
-        staging.deps.append(resolve_dep(project, dep, i, store, op))
+        staging.deps.append(resolve_dep(project, dep, i, store, op, replay))
     _check_conflicts(staging)
     return staging
 

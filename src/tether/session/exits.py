@@ -13,6 +13,15 @@ class Terminated(BaseException):
     """Raised in the main thread when the run receives SIGTERM."""
 
 
+class Exited(SystemExit):
+    """A non-zero exit with a reason for state.json's `error` (`rank 1 on node07 failed (exit
+    3)`) instead of `SystemExit(3)`."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(code)
+        self.reason = reason
+
+
 class Skipped(Exception):
     """--needed found a completed run with the same inputs."""
 

@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator
 from ..capture.output import OutputCapture
 from ..clock import now_iso
 from ..context import running
-from ..lock import read_lock
+from ..errors import TetherError
 from ..store import RunRecord, Store
 from ..store.attrs import read_attributes
 from ..store.layout import OUTPUT
-from ..store.state import RunState, hostname, proc_start_time
+from ..store.state import start_attempt
 from ..track.tensorboard import rollup_into_summary
 from .exits import Terminated, signals_raise_terminated
 from .run import Run
@@ -27,6 +27,19 @@ def announce(record: RunRecord) -> None:
     if target:
         with contextlib.suppress(OSError), open(target, "a", encoding="utf-8") as fh:
             fh.write(record.id + "\n")
+
+
+def ending(exc: BaseException) -> tuple[str, int, str | None]:
+    """(status, exit code, error) of a run whose block raised `exc`."""
+    if isinstance(exc, (KeyboardInterrupt, Terminated)):
+        code = 130 if isinstance(exc, KeyboardInterrupt) else 143
+        return "terminated", code, f"{type(exc).__name__}: {exc}".rstrip(": ")
+    if isinstance(exc, SystemExit):
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if code == 0:
+            return "completed", 0, None
+        return "failed", code, getattr(exc, "reason", None) or f"SystemExit({exc.code})"
+    return "failed", 1, "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
 def lifecycle(
@@ -41,37 +54,19 @@ def lifecycle(
     if capture_output:
         capture = OutputCapture(record.dir / OUTPUT)
         capture.start()
-    pid = os.getpid()
-    store.set_state(
-        record,
-        RunState(
-            status="running",
-            pid=pid,
-            host=hostname(),
-            started=now_iso(),
-            proc_start=proc_start_time(pid),
-        ),
-    )
+    # One more attempt: the first of a new run, or the next of a restarted one.
+    store.set_state(record, start_attempt(record.state))
     status, exit_code, error = "completed", 0, None
     try:
         with running(run), signals_raise_terminated():
             yield run
-    except (KeyboardInterrupt, Terminated) as exc:
-        status, exit_code = "terminated", 130 if isinstance(exc, KeyboardInterrupt) else 143
-        error = f"{type(exc).__name__}: {exc}".rstrip(": ")
-        raise
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if code != 0:
-            status, exit_code, error = "failed", code, f"SystemExit({exc.code})"
-        raise
     except BaseException as exc:
-        status, exit_code = "failed", 1
-        error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        if capture is not None:
-            capture.write_log("".join(traceback.format_exception(exc)))
-        if on_error is not None:
-            on_error(exc)
+        status, exit_code, error = ending(exc)
+        if status == "failed" and not isinstance(exc, SystemExit):
+            if capture is not None:
+                capture.write_log("".join(traceback.format_exception(exc)))
+            if on_error is not None:
+                on_error(exc)
         raise
     finally:
         try:
@@ -85,10 +80,12 @@ def lifecycle(
             state.exit_code = exit_code
             state.stopped = now_iso()
             state.error = error
-            # Labels or notes may have come from another process; run.lock only changes when a
-            # background hash fills in its data digests.
-            if any(d.status == "pending" for d in record.lock.data):
-                record.lock = read_lock(record.dir)
+            # Other processes may have added to the run: labels or notes, data digests of a
+            # background hash, and a script attached to it (its config, data, stages and
+            # summary.json): the index row is made from the files as they are now.
+            with contextlib.suppress(TetherError):
+                fresh = store.load_dir(record.dir)
+                record.lock, record.summary = fresh.lock, fresh.summary
             record.attrs = read_attributes(record.dir)
             store.set_state(record, state)
             store.index.close()

@@ -28,6 +28,7 @@ from ..errors import TetherError
 from ..store import RunRecord, Store, open_store
 from ..store.state import BUSY
 from ..track.sinks.mlflow import MlflowSink
+from .attach import attached_run
 from .run import Run
 
 
@@ -55,7 +56,7 @@ def _config(record: RunRecord) -> Any:
 
 @contextlib.contextmanager
 def open_run(
-    run: Any,
+    run: Any = None,
     *,
     runs_dir: str | os.PathLike[str] | None = None,
     new: bool = False,
@@ -70,16 +71,29 @@ def open_run(
     `run`: an index from `tether runs` (`"1"`), an id or name prefix, a run folder, a Run or a
     RunRecord. `mlflow`: None logs to MLflow when the run already has an MLflow entry, True
     always, False never. `sinks`: more sinks for this session (names or Sink objects).
+
+    Without `run`, in a process tether started for a run (`TETHER_RUN_DIR` set: an operation's
+    exec, a rank of `tether launch`), it opens that run, which is still running: its metrics
+    and artifacts join the run, whose status stays its owner's (tether.session.attach).
     """
-    store, record = _resolve(run, store, runs_dir)
-    status = record.status
-    if status in BUSY:
+    attached = attached_run() if run is None else None
+    if run is None and attached is None:
+        raise TetherError(
+            "open_run() needs a RUN (an index, id, name or folder)",
+            "without one it opens the run a process was started for (TETHER_RUN_DIR)",
+        )
+    store, record = _resolve(attached or run, store, runs_dir)
+    status: str | None = record.status
+    if status in BUSY and attached is None:
         raise TetherError(
             f"run {record.id[:13]} ({record.name}) is {status}",
             "open_run adds to finished runs; while a run runs, log from inside it",
         )
     stages = {st.name: store.run_dir(st.run) for st in record.lock.stages}
     handle = Run(store, record, _config(record), stages)
+    if attached is not None:
+        handle.attached, handle.rank_dir = True, attached.rank_dir
+        status = None  # still running: its owner records how it ends
     core = handle.history._core
     core.status = status
     core.new_sinks = new

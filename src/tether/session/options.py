@@ -28,6 +28,7 @@ class RunOptions:
     needed: bool = False
     label: str | None = None
     tags: list[str] = field(default_factory=list)
+    flags: dict[str, Any] = field(default_factory=dict)  # an operation's flag values
 
     def merged(self, other: RunOptions) -> RunOptions:
         """`other` (an inner decorator) adds to self; explicit settings of self win."""
@@ -46,6 +47,7 @@ class RunOptions:
         out.tags = [*self.tags, *(t for t in other.tags if t not in self.tags)]
         out.label = self.label or other.label
         out.name = self.name or other.name
+        out.flags = {**other.flags, **self.flags}
         return out
 
 

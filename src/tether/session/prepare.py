@@ -20,6 +20,7 @@ from ..store import Store
 from ..workspace import project_id
 from .naming import default_name
 from .options import RunOptions
+from .replay import claim as claim_reproduction
 from .resolve import MISSING_MARKS, get_key, resolve_config, set_key
 
 
@@ -52,6 +53,7 @@ def prepare(
     set_key(cfg, container, "save_dir", str(run_dir))
     lock.stages, folders = upstream_stages(store, opts, cfg, container, collected)
     lock.config = container
+    lock.flags = dict(opts.flags)
     entries = data_entries(container, opts.data_keys, [*opts.data_paths, *collected.tracked])
     background = opts.background_hash and not opts.needed
     if background:
@@ -68,6 +70,7 @@ def prepare(
             lock.sources = take_snapshot(lock.id, opts.snapshot, run_dir, store.root)
         for src in lock.sources:
             publish_snapshot(src, lock.id)
+    claim_reproduction(store, lock, folders)  # under `tether reproduce`: its inputs and layout
     return lock, explicit_dir, folders, entries if background else []
 
 

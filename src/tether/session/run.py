@@ -56,6 +56,10 @@ class Run:
         self.cfg = cfg
         self.stages: dict[str, Path] = dict(stages or {})
         self._history_core: Core | None = None  # made by the first History of the run
+        # Attached (tether.session.attach): this process works for a run another one owns.
+        self.attached = False
+        # A rank other than 0 of an attached run: where its own files go (ranks/<rank>/).
+        self.rank_dir: Path | None = None
         for request in _take_sink_requests():
             # A factory makes a fresh sink per run; names and Sink classes load as usual.
             made = request() if callable(request) and not isinstance(request, type) else request

@@ -3,7 +3,9 @@
 Both create the same record: run folder, run.lock (resolved config, command, environment,
 source snapshot, data digests, upstream stages; session.prepare), state.json moving pending ->
 running -> completed/failed/terminated and output teed into output.log (session.lifecycle),
-and an index row kept in step.
+and an index row kept in step. In a process tether started for a run (`TETHER_RUN_DIR` set),
+both attach to that run instead (session.attach); `attach=False` makes a new run all the same,
+a child of that one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from ..capture.snapshot import EarlySnapshot
 from ..context import current_run
 from ..debug import post_mortem
 from ..store import open_store
+from .attach import attach_run, attached_parent
+from .attach import target as attach_target
 from .exits import Skipped
 from .lifecycle import announce, lifecycle
 from .naming import function_run_name
@@ -49,13 +53,37 @@ def start_run(
     on_error: Callable[[BaseException], None] | None = None,
     options: RunOptions | None = None,
     early_snapshot: EarlySnapshot | None = None,
+    attach: bool = True,
+    flags: dict[str, Any] | None = None,
 ) -> Iterator[Run]:
     """Create a run for `cfg` (a DictConfig or dict) and record how it ends.
 
     `save_dir` in the config, when set, is the run folder; when absent or `???` tether fills it
     with the run folder so the code can write its outputs there. With `needed=True`, a completed
     run with the same inputs raises `Skipped` (its id in `.twin`) instead of running again.
+
+    In a process tether started for a run (`TETHER_RUN_DIR` set: an operation's exec, a rank
+    of `tether launch`, a batch trial) the block attaches to that run instead of creating one
+    (tether.session.attach): the config, data and stages join its run.lock, the metrics its
+    files; its status stays its owner's. `attach=False` creates a new run all the same, whose
+    parent is that run. `flags`: an operation's flag values (run.lock `flags`).
     """
+    if attach:
+        found = attach_target()
+        if found is not None:
+            own = options or RunOptions(
+                data_keys=list(data),
+                data_paths=list(track),
+                background_hash=background_hash,
+                stages=dict(stages or {}),
+                label=label,
+                tags=list(tags),
+            )
+            yield from attach_run(found, cfg, own, on_error=on_error)
+            return
+    if parent is None:
+        # A run started inside an attached one (or inside any run's process) is its child.
+        parent = attached_parent()
     opts = options or RunOptions(
         name=name,
         snapshot=snapshot if isinstance(snapshot, SnapshotOptions) else SnapshotOptions(snapshot),
@@ -67,6 +95,8 @@ def start_run(
         label=label,
         tags=list(tags),
     )
+    if flags is not None:
+        opts = dataclasses.replace(opts, flags=dict(flags))
     store = open_store(runs_dir)
     store.ensure_root()
     # The run fills in save_dir and upstream folders on its own copy: the caller's config stays

@@ -1,7 +1,7 @@
 """The fields of the query language: what `--where`, `--sort` and `--columns` can name.
 
     id name op status label tag started stopped created host parent source.commit
-    config.<key>  metrics.<key>[.last|.min|.max|.step]  data.<path>
+    config.<key>  flags.<name>  metrics.<key>[.last|.min|.max|.step]  data.<path>
 
 Each field selects a fixed SQL snippet over the index (a column of `runs`, the tags, or a key
 of `vals`); nothing the user writes becomes SQL text.
@@ -29,11 +29,19 @@ _SIMPLE: dict[str, tuple[str, str, bool, bool]] = {
     "host": ("column", "runs.host", True, False),
     "parent": ("column", "runs.parent", True, True),
 }
-_KEYED = ("config", "metrics", "data", "source")
-FIELDS = (*_SIMPLE, "source.commit", "config.<key>", "metrics.<key>", "data.<path>")
+_KEYED = ("config", "flags", "metrics", "data", "source")
+FIELDS = (
+    *_SIMPLE,
+    "source.commit",
+    "config.<key>",
+    "flags.<name>",
+    "metrics.<key>",
+    "data.<path>",
+)
 _FIELDS_TEXT = (
     "id, name, op, status, label, tag, started, stopped, created, host, parent, "
-    "source.commit, config.<key>, metrics.<key>[.last|.min|.max|.step], data.<path>"
+    "source.commit, config.<key>, flags.<name>, metrics.<key>[.last|.min|.max|.step], "
+    "data.<path>"
 )
 
 # Characters that end a word of the language (a field name, an unquoted value).
@@ -81,7 +89,7 @@ def parse_field(word: str, text: str = "", pos: int = 0, what: str = "where expr
     if word == "source.commit":
         return Field(word, "val", key="source.commit", prefix=True)
     head, dot, rest = word.partition(".")
-    if dot and head in ("config", "metrics", "data"):
+    if dot and head in ("config", "flags", "metrics", "data"):
         if not rest or rest.startswith(".") or rest.endswith("."):
             spot = pos + len(head) + 1 + (len(rest) if rest.endswith(".") and rest else 0)
             noun = "path" if head == "data" else "key"

@@ -3,6 +3,12 @@
 Deleting it loses nothing: `Index.rebuild` recreates it exactly from the run folders. Config and
 metric values live in one key/value table (`vals`) indexed on (run, key) and (key, num), so a
 filter on any key is an indexed EXISTS sub-query however many runs there are.
+
+On a shared filesystem the index is a cache on this host's disk and has a `journal`: each
+`upsert` and `remove` then also appends an entry to the runs root's change journal, so the
+caches of other hosts learn of the change (store/cache.py applies what they wrote). Changes
+learned from the journal go in through `apply`, which writes no entry. The `meta` table keeps
+the journal's id and the number of the last entry applied.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..sqlite_retry import enable_wal, immediate
+from .journal import Journal
 from .records import IndexRow, RunRecord
 
 SCHEMA_VERSION = 2
@@ -64,7 +71,13 @@ CREATE TABLE IF NOT EXISTS stages (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS stages_upstream ON stages (upstream);
 CREATE INDEX IF NOT EXISTS runs_digest ON runs (lock_digest);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+# The journal entry a cache has applied last: (journal id or None, entry number).
+Position = tuple[str | None, int]
+_POSITION_KEY = "journal"
+_RUN_TABLES = (("runs", "id"), ("tags", "run"), ("vals", "run"), ("stages", "run"))
 
 _COLUMNS = (
     "id, name, status, created, started, stopped, host, pid, proc_start, exit_code, label, "
@@ -101,6 +114,7 @@ def _value_pair(value: Any) -> tuple[float | None, str | None]:
 
 def record_values(record: RunRecord) -> dict[str, Any]:
     values = {f"config.{k}": v for k, v in flatten(record.lock.config).items()}
+    values.update({f"flags.{k}": v for k, v in flatten(record.lock.flags).items()})
     for key, stats in record.metrics().items():
         if isinstance(stats, dict):
             for stat in ("last", "min", "max", "step"):
@@ -135,10 +149,12 @@ def _regexp(pattern: object, value: object) -> int:
 
 
 class Index:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, journal: Journal | None = None) -> None:
         self.path = path
+        self.journal = journal  # set on a shared filesystem: changes made here are announced
         self._conn: sqlite3.Connection | None = None
         self.was_reset = False  # an index of another schema was dropped on open
+        self._hint: int | None = None  # a journal entry known to exist (finds the end sooner)
 
     # -- connection -------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -178,7 +194,7 @@ class Index:
                 return
             if row is not None:
                 # An index from another tether version: it is only a cache, so start afresh.
-                for table in ("runs", "tags", "vals", "stages", "schema_version"):
+                for table in ("runs", "tags", "vals", "stages", "meta", "schema_version"):
                     c.execute(f"DROP TABLE IF EXISTS {table}")
                 self.was_reset = True
             for statement in _DDL.split(";"):
@@ -193,9 +209,32 @@ class Index:
             self._conn = None
 
     # -- writes -----------------------------------------------------------------------------
-    def upsert(self, record: RunRecord) -> None:
+    def upsert(self, record: RunRecord, kind: str = "update") -> None:
+        """Index one run's current files; `kind` (created, state, attrs, summary, ...) is what
+        the journal entry says changed, on a shared filesystem."""
         with self._tx() as c:
             self._upsert(c, record)
+        self._announce(record.id, kind)
+
+    def upsert_many(self, records: Iterable[RunRecord], kind: str = "update") -> None:
+        """Several runs in one transaction (a batch worker's runs)."""
+        done = []
+        with self._tx() as c:
+            for record in records:
+                self._upsert(c, record)
+                done.append(record.id)
+        for run_id in done:
+            self._announce(run_id, kind)
+
+    def _announce(self, run_id: str, kind: str) -> None:
+        if self.journal is None:
+            return
+        if self._hint is None:
+            position = self.position()
+            self._hint = position[1] if position else 0
+        seq = self.journal.append(run_id, kind, hint=self._hint)
+        if seq is not None:
+            self._hint = seq
 
     def _upsert(self, c: sqlite3.Connection, record: RunRecord) -> None:
         st = record.state
@@ -237,20 +276,46 @@ class Index:
 
     def remove(self, run_id: str) -> None:
         with self._tx() as c:
-            for table, col in (("runs", "id"), ("tags", "run"), ("vals", "run"), ("stages", "run")):
-                c.execute(f"DELETE FROM {table} WHERE {col} = ?", (run_id,))
+            self._remove(c, run_id)
+        self._announce(run_id, "removed")
 
-    def rebuild(self, records: Iterable[RunRecord]) -> int:
+    def _remove(self, c: sqlite3.Connection, run_id: str) -> None:
+        for table, col in _RUN_TABLES:
+            c.execute(f"DELETE FROM {table} WHERE {col} = ?", (run_id,))
+
+    def rebuild(self, records: Iterable[RunRecord], position: Position | None = None) -> int:
+        """Replace every row by these runs; `position`: the journal entry they include."""
         count = 0
         with self._tx() as c:
-            c.execute("DELETE FROM runs")
-            c.execute("DELETE FROM tags")
-            c.execute("DELETE FROM vals")
-            c.execute("DELETE FROM stages")
+            for table, _col in _RUN_TABLES:
+                c.execute(f"DELETE FROM {table}")
             for record in records:
                 self._upsert(c, record)
                 count += 1
+            if position is not None:
+                self._set_position(c, position)
         return count
+
+    # -- the journal position (a cache on a shared filesystem) ------------------------------
+    def position(self) -> Position | None:
+        """The journal entry this cache has applied last; None: never brought up to date."""
+        return _read_position(self._connect())
+
+    def _set_position(self, c: sqlite3.Connection, position: Position) -> None:
+        ident, seq = position
+        c.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        c.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            (_POSITION_KEY, f"{ident or ''} {seq}"),
+        )
+
+    @contextmanager
+    def applying(self) -> Iterator[_Apply]:
+        """A write transaction for changes learned from the journal (no new entries): apply
+        them, and the position, together; one at a time per host (SQLite's write lock), so two
+        processes catching up never write an older state of a run over a newer one."""
+        with self._tx() as c:
+            yield _Apply(self, c)
 
     # -- reads ------------------------------------------------------------------------------
     def ids(self) -> list[str]:
@@ -340,6 +405,36 @@ class Index:
                 "SELECT key, num, txt FROM vals WHERE run = ? ORDER BY key", (run_id,)
             )
         }
+
+
+def _read_position(conn: sqlite3.Connection) -> Position | None:
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (_POSITION_KEY,)).fetchone()
+    except sqlite3.OperationalError:  # an index made before the meta table: never synced
+        return None
+    if row is None:
+        return None
+    ident, _, seq = str(row[0]).rpartition(" ")
+    return (ident or None, int(seq))
+
+
+class _Apply:
+    """What `Index.applying` yields: the transaction's reads and writes."""
+
+    def __init__(self, index: Index, conn: sqlite3.Connection) -> None:
+        self._index, self._conn = index, conn
+
+    def position(self) -> Position | None:
+        return _read_position(self._conn)
+
+    def upsert(self, record: RunRecord) -> None:
+        self._index._upsert(self._conn, record)
+
+    def remove(self, run_id: str) -> None:
+        self._index._remove(self._conn, run_id)
+
+    def set_position(self, position: Position) -> None:
+        self._index._set_position(self._conn, position)
 
 
 def _row(r: sqlite3.Row) -> IndexRow:

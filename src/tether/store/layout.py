@@ -1,4 +1,4 @@
-"""The names of the files inside a run folder, and of the index in the runs root.
+"""The names of the files inside a run folder, and of the index and journal in the runs root.
 
 Where the runs root is (and the project around it) is `tether.workspace`'s job.
 """
@@ -13,4 +13,7 @@ ATTRS = "attrs"
 OUTPUT = "output.log"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
-INDEX = "index.db"
+INDEX = "index.db"  # in the runs root; on a shared filesystem a local cache (store/cache.py)
+JOURNAL = ".journal"  # the change journal of a shared runs root (store/journal.py)
+RANKS = "ranks"  # ranks/<rank>/: what one rank of a multi-process run writes (store.ranks)
+RANK_RECORD = "rank.json"  # ranks/<rank>/rank.json

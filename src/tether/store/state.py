@@ -1,11 +1,18 @@
-"""state.json: the mutable status of a run, and whether its process is still alive."""
+"""state.json: the mutable status of a run, whether its process is still alive, and its attempts.
+
+A run may be worked on by more than one process start: a batch task requeued by Slurm (submitit's
+checkpoint) or rerun by PBS continues its run, and so does `tether run --restart RUN`. Each start
+is one `Attempt` (host, pid, scheduler job id, start, stop, exit code, how it ended) in the
+run's `attempts`; `started` stays the first attempt's start, `stopped` the last one's stop.
+A state.json written before attempts existed reads with none.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +26,11 @@ BUSY = ("pending", "queued", "running")  # not done yet: leave it alone (delete,
 LIVE = ("pending", "running")  # a process on some host should be alive for it
 FINAL = ("completed", "failed", "terminated")  # written once, by the run's end
 FINISHED = (*FINAL, "unknown")  # no process will write to it again
+IN_FLIGHT = ("queued", "running")  # a scheduler job may hold it (`tether runs` reconciles)
+
+# The job this process runs in: (scheduler, variable); Slurm array tasks read as `JOB_TASK`,
+# the id squeue shows for them and keeps across requeues.
+SCHEDULER_JOB_VARS = (("slurm", "SLURM_JOB_ID"), ("pbs", "PBS_JOBID"))
 
 
 def hostname() -> str:
@@ -64,6 +76,40 @@ def pid_alive(pid: int, proc_start: int | None = None) -> bool:
     return True
 
 
+def scheduler_job(environ: dict[str, str] | None = None) -> tuple[str | None, str | None]:
+    """(scheduler, job id) of the batch job this process runs in; (None, None) outside one."""
+    env = os.environ if environ is None else environ
+    array, task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return "slurm", f"{array}_{task}"
+    for scheduler, var in SCHEDULER_JOB_VARS:
+        if env.get(var):
+            return scheduler, env[var]
+    return None, None
+
+
+@dataclass
+class Attempt:
+    """One process start of a run: where, in which scheduler job, when, and how it ended."""
+
+    host: str | None = None
+    pid: int | None = None
+    job_id: str | None = None
+    scheduler: str | None = None
+    start: str | None = None
+    stop: str | None = None  # None while the attempt runs
+    exit_code: int | None = None
+    status: str | None = None  # how the attempt ended: completed, failed, terminated, ...
+    error: str | None = None
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Attempt | None:
+        if not isinstance(raw, dict):
+            return None
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
 @dataclass
 class RunState:
     status: str = "pending"
@@ -75,6 +121,7 @@ class RunState:
     proc_start: int | None = None
     updated: str | None = None
     error: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
 
     def effective_status(self) -> str:
         """The recorded status, or `unknown` when a live run's process is gone from this host."""
@@ -88,18 +135,92 @@ class RunState:
         return self.status
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Not dataclasses.asdict: its deep copy costs more than the whole write of a child run.
+        out = dict(vars(self))
+        out["attempts"] = [dict(vars(a)) for a in self.attempts]
+        return out
+
+    def copy(self) -> RunState:
+        return RunState.from_dict(self.to_dict())
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunState:
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        fields = {k: v for k, v in raw.items() if k in known}
+        attempts = fields.pop("attempts", None)
+        state = cls(**fields)
+        if isinstance(attempts, list):
+            state.attempts = [a for a in map(Attempt.from_dict, attempts) if a is not None]
+        return state
+
+    @property
+    def open_attempt(self) -> Attempt | None:
+        """The attempt still running (not stopped), if any."""
+        last = self.attempts[-1] if self.attempts else None
+        return last if last is not None and last.stop is None else None
+
+
+def start_attempt(previous: RunState | None = None, *, status: str = "running") -> RunState:
+    """The state of a run whose process starts now, in this process: `status` (running), this
+    host and pid, and one more attempt after `previous`'s. An attempt `previous` left open (its
+    process died without a word) is closed first, as `unknown`."""
+    pid = os.getpid()
+    now = now_iso()
+    attempts = [dataclasses.replace(a) for a in previous.attempts] if previous else []
+    if previous is not None and not attempts and previous.started:
+        # It ran before attempts were recorded: its state says how that one went.
+        attempts.append(
+            Attempt(
+                host=previous.host,
+                pid=previous.pid,
+                start=previous.started,
+                stop=previous.stopped,
+                exit_code=previous.exit_code,
+                status=previous.status if previous.stopped else None,
+                error=previous.error,
+            )
+        )
+    if attempts and attempts[-1].stop is None:
+        stale = attempts[-1]
+        stale.stop = (previous.updated if previous else None) or now
+        stale.status = "unknown"
+        stale.error = stale.error or "its process ended without recording how"
+    scheduler, job_id = scheduler_job()
+    host = hostname()
+    attempts.append(Attempt(host=host, pid=pid, job_id=job_id, scheduler=scheduler, start=now))
+    return RunState(
+        status=status,
+        pid=pid,
+        host=host,
+        started=(previous.started if previous and previous.started else now),
+        proc_start=proc_start_time(pid),
+        attempts=attempts,
+    )
+
+
+def end_attempt(
+    state: RunState,
+    status: str | None = None,
+    exit_code: int | None = None,
+    error: str | None = None,
+    stop: str | None = None,
+) -> None:
+    """Close the open attempt: how it ended (by default, as the run's state says)."""
+    attempt = state.open_attempt
+    if attempt is None:
+        return
+    attempt.stop = stop or state.stopped or now_iso()
+    attempt.status = status or state.status
+    attempt.exit_code = exit_code if exit_code is not None else state.exit_code
+    attempt.error = error if error is not None else state.error
 
 
 def write_state(run_dir: Path, state: RunState) -> None:
     """Atomic always; fsynced only for a final status. pending and running are superseded within
     moments, and after a crash a missing or older state.json reads as `unknown` anyway."""
     state.updated = now_iso()
+    if state.status not in LIVE:
+        end_attempt(state)  # the run's end (or hand-back) is its last attempt's end too
     atomic_write_json(run_dir / STATE, state.to_dict(), durable=state.status in FINAL)
 
 

@@ -1,4 +1,9 @@
-"""The Store: create run folders, read them back, keep the index in step, resolve RUN specs."""
+"""The Store: create run folders, read them back, keep the index in step, resolve RUN specs.
+
+On a local disk the index is `<runs root>/index.db`. On a shared filesystem (tether.mounts) it
+is a cache on this host's disk that every write also announces in the runs root's change
+journal and every read first brings up to date from it (store/cache.py, store/journal.py).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,12 @@ from ..clock import now_iso
 from ..errors import AmbiguousRun, RunNotFound, StoreError
 from ..ids import is_run_id, new_id, short_ids
 from ..lock import RunLock, read_lock, write_lock
+from ..mounts import is_shared
 from ..workspace import resolve_runs_root
 from .attrs import add_event, read_attributes
+from .cache import cache_path, catch_up, rebuild
 from .index import Index
+from .journal import Journal
 from .layout import INDEX, LOCK, SUMMARY
 from .records import Attributes, IndexRow, RunRecord
 from .state import RunState, hostname, proc_start_time, read_state, write_state
@@ -27,16 +35,41 @@ class Store:
         self.root = Path(root)
         self._index: Index | None = None
         self._index_was_missing = False
+        self._shared: bool | None = None
+        self._index_path: Path | None = None
         self.skipped: builtins.list[str] = []  # run folders reindex could not read, and why
 
     # -- places -----------------------------------------------------------------------------
     @property
+    def shared(self) -> bool:
+        """Whether the runs root is on a network filesystem (several hosts may write it)."""
+        if self._shared is None:
+            self._shared = is_shared(self.root)
+        return self._shared
+
+    @property
+    def index_path(self) -> Path:
+        """`<root>/index.db`; on a shared filesystem a cache on this host's disk."""
+        if self._index_path is None:
+            self._index_path = cache_path(self.root) if self.shared else self.root / INDEX
+        return self._index_path
+
+    @property
+    def journal(self) -> Journal | None:
+        """The change journal of a shared runs root (None on a local disk: no journal)."""
+        return Journal(self.root) if self.shared else None
+
+    def open_index(self) -> Index:
+        """A new connection to the index (SQLite connections stay in their thread)."""
+        return Index(self.index_path, journal=self.journal)
+
+    @property
     def index(self) -> Index:
         if self._index is None:
             self.ensure_root()
-            path = self.root / INDEX
+            path = self.index_path
             self._index_was_missing = not path.exists()
-            index = Index(path)
+            index = Index(path, journal=self.journal)
             try:
                 index.probe()  # a damaged file fails here (cheap: no count of 100k rows)
                 if index.was_reset:
@@ -48,7 +81,7 @@ class Store:
                     damaged = Path(f"{path}{suffix}")
                     if damaged.exists():
                         os.replace(damaged, f"{path}.damaged{suffix}")
-                index = Index(path)
+                index = Index(path, journal=self.journal)
                 self._index_was_missing = True
             self._index = index
         return self._index
@@ -59,7 +92,26 @@ class Store:
         if self._index_was_missing:
             self._index_was_missing = False
             self.reindex()
+        elif index.journal is not None:
+            try:
+                catch_up(index, index.journal, self._current, self.scan)
+            except OSError as exc:
+                raise StoreError(
+                    f"the change journal of {self.root} cannot be read ({exc})",
+                    "`tether runs reindex` rebuilds the index from the run folders",
+                )
         return index
+
+    def _current(self, run_id: str) -> RunRecord | None:
+        """A run as its folder is now; None where a scan would not list it (gone, no run.lock,
+        an unreadable one)."""
+        path = self.root / run_id
+        if not is_run_id(run_id) or not (path / LOCK).is_file():
+            return None
+        try:
+            return self.load_dir(path.resolve() if path.is_symlink() else path)
+        except StoreError:
+            return None
 
     def ensure_root(self) -> None:
         try:
@@ -133,7 +185,7 @@ class Store:
         )
         write_state(run_dir, state)
         record = RunRecord(lock.id, run_dir, lock, state, Attributes(), {})
-        self.index.upsert(record)
+        self.index.upsert(record, kind="created")
         return record
 
     def new_lock(self, name: str, **fields: object) -> RunLock:
@@ -144,18 +196,18 @@ class Store:
     def set_state(self, record: RunRecord, state: RunState) -> None:
         write_state(record.dir, state)
         record.state = state
-        self.index.upsert(record)
+        self.index.upsert(record, kind="state")
 
     def add_attr(self, record: RunRecord, kind: str, value: object) -> None:
         add_event(record.dir, kind, value)
         record.attrs = read_attributes(record.dir)
-        self.index.upsert(record)
+        self.index.upsert(record, kind="attrs")
 
     def refresh(self, record: RunRecord, *, lock: bool = True) -> RunRecord:
         """Re-read a run's files and bring its index row up to date (`lock=False` keeps the
         run.lock already in memory: it is written once, so only a background hash changes it)."""
         fresh = self.load_dir(record.dir, lock=None if lock else record.lock)
-        self.index.upsert(fresh)
+        self.index.upsert(fresh, kind="refresh")
         return fresh
 
     # -- reading ----------------------------------------------------------------------------
@@ -199,7 +251,10 @@ class Store:
 
     def reindex(self) -> int:
         self.skipped = []
-        return self.index.rebuild(self.scan())
+        index = self.index
+        if index.journal is not None:
+            return rebuild(index, index.journal, self.scan)
+        return index.rebuild(self.scan())
 
     def list(self, limit: int | None = None) -> builtins.list[IndexRow]:
         if not self.root.is_dir():

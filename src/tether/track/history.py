@@ -11,6 +11,11 @@ never waits on disk or network. `summary.json` (and the run's index row, so `tet
 `tether show` see live values) keeps, per key, the last value, the min, the max and the last
 step; it is rewritten with the rows at most every `flush_every` seconds.
 
+A run that is continued (a requeued batch task, `tether run --restart RUN`, a script attached to
+a run) resumes after the last step its metrics.jsonl holds: `start_step` is the step after it,
+and rows logged again at or before it (a loop gone back to its last checkpoint) are not written
+twice.
+
 Values: Python numbers, NumPy scalars and one-element torch tensors. Tensors are kept as they
 are (detached) and converted at flush time, all of one device at once, so logging a CUDA loss
 costs no device sync per step: one per flush. NaN and infinities are recorded as they are
@@ -41,7 +46,7 @@ from pathlib import Path
 from time import time as _now
 from typing import Any
 
-from ..context import current_run
+from ..context import current_or_attached_run
 from ..errors import TetherError
 from ..store.layout import METRICS
 from . import plots, report
@@ -55,12 +60,12 @@ from .writer import Core, add_sink, distributed, env_sinks
 class History:
     """Metrics of a run (or of a file) logged without waiting: see the module docstring.
 
-    `run`: the run whose metrics.jsonl and summary.json to write (default: the current run,
-    if any). `path`: a metrics.jsonl to write instead (its summary.json goes beside it). With
-    neither, rows are kept in memory (`rows()`). All History objects of one run share one
-    buffer, file and thread (the first one's `flush_every` and `flush_rows` hold). `sinks`:
-    names of `tether.sinks` entry points (`"mlflow"`, `"wandb"`, `"tensorboard"`, ...) or Sink
-    objects, besides metrics.jsonl.
+    `run`: the run whose metrics.jsonl and summary.json to write (default: the current run, or,
+    in a process tether started for a run, that run). `path`: a metrics.jsonl to write instead
+    (its summary.json goes beside it). With neither, rows are kept in memory (`rows()`). All
+    History objects of one run share one buffer, file and thread (the first one's `flush_every`
+    and `flush_rows` hold). `sinks`: names of `tether.sinks` entry points (`"mlflow"`,
+    `"wandb"`, `"tensorboard"`, ...) or Sink objects, besides metrics.jsonl.
     """
 
     def __init__(
@@ -72,16 +77,33 @@ class History:
         sinks: Sequence[str | Sink] | None = None,
     ) -> None:
         if run is None and path is None:
-            run = current_run()
+            # In a process tether started for a run: that run (tether.session.attach).
+            run = current_or_attached_run()
         if run is not None and path is None:
             core = run._history_core
             if core is None:
-                core = Core(
-                    run=run, path=run.dir / METRICS, flush_every=flush_every, flush_rows=flush_rows
-                )
+                own = getattr(run, "rank_dir", None)
+                if own is not None:
+                    # A rank other than 0 of a run: its own rows in ranks/<rank>/, no index and
+                    # no sinks (rows reduced to rank 0 are rank 0's to write).
+                    Path(own).mkdir(parents=True, exist_ok=True)
+                    core = Core(
+                        run=None,
+                        path=Path(own) / METRICS,
+                        flush_every=flush_every,
+                        flush_rows=flush_rows,
+                    )
+                    core.per_rank = True
+                else:
+                    core = Core(
+                        run=run,
+                        path=run.dir / METRICS,
+                        flush_every=flush_every,
+                        flush_rows=flush_rows,
+                    )
+                    for name in env_sinks():
+                        add_sink(core, name)
                 run._history_core = core
-                for name in env_sinks():
-                    add_sink(core, name)
         else:
             core = Core(
                 run=None,
@@ -191,6 +213,14 @@ class History:
     @property
     def run(self) -> TrackedRun | None:
         return self._core.run
+
+    @property
+    def start_step(self) -> int:
+        """The step to start from: 0 for a new run; for a continued run (a requeued task,
+        `tether run --restart`) one after the last step its metrics.jsonl held when this
+        process opened it. Rows logged at or before that step are not written again."""
+        resumed = self._core.resumed
+        return resumed.step + 1 if resumed is not None else 0
 
     def keys(self) -> list[str]:
         """Metric keys in the order they were first logged."""

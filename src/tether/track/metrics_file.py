@@ -72,6 +72,83 @@ def count_rows(source: str | os.PathLike[str]) -> int:
     return sum(1 for _ in iter_metrics(source))
 
 
+TAIL_BLOCK = 1 << 16  # bytes read at a time from the end of the file
+TAIL_LIMIT = 1 << 22  # bytes read at most looking for the last step
+
+
+@dataclass
+class LastStep:
+    """Where a metrics.jsonl stands: its last step and the keys recorded at that step."""
+
+    step: int
+    keys: set[str] = field(default_factory=set)
+
+
+def last_step(source: str | os.PathLike[str]) -> LastStep | None:
+    """The last step of a metrics.jsonl (or of a run folder's) and the keys recorded at it; None
+    when it has no row with a step. Read from the end of the file, a block at a time, so the
+    cost does not grow with the file: rows without a step and a torn last line are skipped, and
+    a file whose last `TAIL_LIMIT` bytes hold no step counts as having none."""
+    path = metrics_path(source)
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    found: LastStep | None = None
+    with fh:
+        end = fh.seek(0, os.SEEK_END)
+        pos, carry, read = end, b"", 0
+        while pos > 0 and read < TAIL_LIMIT:
+            size = min(TAIL_BLOCK, pos)
+            pos -= size
+            fh.seek(pos)
+            block = fh.read(size) + carry
+            read += size
+            lines = block.split(b"\n")
+            carry = lines.pop(0) if pos > 0 else b""  # may be cut: joined with the next block
+            for raw in reversed(lines):
+                row = _row_or_none(raw)
+                if row is None:
+                    continue
+                step = step_of(row)
+                if step is None:
+                    continue
+                if found is None:
+                    found = LastStep(step)
+                elif step != found.step:
+                    return found
+                found.keys.update(k for k in row if k not in RESERVED)
+    return found
+
+
+def not_recorded(rows: list[Row], resumed: LastStep) -> list[Row]:
+    """`rows` less what a file at `resumed` holds already: rows at earlier steps, and at its
+    last step the keys recorded there (a row without a step is no step: it stays). The keys
+    written at the last step join `resumed.keys`."""
+    last, seen = resumed.step, resumed.keys
+    kept: list[Row] = []
+    for row in rows:
+        step = row.get("step")
+        if step is None or step > last:
+            kept.append(row)
+        elif step == last:
+            rest = {k: v for k, v in row.items() if k in RESERVED or k not in seen}
+            if any(k not in RESERVED for k in rest):
+                kept.append(rest)
+                seen.update(k for k in rest if k not in RESERVED)
+    return kept
+
+
+def _row_or_none(raw: bytes) -> dict[str, Any] | None:
+    if not raw.strip():
+        return None
+    try:
+        row = json.loads(raw)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) else None
+
+
 # -- series and summaries ---------------------------------------------------------------------
 def is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -6,6 +6,13 @@ thread wakes every `flush_every` seconds, when `flush_rows` rows wait, or when a
 (`request`), and writes the rows, the statistics and the sinks; cores still open at interpreter
 exit are closed then. With reduce=True, rows are reduced across ranks in the caller's thread
 (`reduce_now`) before they reach the buffer.
+
+A run's metrics.jsonl may hold rows already when its Core is made: the run is continued (a
+requeued batch task, `tether run --restart`, a process attached to the run). The Core then
+resumes after the file's last step (`metrics_file.last_step`, read from the end of the file):
+rows at earlier steps, and keys already recorded at that step, are dropped at flush, so a
+training loop that goes back to its last checkpoint never writes a step twice. A finished run
+reopened with `open_run` is not continued: rows are added as they come.
 """
 
 from __future__ import annotations
@@ -25,10 +32,17 @@ from typing import Any
 
 from ..errors import TetherError
 from ..fsio import atomic_write_json
-from ..store.index import Index
-from ..store.layout import INDEX, SUMMARY
+from ..store.layout import SUMMARY
+from ..store.state import FINISHED
 from .handle import TrackedRun
-from .metrics_file import RESERVED, count_rows, iter_metrics
+from .metrics_file import (
+    RESERVED,
+    LastStep,
+    count_rows,
+    iter_metrics,
+    last_step,
+    not_recorded,
+)
 from .reduce import active_world, reduce_rows
 from .sinks.base import Row, Sink, SinkContext, SinkRunner, load_sink
 from .sinks.jsonl import JsonlSink, RowEncoder
@@ -80,6 +94,20 @@ class Core:
     ) -> None:
         self.run = run
         self.path = path
+        # A run continued in a later attempt (requeue, --restart): where its file stood. Not
+        # for a finished run (open_run adds to it), nor in the first attempt, where other
+        # writers of the same run (an operation's scanned output scalars) may already have
+        # written rows that must not hide the script's own.
+        state = run.record.state if run is not None else None
+        self.resumed: LastStep | None = (
+            last_step(path)
+            if state is not None
+            and path is not None
+            and state.status not in FINISHED
+            and len(state.attempts) > 1
+            else None
+        )
+        self.dropped = 0  # rows (or parts of rows) not written again after `resumed`
         self.summary_path = (
             run.dir / SUMMARY if run is not None else (path.parent / SUMMARY if path else None)
         )
@@ -109,6 +137,10 @@ class Core:
         self.last_summary = 0.0
         self.file_error: str | None = None
         self.rank: int | None = None
+        # A rank other than 0 writing its own ranks/<rank>/metrics.jsonl: it writes whatever
+        # rank it is, and leaves the rows reduced across ranks to rank 0.
+        self.per_rank = False
+        self.touched: set[str] = set()  # keys this core logged (the rest: summary.json's)
         # reduce=True
         self.reduce_pending: list[Row] = []
         self.reduce_used = False
@@ -141,12 +173,20 @@ class Core:
         self.sink_states = dict(summary.get("sinks") or {})
         self.summary_extra = {k: v for k, v in summary.items() if k not in ("metrics", "sinks")}
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, on_disk: dict[str, Any] | None = None) -> dict[str, Any]:
         out = dict(self.summary_extra)
         if self.run is not None:
             current = self.run.record.summary or {}
             out.update({k: v for k, v in current.items() if k not in ("metrics", "sinks")})
-        out["metrics"] = {k: dict(v) for k, v in self.stats.items()}
+        metrics = {k: dict(v) for k, v in self.stats.items()}
+        if on_disk:
+            # Another process writes this run's metrics too (a script attached to it, its
+            # owner's output scalars): keep its keys, and its values of keys this core never
+            # logged.
+            for key, stats in (on_disk.get("metrics") or {}).items():
+                if key not in self.touched and isinstance(stats, dict):
+                    metrics[key] = dict(stats)
+        out["metrics"] = metrics
         sinks = dict(self.sink_states)
         for runner in self.runners:
             sinks[runner.name] = runner.state
@@ -161,7 +201,7 @@ class Core:
         self.dirty = False
         if self.summary_path is None:
             return
-        summary = self.summary()
+        summary = self.summary(self._on_disk() if self.run is not None else None)
         try:
             atomic_write_json(self.summary_path, summary, durable=False)
         except OSError as exc:
@@ -171,13 +211,22 @@ class Core:
             record = self.run.record
             record.summary = summary
             # A connection of this thread's own: SQLite connections stay in their thread.
-            index = Index(self.run.store.root / INDEX)
+            index = self.run.store.open_index()
             try:
-                index.upsert(record)
+                index.upsert(record, kind="summary")  # journalled at most every 30 s
             except Exception as exc:
                 log.debug("index not updated with live metrics: %s", exc)
             finally:
                 index.close()
+
+    def _on_disk(self) -> dict[str, Any] | None:
+        """summary.json as another process may have left it."""
+        assert self.summary_path is not None
+        try:
+            loaded = json.loads(self.summary_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return loaded if isinstance(loaded, dict) else None
 
     def _report_file_error(self, message: str) -> None:
         if self.file_error != message:
@@ -268,6 +317,8 @@ class Core:
     # -- flushing (in the thread) -----------------------------------------------------------
     def _write_rank(self) -> bool:
         """False on ranks other than 0 of an initialised torch.distributed."""
+        if self.per_rank:
+            return True
         if self.rank is None:
             dist = sys.modules.get("torch.distributed")
             try:
@@ -286,6 +337,16 @@ class Core:
             materialize(rows, list(self.tensor_keys))
         if not self._write_rank():
             return
+        if rows and self.resumed is not None:
+            before = len(rows)
+            rows = not_recorded(rows, self.resumed)
+            if len(rows) < before and not self.dropped:
+                log.info(
+                    "History: run continued after step %d: rows up to it are recorded already "
+                    "and are not written again",
+                    self.resumed.step,
+                )
+            self.dropped += before - len(rows)
         if self.runners and self.nrows is None:
             # Rows already in the file: sinks number rows from its start.
             if self.path is not None:
@@ -397,6 +458,7 @@ class Core:
             for key, col in zip(keys, cols, strict=True):
                 if key != "step" and key != "t":
                     found.setdefault(key, []).append(col)
+        self.touched.update(found)
         stats = self.stats
         last_row = rows[-1]
         for key, cols in found.items():
@@ -455,6 +517,8 @@ class Core:
             current=self.reduce_every,
         )
         self.reduce_since = time.monotonic()
+        if self.per_rank:
+            reduced = []  # rank 0 records them
         for row in reduced:
             for key in row:
                 if key not in self.kinds and key not in RESERVED:

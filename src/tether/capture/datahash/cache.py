@@ -29,6 +29,8 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from ...mounts import default_cache_dir  # TETHER_CACHE_DIR, else the XDG cache folder
+
 log = logging.getLogger(__name__)
 
 DB_NAME = "hashes.db"
@@ -44,16 +46,6 @@ DirKey = tuple[int, int]
 _SELECT = "SELECT CAST(entries AS BLOB), CAST(checksum AS BLOB) FROM dirs WHERE dev = ? AND ino = ?"
 _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
-
-
-def default_cache_dir() -> Path:
-    """`TETHER_CACHE_DIR`, else `$XDG_CACHE_HOME/tether`, else `~/.cache/tether`."""
-    explicit = os.environ.get("TETHER_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "tether"
 
 
 def default_cache_path() -> Path:
