@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +50,6 @@ from ..context import (
     consume_run_env,
     current_run,
     run_env_of,
-    running,
     set_attacher,
 )
 from ..errors import TetherError
@@ -63,8 +61,7 @@ from ..store.ranks import RankRecord, rank_dir, write_rank
 from ..store.state import FINAL, hostname
 from ..track.history import History
 from ..track.tensorboard import rollup_into_summary
-from .exits import signals_raise_terminated
-from .lifecycle import ending
+from .lifecycle import Outcome, recording
 from .options import RunOptions
 from .prepare import upstream_stages
 from .resolve import copy_config, resolve_config, set_key
@@ -243,19 +240,12 @@ def attached_lifecycle(
         capture.start()
         rank = RankRecord(where.rank, where.world_size, hostname(), os.getpid(), started=now_iso())
         write_rank(record.dir, rank)
-    status, exit_code, error = "completed", 0, None
+    outcome = Outcome()
     try:
-        with running(run), signals_raise_terminated():
+        with recording(run, capture, on_error, outcome):
             yield run
-    except BaseException as exc:
-        status, exit_code, error = ending(exc)
-        if status == "failed" and not isinstance(exc, SystemExit):
-            if capture is not None:
-                capture.write_log("".join(traceback.format_exception(exc)))
-            if on_error is not None:
-                on_error(exc)
-        raise
     finally:
+        status, exit_code, error = outcome.status, outcome.exit_code, outcome.error
         try:
             run._close(status)  # flush and close its History: metrics, summary, index row
             if where.writer:

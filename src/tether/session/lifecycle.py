@@ -7,6 +7,7 @@ import contextlib
 import os
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from ..capture.output import OutputCapture
 from ..clock import now_iso
@@ -42,6 +43,37 @@ def ending(exc: BaseException) -> tuple[str, int, str | None]:
     return "failed", 1, "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
+@dataclass
+class Outcome:
+    """How the block of a run ended: what state.json (or a rank's record) says of it."""
+
+    status: str = "completed"
+    exit_code: int = 0
+    error: str | None = None
+
+
+@contextlib.contextmanager
+def recording(
+    run: Run,
+    capture: OutputCapture | None,
+    on_error: Callable[[BaseException], None] | None,
+    outcome: Outcome,
+) -> Iterator[Outcome]:
+    """Run the block with `run` current and SIGTERM raising Terminated; fill `outcome` from
+    how it ended (a failure's traceback goes to the output log) and re-raise."""
+    try:
+        with running(run), signals_raise_terminated():
+            yield outcome
+    except BaseException as exc:
+        outcome.status, outcome.exit_code, outcome.error = ending(exc)
+        if outcome.status == "failed" and not isinstance(exc, SystemExit):
+            if capture is not None:
+                capture.write_log("".join(traceback.format_exception(exc)))
+            if on_error is not None:
+                on_error(exc)
+        raise
+
+
 def lifecycle(
     store: Store,
     record: RunRecord,
@@ -56,19 +88,12 @@ def lifecycle(
         capture.start()
     # One more attempt: the first of a new run, or the next of a restarted one.
     store.set_state(record, start_attempt(record.state))
-    status, exit_code, error = "completed", 0, None
+    outcome = Outcome()
     try:
-        with running(run), signals_raise_terminated():
+        with recording(run, capture, on_error, outcome):
             yield run
-    except BaseException as exc:
-        status, exit_code, error = ending(exc)
-        if status == "failed" and not isinstance(exc, SystemExit):
-            if capture is not None:
-                capture.write_log("".join(traceback.format_exception(exc)))
-            if on_error is not None:
-                on_error(exc)
-        raise
     finally:
+        status, exit_code, error = outcome.status, outcome.exit_code, outcome.error
         try:
             run._close(status)  # flush and close the run's History and its sinks
             rollup_into_summary(store, record)  # TensorBoard scalars join summary.json
