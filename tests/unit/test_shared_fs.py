@@ -376,7 +376,7 @@ def test_file_pool_hands_back_prepares_and_stops(shared, tmp_path: Path):
 
 WORKER = textwrap.dedent(
     """
-    import os, sys
+    import os, sys, time
     from tether.executors.taskpool import Outcome, TaskPool
     from tether.executors.worker import Worker
 
@@ -391,7 +391,14 @@ WORKER = textwrap.dedent(
                 fh.write(f"{claim.index}\\n")
             return Outcome("completed", claim.run)
 
-    folder, log = sys.argv[1], sys.argv[2]
+    folder, log, ready, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    # A start barrier: every worker is up before any claims, so the pool is really shared
+    # (a loaded machine may start one interpreter long after another has drained the pool).
+    open(os.path.join(ready, str(os.getpid())), "w").close()
+    deadline = time.monotonic() + 60
+    while len(os.listdir(ready)) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    open(log, "a").close()
     print(Worker(TaskPool.open(folder), Runner(log))().done)
     """
 )
@@ -404,9 +411,11 @@ def test_file_pool_workers_claim_every_task_once(shared, tmp_path: Path):
     assert pool.kind == "files"
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
+    ready = tmp_path / "ready"
+    ready.mkdir()
     procs = [
         subprocess.Popen(
-            [sys.executable, str(script), str(folder), str(tmp_path / f"log{w}")],
+            [sys.executable, str(script), str(folder), str(tmp_path / f"log{w}"), str(ready), "4"],
             stdout=subprocess.PIPE,
             text=True,
         )
