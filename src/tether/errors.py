@@ -44,3 +44,16 @@ def did_you_mean(word: str, candidates: list[str] | set[str] | tuple[str, ...]) 
         return by_lower[word.lower()]  # only the case differs: model.c -> model.C
     close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
     return by_lower[close[0]] if close else None
+
+
+def disk_full(path: object) -> str:
+    """The one line for a write that found no space left (ENOSPC, SQLite's "disk is full")."""
+    return f"disk full at {path}: free space and run `tether runs reindex`"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    import errno  # noqa: PLC0415 (only on a failure path)
+
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "disk is full" in str(exc) or "disk full at" in str(exc)

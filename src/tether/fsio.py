@@ -5,8 +5,51 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import time
 from pathlib import Path
 from typing import Any
+
+# The temp names of atomic writes (`.<name>.<pid>.<12 hex>.tmp`): only these are ever cleaned.
+_TEMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{12}\.tmp$")
+ORPHAN_AGE = 600.0  # seconds: older than any write in flight, on this host or another
+_swept: set[str] = set()  # folders already cleaned by this process
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid <= 0x7FFFFFFF
+    return True
+
+
+def sweep_orphans(folder: Path, *, now: float | None = None) -> list[str]:
+    """Remove the temp files of atomic writes killed mid-way in `folder`: tether's own temp names
+    only, older than ORPHAN_AGE and whose writer's pid is not alive here. Returns their names."""
+    removed: list[str] = []
+    now = time.time() if now is None else now
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP.match(entry.name)
+        if m is None:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not entry.is_file(follow_symlinks=False) or now - st.st_mtime < ORPHAN_AGE:
+                continue
+            if _alive(int(m.group(1))):
+                continue
+            os.unlink(entry.path)
+            removed.append(entry.name)
+        except OSError:
+            continue
+    return removed
 
 
 def _fsync_dir(path: Path) -> None:
@@ -43,6 +86,12 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bo
         raise
     if durable:
         _fsync_dir(target.parent)
+    folder = str(target.parent)
+    if folder not in _swept:  # once per folder and process: the next write after a crash
+        if len(_swept) > 10_000:
+            _swept.clear()  # a long batch driver: bounded memory, an occasional second look
+        _swept.add(folder)
+        sweep_orphans(target.parent)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, durable: bool = True) -> None:

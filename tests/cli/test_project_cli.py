@@ -174,6 +174,7 @@ def test_check_reports_index_health(tmp_path: Path, runs_root: Path):
     assert report["index"] == {
         "path": str(runs_root / "index.db"),
         "exists": True,
+        "state": "ok",
         "ok": True,
         "check": "ok",
         "runs": 2,

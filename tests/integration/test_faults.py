@@ -13,12 +13,15 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tether import fsio
 
 from ._support import SCRIPTS, TIMEOUT, World, is_zombie, wait_for
 
@@ -584,3 +587,30 @@ def test_corrupt_index_is_recovered_by_reindex(world: World) -> None:
     reindex = world.tether("runs", "reindex")
     assert reindex.returncode == 0, reindex.stderr
     assert world.listing() == before
+
+
+def test_orphan_temp_files_of_a_killed_write_are_cleaned_at_the_next_write(tmp_path: Path):
+    """A writer SIGKILLed between its temp file and the rename leaves `.x.<pid>.<hex>.tmp`; the
+    next atomic write of that folder (another process) removes it, and nothing of the user's."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    killed = (
+        "import os, signal, sys\n"
+        "from tether import fsio\n"
+        "os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "fsio.atomic_write_json(sys.argv[1], {'status': 'running'})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", killed, str(folder / "state.json")])
+    assert proc.returncode == -signal.SIGKILL
+    (orphan,) = folder.glob(".state.json.*.tmp")
+    mine = [folder / n for n in ("notes.tmp", ".state.json.tmp", ".x.12.abc.tmp", "a.1.tmp")]
+    young = folder / f".summary.json.{os.getpid() + 10**7}.{'0' * 12}.tmp"
+    for path in [*mine, young]:
+        path.write_text("the user's\n")
+    old = time.time() - 2 * fsio.ORPHAN_AGE
+    for path in [orphan, *mine]:
+        os.utime(path, (old, old))
+    write = "import sys\nfrom tether import fsio\nfsio.atomic_write_json(sys.argv[1], {})\n"
+    subprocess.run([sys.executable, "-c", write, str(folder / "summary.json")], check=True)
+    assert not orphan.exists()
+    assert all(p.read_text() == "the user's\n" for p in [*mine, young])  # not ours, or too new

@@ -149,3 +149,58 @@ def test_local_batch_survives_a_worker_killed_with_sigkill(tmp_path: Path) -> No
     done = sorted(a["idx"] for a in pool.attempts() if a["status"] == "completed")
     assert done == list(range(12))
     assert [r.attempts for r in pool.rows()][5] == 2
+
+
+ALONE = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from pathlib import Path
+    import tether
+
+    HERE = Path(sys.argv[1])
+
+    @tether.experiment(defaults={"i": 0, "tasks": [0, 1, 2]}, snapshot=False)
+    def main(cfg):
+        if cfg.i == 0 and not (HERE / "killed").exists():
+            (HERE / "killed").write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        if cfg.i == 0:
+            (HERE / "rerun").write_text("done")
+        if cfg.i == 1:
+            # Runs across the kill: until task 0 was killed and done again by another worker.
+            deadline = time.monotonic() + 120
+            while not (HERE / "rerun").exists():
+                if time.monotonic() > deadline:
+                    raise TimeoutError("task 0 was never rerun")
+                time.sleep(0.05)
+        return cfg.i
+
+    if __name__ == "__main__":
+        main.cli(sys.argv[2:])
+    """
+)
+
+
+def test_a_killed_local_worker_costs_only_its_own_task(tmp_path: Path) -> None:
+    """SIGKILL of one loky worker while another worker's task runs: that task goes on in its
+    process and completes at its first attempt; only the killed task runs again."""
+    script = tmp_path / "job.py"
+    script.write_text(ALONE)
+    env = dict(os.environ, TETHER_TASK_LEASE="2", TETHER_RUNS=str(tmp_path / "runs"))
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), "--task-to", "i", "--n-jobs", "3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    killed = int((tmp_path / "killed").read_text())
+    parent = next(p for p in (tmp_path / "runs").iterdir() if (p / "tasks.db").exists())
+    pool = TaskPool.open(parent)
+    assert pool.counts()["completed"] == 3
+    assert [r.attempts for r in pool.rows()] == [2, 1, 1]
+    assert "Traceback" not in proc.stderr
+    with pytest.raises(ProcessLookupError):
+        os.kill(killed, 0)

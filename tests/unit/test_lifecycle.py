@@ -205,7 +205,7 @@ def test_purge_leaves_a_reused_save_dir_alone(store: Store, tmp_path: Path):
     [entry] = lifecycle.trashed(store)
     result = lifecycle.purge(store, entry)
     assert (out / "precious.txt").is_file()
-    assert any("left alone" in p for p in result.problems)
+    assert result.left_alone is not None and "left alone" in result.left_alone
 
 
 # -- archives ------------------------------------------------------------------------------------

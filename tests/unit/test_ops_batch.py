@@ -210,3 +210,13 @@ def test_missing_batch_file(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(TetherError, match="^nope.csv: no such batch file$"):
         read_batch_file(OP, "nope.csv")
+
+
+def test_max_runs_above_the_limit_needs_yes_unless_the_grid_is_small():
+    assert "pass --yes" in error_of(["lr=uniform(0,1)"], random_mode=True, max_runs=20_000)
+    big = batch_of(["lr=uniform(0,1)"], random_mode=True, max_runs=20_000, confirmed=True)
+    assert big is not None and big.total == 20_000 and len(big.trials) == 20_000
+    small = batch_of(["lr=[1,2]"], max_runs=20_000)
+    assert small is not None and small.total == 2
+    shown = batch_of(["lr=range(0,200)", "C=range(0,200)"], max_runs=30_000, shown=5)
+    assert shown is not None and shown.total == 30_000 and len(shown.trials) == 5

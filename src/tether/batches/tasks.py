@@ -18,6 +18,7 @@ from typing import Any
 from ..capture.resolvers import register
 from ..config.compose import ABSENT, select_node, suggest_key
 from ..errors import ConfigError
+from ..ops.flags import refuse_aliases
 
 DEFAULT_TASKS_KEY = "tasks"
 
@@ -85,13 +86,17 @@ def read_tasks_file(path: str) -> list[Any]:
         import yaml
 
         try:
+            refuse_aliases(text)
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f":{mark.line + 1}" if mark else ""
             raise ConfigError(
-                f"--tasks {path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})"
+                f"--tasks {path}{where}: not valid YAML "
+                f"({str(getattr(exc, 'problem', None) or exc).splitlines()[0]})"
             )
+        except (ValueError, RecursionError) as exc:  # a 5,000-digit integer, deep nesting
+            raise ConfigError(f"--tasks {path}: not valid YAML ({str(exc)[:80]})")
         if isinstance(data, dict) and isinstance(data.get("tasks"), list):
             data = data["tasks"]
         if not isinstance(data, list):
@@ -113,7 +118,7 @@ def _scalar(text: str) -> Any:
 
     try:
         value = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):
         return text
     return value if isinstance(value, (str, int, float, bool)) else text
 

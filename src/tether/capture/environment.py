@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import re
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
+from ..ids import fnv1a64
 from ..mounts import default_cache_dir
 from ..store.state import scheduler_job
 
@@ -122,7 +122,8 @@ def _direct_url(path: str) -> dict[str, Any] | None:
 
 
 def _cache_path(dirs: list[str]) -> str:
-    key = hashlib.sha1("\0".join([sys.executable, *dirs]).encode()).hexdigest()[:16]
+    text = "\0".join([sys.executable, *dirs]).encode("utf-8", "surrogateescape")
+    key = f"{fnv1a64(text):016x}"
     return os.path.join(default_cache_dir(), f"packages-{key}.json")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -83,12 +84,14 @@ def _index(root: Path) -> dict[str, Any]:
 
     from ..mounts import fstype
     from ..store import Store
+    from ..store.index import diagnose, trouble
 
     store = Store(root)
     path = store.index_path  # on a shared filesystem: this host's cache of the index
     info: dict[str, Any] = {
         "path": str(path),
         "exists": path.is_file(),
+        "state": "missing",
         "ok": True,
         "check": None,
         "runs": None,
@@ -98,25 +101,39 @@ def _index(root: Path) -> dict[str, Any]:
     }
     if not info["exists"]:
         return info
-    try:
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=10)
+    # The index's real state: what the next command would find (read-only: nothing changes).
+    state, detail = diagnose(path, thorough=True)
+    info["state"], info["check"] = state, detail
+    reindex = "`tether runs reindex` rebuilds it from the run folders"
+    if state == "ok":
+        info["check"] = "ok"
         try:
-            rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
-            info["check"] = "; ".join(rows)
-            if rows != ["ok"]:
-                info["ok"] = False
-            else:
+            conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=10)
+            try:
                 info["runs"] = int(conn.execute("SELECT count(*) FROM runs").fetchone()[0])
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        info["ok"] = False
-        info["check"] = info["check"] or str(exc)
-    if not info["ok"]:
-        info["problem"] = (
-            f"index {path} is damaged ({info['check']}); `tether runs reindex` rebuilds it "
-            "from the run folders"
-        )
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            state, info["check"] = "unavailable", str(exc)
+        if info["runs"] == 0 and store.has_run_folder():
+            state = "schema-only"
+            info["problem"] = (
+                f"index {path} lists no run while run folders exist; the next command or {reindex}"
+            )
+        elif state == "ok" and os.access(root, os.W_OK) and not os.access(path, os.W_OK):
+            state = "read-only"  # chmod or chattr +i: reads work, every write would fail
+            info["problem"] = (
+                f"index {path} is not writable: runs cannot be created or changed "
+                "(chmod u+w, or chattr -i, the file)"
+            )
+    elif state in ("empty", "incomplete"):
+        info["problem"] = f"index {path} is {state} ({detail}); the next command or {reindex}"
+    elif state == "damaged":
+        info["problem"] = f"index {path} is damaged ({detail}); {reindex}"
+    if state == "unavailable":
+        info["problem"] = trouble(path, info["check"] or "unknown error")
+    info["state"] = state
+    info["ok"] = info["problem"] is None
     return info
 
 
@@ -194,7 +211,7 @@ def _print(report: dict[str, Any]) -> None:
         n = index["runs"]
         rows.append(("index", f"{index['path']} (ok, {n} run{'' if n == 1 else 's'})"))
     else:
-        rows.append(("index", f"{index['path']} (damaged)"))
+        rows.append(("index", f"{index['path']} ({index['state']})"))
     for key, value in rows:
         click.echo(f"{key:<10}  {value}")
     for warning in project["warnings"]:

@@ -170,9 +170,15 @@ def purge(ctx: click.Context, runs: tuple[str, ...], all_: bool, yes: bool) -> N
         if not click.confirm(f"Delete {_n(len(entries))} for good: {listed}{more}?"):
             click.echo("nothing purged")
             ctx.exit(1)
+    left_alone = []
     for entry in entries:
         result = lifecycle.purge(store, entry)
         extra = f", {len(result.refs)} snapshot ref(s)" if result.refs else ""
         click.echo(f"purged {entry.id[:13]} ({entry.name}){extra}")
         for problem in result.problems:
             click.echo(f"  warning: {problem}", err=True)
+        if result.left_alone:
+            left_alone.append(result.left_alone)
+    if left_alone:
+        more = f" (and {len(left_alone) - 1} more)" if len(left_alone) > 1 else ""
+        raise TetherError(f"{left_alone[0]}{more}", "tether deletes only folders it made")

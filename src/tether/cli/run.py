@@ -122,6 +122,8 @@ def run(
         random_mode=random_mode,
         max_runs=max_runs,
         seed=seed,
+        confirmed=yes,
+        shown=PREVIEW_TRIALS if preview else None,
     )
     needed = needed or opdef.needed
     if preview:
@@ -298,6 +300,9 @@ def _batch(
 
 
 # -- preview ----------------------------------------------------------------------------------
+PREVIEW_TRIALS = 50  # the trials a preview shows, and all that it expands
+
+
 def _preview(project: Any, op: Any, spec: Any, batch: Any, store: Any) -> int:
     from ..lock import dump_yaml
     from ..ops.exec import plan_trial
@@ -336,14 +341,14 @@ def _preview(project: Any, op: Any, spec: Any, batch: Any, store: Any) -> int:
     else:
         out("output scalars: off")
     if batch is not None:
-        n = len(batch.trials)
+        n = batch.total
         out(f"batch: {n} trial{'s' if n != 1 else ''} ({batch.mode}), each a run of its own")
         for note in batch.notes:
             out(f"  {note}")
-        for i, trial in enumerate(batch.trials[:50], start=1):
+        for i, trial in enumerate(batch.trials[:PREVIEW_TRIALS], start=1):
             out(f"  {i:>3}  {describe(trial) or '(defaults)'}")
-        if n > 50:
-            out(f"  ... and {n - 50} more")
+        if n > PREVIEW_TRIALS:
+            out(f"  ... and {n - PREVIEW_TRIALS} more")
     errors = staging.errors()
     out("nothing was run (--preview)")
     if errors:

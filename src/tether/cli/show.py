@@ -75,7 +75,7 @@ def show(ctx: click.Context, run: str, as_json: bool) -> None:
     console.print(f"dir:      {record.dir}", soft_wrap=True)
     console.print(
         f"started:  {state.get('started') or '-'}   stopped: {state.get('stopped') or '-'}"
-        f"   duration: {duration(state.get('started'), state.get('stopped')) or '-'}"
+        f"   duration: {duration(state.get('started'), record.state.end(record.dir)) or '-'}"
     )
     if state.get("exit_code") not in (None, 0):
         console.print(f"exit:     {state['exit_code']}   {state.get('error') or ''}")

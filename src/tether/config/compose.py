@@ -160,6 +160,7 @@ def _check_type(key: str, old: Any, new: Any, source: str) -> None:
 
 def apply_override(cfg: Any, item: str, source: str = "") -> None:
     """Apply one `key=value`, `+key=value` or `key=@file.yaml` to `cfg` in place."""
+    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -183,6 +184,12 @@ def apply_override(cfg: Any, item: str, source: str = "") -> None:
         except OmegaConfBaseException as exc:
             raise ConfigError(
                 f"override {item!r}{source}: cannot parse value ({exc})".splitlines()[0]
+            )
+        except (yaml.YAMLError, ValueError) as exc:  # ValueError: a 5,000-digit integer
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0][:80]
+            raise ConfigError(
+                f"override {item!r}{source}: the value is not valid YAML ({problem})",
+                f"quote it to pass a string: {key}='\"...\"'",
             )
         if not add:
             _check_type(key, old, value, source)

@@ -22,7 +22,7 @@ import itertools
 import json
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,11 @@ class Batch:
     trials: list[dict[str, Any]]
     spec: dict[str, Any]  # the batch run's config
     notes: list[str] = field(default_factory=list)
+    total: int = -1  # how many trials the batch has; `trials` may hold only the first ones
+
+    def __post_init__(self) -> None:
+        if self.total < 0:
+            self.total = len(self.trials)
 
 
 # -- batch files ------------------------------------------------------------------------------
@@ -79,12 +84,14 @@ def read_batch_file(op: OpDef, path: str) -> list[dict[str, Any]]:
         import yaml
 
         try:
-            data = yaml_load(text)
+            data = yaml_load(text, aliases=False)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(exc, "problem", None) or type(exc).__name__
             raise TetherError(f"{shown}: not valid YAML{where} ({problem})")
+        except (ValueError, RecursionError) as exc:  # a 5,000-digit integer, deep nesting
+            raise TetherError(f"{shown}: not valid YAML ({str(exc)[:80]})")
         rows = _object_rows(data, shown, "mapping", "YAML")
     if not rows:
         raise TetherError(f"{shown}: no rows (one trial per row)")
@@ -206,17 +213,20 @@ def _draw(rng: random.Random, source: list[Any] | Sampler) -> Any:
     return float(f"{x:.6g}")  # six significant digits: readable, and plenty for a search
 
 
-def random_trials(op: OpDef, spec: FlagSpec, n: int, seed: int) -> list[dict[str, Any]]:
+def iter_random_trials(op: OpDef, spec: FlagSpec, n: int, seed: int) -> Iterator[dict[str, Any]]:
+    """The `n` random trials of `seed`, drawn one at a time (a preview draws only what it shows)."""
     rng = random.Random(seed)
     sources: dict[str, list[Any] | Sampler] = {**spec.grid, **spec.sampled}
-    out = []
     for _ in range(n):
         values = dict(spec.fixed)
         for name in spec.words:
             if name in sources:
                 values[name] = fit(op, name, _draw(rng, sources[name]))
-        out.append({k: values[k] for k in spec.words if k in values})
-    return out
+        yield {k: values[k] for k in spec.words if k in values}
+
+
+def random_trials(op: OpDef, spec: FlagSpec, n: int, seed: int) -> list[dict[str, Any]]:
+    return list(iter_random_trials(op, spec, n, seed))
 
 
 def expand(
@@ -227,8 +237,14 @@ def expand(
     random_mode: bool = False,
     max_runs: int | None = None,
     seed: int | None = None,
+    confirmed: bool = False,
+    shown: int | None = None,
 ) -> Batch | None:
-    """The trials the command line asks for, or None for a single run."""
+    """The trials the command line asks for, or None for a single run.
+
+    `shown` (a preview) expands only the first `shown` trials, `Batch.total` still counting
+    them all; `--max-runs` above MAX_TRIALS needs `confirmed` (`--yes`) unless only shown.
+    """
     if max_runs is not None and max_runs < 1:
         raise TetherError("--max-runs must be at least 1")
     if not (spec.is_batch or batch_file or random_mode):
@@ -251,7 +267,9 @@ def expand(
         if seed is None:
             seed = random.SystemRandom().randrange(2**31)
         n = max_runs or DEFAULT_RANDOM_RUNS
-        trials = random_trials(op, spec, n, seed)
+        _check_size(n, confirmed or shown is not None)
+        drawn = iter_random_trials(op, spec, n, seed)
+        trials = list(drawn if shown is None else itertools.islice(drawn, shown))
         batch_spec: dict[str, Any] = {
             "op": op.name,
             "mode": "random",
@@ -259,7 +277,7 @@ def expand(
             "max_runs": n,
             "seed": seed,
         }
-        return Batch("random", trials, _with_trials(batch_spec, trials), notes)
+        return Batch("random", trials, _with_trials(batch_spec, n), notes, n)
     if seed is not None:
         notes.append("--seed only matters with --random")
     if batch_file:
@@ -279,19 +297,32 @@ def expand(
         batch_spec = {"op": op.name, "mode": "file", "file": batch_file, "flags": flags_spec}
         if max_runs is not None:
             batch_spec["max_runs"] = max_runs
-        return Batch("file", trials, _with_trials(batch_spec, trials), notes)
+        return Batch("file", trials, _with_trials(batch_spec, len(trials)), notes)
     size = _grid_size(spec.grid)
-    trials = grid_trials(spec, max_runs)
+    total = size if max_runs is None else min(size, max_runs)
+    _check_size(total, confirmed or shown is not None or max_runs is None)
+    if shown is not None and total > MAX_TRIALS:
+        trials = grid_trials(spec, shown)
+    else:
+        trials = grid_trials(spec, max_runs)
     if max_runs is not None and size > max_runs:
         notes.append(f"--max-runs {max_runs}: the first {max_runs} of {size} grid trials")
     batch_spec = {"op": op.name, "mode": "grid", "flags": flags_spec}
     if max_runs is not None:
         batch_spec["max_runs"] = max_runs
-    return Batch("grid", trials, _with_trials(batch_spec, trials), notes)
+    return Batch("grid", trials, _with_trials(batch_spec, total), notes, total)
 
 
-def _with_trials(spec: dict[str, Any], trials: list[dict[str, Any]]) -> dict[str, Any]:
-    spec["trials"] = len(trials)
+def _check_size(total: int, confirmed: bool) -> None:
+    if total > MAX_TRIALS and not confirmed:
+        raise TetherError(
+            f"--max-runs asks for {total} trials, above the limit of {MAX_TRIALS}",
+            "pass --yes to start that many runs, or --preview to see the first ones",
+        )
+
+
+def _with_trials(spec: dict[str, Any], total: int) -> dict[str, Any]:
+    spec["trials"] = total
     # OmegaConf would read `${...}` in a flag's text as an interpolation: keep it literal.
     spec["flags"] = {k: v.replace("${", "\\${") for k, v in spec["flags"].items()}
     return spec

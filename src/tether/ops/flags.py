@@ -99,10 +99,27 @@ _NOT_PLAIN = object()
 _LOADER: Any = None
 
 
-def yaml_load(text: str) -> Any:
+def refuse_aliases(text: str) -> None:
+    """Raise a YAML error at the first anchor or alias (`&a`, `*a`): files of rows and tasks are
+    plain data, and an alias can make a document refer to itself (`- &a {lr: *a}`)."""
+    import yaml
+
+    for token in yaml.scan(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        if isinstance(token, (yaml.AnchorToken, yaml.AliasToken)):
+            raise yaml.MarkedYAMLError(
+                problem=f"anchors and aliases are not allowed (found {token.value!r}); "
+                "write the values out",
+                problem_mark=token.start_mark,
+            )
+
+
+def yaml_load(text: str, aliases: bool = True) -> Any:
     """`yaml.safe_load`, except that `1e-4` is a number (YAML 1.1 wants `1.0e-4`)."""
     global _LOADER
     import yaml
+
+    if not aliases:
+        refuse_aliases(text)
 
     if _LOADER is None:
         base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -30,7 +30,7 @@ from ..globs import compile_glob, has_magic, matches, rebase, split_patterns
 from ..project.model import DependencyDef, OpDef, Project
 from ..session.replay import Replay, pinned
 from ..store import Store
-from ..store.layout import ATTRS, LOCK, METRICS, OUTPUT, STATE, SUMMARY
+from ..store.layout import ATTRS, LOCK, MANIFEST, MARKER, METRICS, OUTPUT, STATE, SUMMARY
 from ..store.records import IndexRow
 from ..store.where import compile_where
 from ..workspace import PROJECT_FILES
@@ -38,7 +38,19 @@ from ..workspace import PROJECT_FILES
 STAGED_LIST = ".tether-staged"  # what a run had staged: its inputs, not its outputs
 BATCH_FILE = "batch.json"
 RECORD_NAMES = frozenset(
-    {LOCK, STATE, ATTRS, OUTPUT, METRICS, SUMMARY, "source", STAGED_LIST, BATCH_FILE}
+    {
+        LOCK,
+        STATE,
+        ATTRS,
+        OUTPUT,
+        METRICS,
+        SUMMARY,
+        MANIFEST,
+        MARKER,
+        "source",
+        STAGED_LIST,
+        BATCH_FILE,
+    }
 )
 DEFAULT_SOURCECODE = [
     "*.py",

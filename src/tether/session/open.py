@@ -29,6 +29,7 @@ from ..store import RunRecord, Store, open_store
 from ..store.state import BUSY
 from ..track.sinks.mlflow import MlflowSink
 from .attach import attached_run
+from .manifest import write_manifest
 from .run import Run
 
 
@@ -108,3 +109,6 @@ def open_run(
     finally:
         leave(token)
         handle._close(status)
+        if attached is None:  # an attached process's owner writes it as the run ends
+            with contextlib.suppress(TetherError, OSError):
+                write_manifest(record.dir, record.id)

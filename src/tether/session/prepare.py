@@ -17,6 +17,7 @@ from ..capture.tracking import data_entries, hash_entries, mark_pending
 from ..errors import TetherError
 from ..lock import DataRecord, RunLock, StageRecord
 from ..store import Store
+from ..store.safety import check_save_dir
 from ..workspace import project_id
 from .naming import default_name
 from .options import RunOptions
@@ -49,6 +50,8 @@ def prepare(
     )
     if early is not None and early.usable(opts.snapshot):
         lock.id = early.run_id  # the early snapshot's commit message names this id
+    if explicit_dir is not None:
+        check_save_dir(explicit_dir, store.root, lock.id)  # before anything is written there
     run_dir = explicit_dir or store.run_dir(lock.id)
     set_key(cfg, container, "save_dir", str(run_dir))
     lock.stages, folders = upstream_stages(store, opts, cfg, container, collected)
@@ -62,8 +65,6 @@ def prepare(
         hash_entries(entries)
     lock.data = entries
     if opts.snapshot.enabled:
-        if explicit_dir is not None and (explicit_dir / "run.lock").exists():
-            store.create(lock, run_dir=explicit_dir)  # refuses, naming the run already there
         if early is not None and early.usable(opts.snapshot):
             lock.sources = early.result()
         else:

@@ -19,11 +19,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..capture.snapshot import EarlySnapshot
-from ..context import current_run
+from ..context import current_run, run_env_of
 from ..debug import post_mortem
 from ..store import open_store
-from .attach import attach_run, attached_parent
-from .attach import target as attach_target
 from .exits import Skipped
 from .lifecycle import announce, lifecycle
 from .naming import function_run_name
@@ -68,7 +66,12 @@ def start_run(
     files; its status stays its owner's. `attach=False` creates a new run all the same, whose
     parent is that run. `flags`: an operation's flag values (run.lock `flags`).
     """
-    if attach:
+    if attach and run_env_of() is not None:
+        # A process tether started for a run: the attaching machinery (History, the rank
+        # records) loads only there.
+        from .attach import attach_run  # noqa: PLC0415
+        from .attach import target as attach_target  # noqa: PLC0415
+
         found = attach_target()
         if found is not None:
             own = options or RunOptions(
@@ -83,7 +86,7 @@ def start_run(
             return
     if parent is None:
         # A run started inside an attached one (or inside any run's process) is its child.
-        parent = attached_parent()
+        parent = _attached_parent()
     opts = options or RunOptions(
         name=name,
         snapshot=snapshot if isinstance(snapshot, SnapshotOptions) else SnapshotOptions(snapshot),
@@ -163,3 +166,14 @@ def run_for_call(
             file=sys.stderr,
         )
         return None
+
+
+def _attached_parent() -> str | None:
+    """The run this process attached to or was started for, if any. session.attach is loaded
+    only where that can be: a process with the run variables, or one that attached already
+    (`History()`, `open_run()`, a run's block)."""
+    if run_env_of() is None and "tether.session.attach" not in sys.modules:
+        return None
+    from .attach import attached_parent  # noqa: PLC0415
+
+    return attached_parent()

@@ -4,10 +4,11 @@ An archive is a gzip'd tar holding `manifest.json` (format, version, the runs it
 run's folder under `runs/<id>/` (an explicit save_dir is followed, so the archive holds the files,
 not the link) and, optionally, `snapshots/<n>.bundle`: git bundles of the runs' snapshot refs.
 
-Importing checks every member before anything is written: absolute paths, `..`, links that leave
-their run folder, devices and FIFOs, and names outside the layout above are refused with the
-member's name. Members are extracted into a staging folder inside the runs root and each run is
-then moved into place with one rename, so a failed import leaves nothing half-imported.
+Importing checks every member before anything is written (`archive_checks`): absolute paths,
+`..`, links that leave their run folder, devices and FIFOs, names outside the layout above, and
+archives larger than they say or than fits are refused in one line. Members are extracted into a
+staging folder inside the runs root and each run is then moved into place with one rename, so a
+failed import leaves nothing half-imported.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import contextlib
 import io
 import json
 import os
-import posixpath
 import shutil
 import stat
 import tarfile
@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import git
@@ -32,6 +32,16 @@ from ..clock import now_iso
 from ..errors import StoreError, TetherError
 from ..git import SNAPSHOT_REF
 from ..ids import is_run_id
+from .archive_checks import (
+    FORMAT,
+    MANIFEST,
+    RUNS,
+    SNAPSHOTS,
+    UnsafeArchive,
+    check_budget,
+    check_links,
+    check_member,
+)
 from .layout import LOCK
 from .lifecycle import TRASH
 from .records import RunRecord
@@ -40,17 +50,9 @@ from .store import Store
 if TYPE_CHECKING:
     import subprocess
 
-FORMAT = "tether-archive"
 VERSION = 1
-MANIFEST = "manifest.json"
-RUNS = "runs"
-SNAPSHOTS = "snapshots"
 
 Progress = Callable[[int], None]  # called with the bytes just processed
-
-
-class UnsafeArchive(TetherError):
-    """An archive member that could write outside its place: nothing is extracted."""
 
 
 @dataclass
@@ -156,6 +158,8 @@ def export_runs(
         "format": FORMAT,
         "version": VERSION,
         "created": now_iso(),
+        # What the import will write: its size budget (see `check_budget`).
+        "bytes": _total,
         "runs": [
             {
                 "id": r.id,
@@ -286,57 +290,6 @@ def _git(repo: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 # -- import --------------------------------------------------------------------------------------
-def check_member(member: tarfile.TarInfo) -> None:
-    """Refuse a member that could write outside its place; names the member in the message."""
-    name = member.name
-
-    def refuse(why: str) -> UnsafeArchive:
-        return UnsafeArchive(f"archive member {name!r} refused: {why}", "nothing was imported")
-
-    if not name or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise refuse("absolute path")
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    if ".." in parts:
-        raise refuse("its path leaves the archive ('..')")
-    if member.isdev() or member.ischr() or member.isblk() or member.isfifo():
-        raise refuse("a device or FIFO")
-    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        raise refuse("not a file, folder or link")
-    top = parts[0]
-    if top == MANIFEST and len(parts) == 1:
-        if not member.isfile():
-            raise refuse("the manifest is not a file")
-        return
-    if top == SNAPSHOTS:
-        if member.isdir() and len(parts) == 1:
-            return
-        if len(parts) == 2 and member.isfile() and parts[1].endswith(".bundle"):
-            return
-        raise refuse("unexpected entry under snapshots/")
-    if top != RUNS:
-        raise refuse("not part of a tether archive (expected manifest.json, runs/, snapshots/)")
-    if len(parts) == 1:
-        if not member.isdir():
-            raise refuse("runs is not a folder")
-        return
-    if not is_run_id(parts[1]):
-        raise refuse(f"{parts[1]!r} is not a run id")
-    run_top = f"{RUNS}/{parts[1]}"
-    if len(parts) == 2 and not member.isdir():
-        raise refuse("a run folder that is not a folder")
-    if member.issym():
-        link = member.linkname
-        if link.startswith(("/", "\\")) or (len(link) > 1 and link[1] == ":"):
-            raise refuse(f"a link to an absolute path ({link})")
-        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), link))
-        if not (resolved == run_top or resolved.startswith(run_top + "/")):
-            raise refuse(f"a link pointing outside its run folder ({link})")
-    if member.islnk():
-        resolved = posixpath.normpath(member.linkname)
-        if not resolved.startswith(run_top + "/"):
-            raise refuse(f"a hard link pointing outside its run folder ({member.linkname})")
-
-
 def read_manifest(tar: tarfile.TarFile, source: Path) -> dict[str, Any]:
     try:
         fh = tar.extractfile(MANIFEST)
@@ -350,7 +303,13 @@ def read_manifest(tar: tarfile.TarFile, source: Path) -> dict[str, Any]:
         raise TetherError(f"{source}: {MANIFEST} is not valid JSON")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise TetherError(f"{source} is not a tether archive ({MANIFEST} has another format)")
-    if int(manifest.get("version", 0)) > VERSION:
+    version = manifest.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise TetherError(
+            f"{source}: {MANIFEST} has version {str(version)[:40]!r}, expected a whole number",
+            "the archive is damaged or not made by `tether archive`",
+        )
+    if version > VERSION:
         raise TetherError(
             f"{source}: archive version {manifest.get('version')} is newer than this tether "
             f"reads ({VERSION})",
@@ -391,7 +350,9 @@ def import_archive(
             raise TetherError(f"{path} is damaged ({exc})")
         for member in members:
             check_member(member)
+        check_links(members)
         manifest = read_manifest(tar, path)
+        check_budget(members, manifest, path, store.root)
         listed = [r.get("id") for r in manifest.get("runs") or [] if isinstance(r, dict)]
         present = {m.name.split("/")[1] for m in members if m.name.startswith(f"{RUNS}/")}
         present.discard("")
@@ -427,7 +388,12 @@ def import_archive(
                 )
                 if not take:
                     continue
-                _extract(tar, member, staging)
+                try:
+                    _extract(tar, member, staging)
+                except tarfile.TarError as exc:  # the data filter's second line (FilterError)
+                    raise UnsafeArchive(
+                        f"archive member {member.name!r} refused: {exc}", "nothing was imported"
+                    )
                 if progress and member.isfile():
                     progress(member.size)
             for run_id in wanted:

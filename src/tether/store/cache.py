@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from ..ids import fnv1a64
 from ..mounts import local_cache_dir
 from .index import Index
 from .journal import Journal
@@ -34,29 +35,29 @@ Loader = Callable[[str], RunRecord | None]  # a run as its folder is now; None: 
 def cache_path(root: str | os.PathLike[str]) -> Path:
     """The local cache file of the index of runs root `root`."""
     real = os.path.realpath(root)
-    digest = f"{_fnv1a64(real.encode('utf-8', 'surrogateescape')):016x}"
+    digest = f"{fnv1a64(real.encode('utf-8', 'surrogateescape')):016x}"
     name = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(real))[:40] or "root"
     return local_cache_dir() / CACHE_FOLDER / f"{name}-{digest}.db"
 
 
-def _fnv1a64(data: bytes) -> int:
-    """A 64-bit FNV-1a hash: enough to tell runs roots apart, without importing hashlib
-    (3 ms of start-up for every run)."""
-    value = 0xCBF29CE484222325
-    for byte in data:
-        value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return value
-
-
-def rebuild(index: Index, journal: Journal, records: Callable[[], Iterable[RunRecord]]) -> int:
-    """Rebuild the cache from the run folders; the number of runs.
+def rebuild(
+    index: Index,
+    journal: Journal,
+    records: Callable[[], Iterable[RunRecord]],
+    *,
+    heal: bool = False,
+) -> int:
+    """Rebuild the cache from the run folders; the number of runs. `heal`: the cache file is
+    missing or damaged, so a new file is built and renamed into place (Index.rebuild_file).
 
     The journal's end is read before the folders: a change made during the scan is in the scan
     or in an entry after that end (applied at the next catch-up; applying twice is harmless).
     """
     ident = journal.ident()
-    known = index.position()
+    known = None if heal else index.position()
     end = journal.end(known[1] if known and known[0] == ident else 0) if ident else 0
+    if heal:
+        return index.rebuild_file(records(), position=(ident, end))
     return index.rebuild(records(), position=(ident, end))
 
 

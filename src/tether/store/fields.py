@@ -20,7 +20,14 @@ _SIMPLE: dict[str, tuple[str, str, bool, bool]] = {
     "id": ("column", "runs.id", False, True),
     "name": ("column", "runs.name", False, False),
     "op": ("column", "runs.name", False, False),
-    "status": ("column", "runs.status", False, False),
+    # What `tether runs` shows: a live run whose process is gone reads `unknown` (state.py).
+    "status": (
+        "column",
+        "(CASE WHEN runs.status IN ('pending', 'running') THEN "
+        "tether_status(runs.status, runs.host, runs.pid, runs.proc_start) ELSE runs.status END)",
+        False,
+        False,
+    ),
     "label": ("column", "runs.label", True, False),
     "tag": ("tag", "", False, False),
     "started": ("time", "runs.started", True, False),

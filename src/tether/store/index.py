@@ -14,6 +14,7 @@ the journal's id and the number of the last entry applied.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -22,9 +23,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..errors import disk_full
 from ..sqlite_retry import enable_wal, immediate
 from .journal import Journal
 from .records import IndexRow, RunRecord
+from .state import sql_status
 
 SCHEMA_VERSION = 2
 
@@ -78,6 +81,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 Position = tuple[str | None, int]
 _POSITION_KEY = "journal"
 _RUN_TABLES = (("runs", "id"), ("tags", "run"), ("vals", "run"), ("stages", "run"))
+
+# The tables an index must have; one missing is damage (rebuilt), not an empty store.
+TABLES = ("schema_version", "runs", "tags", "vals", "stages")
 
 _COLUMNS = (
     "id, name, status, created, started, stopped, host, pid, proc_start, exit_code, label, "
@@ -148,6 +154,69 @@ def _regexp(pattern: object, value: object) -> int:
     return 1 if compiled.search(value if isinstance(value, str) else str(value)) else 0
 
 
+def is_damage(exc: BaseException) -> bool:
+    """Whether an SQLite error means the file is damaged (rebuild it) rather than unusable for
+    now (locked, disk full, read-only, cannot open: report it and leave the file alone)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc)
+        return "no such table" in text or "no such column" in text
+    return isinstance(exc, sqlite3.DatabaseError)
+
+
+def trouble(path: Path, exc: BaseException | str) -> str:
+    """One line for an index that cannot be used now (transient trouble, never damage)."""
+    text = str(exc)
+    if "full" in text.lower():
+        return disk_full(path)
+    return f"index {path} cannot be used now ({text})"
+
+
+def diagnose(path: Path, *, thorough: bool = False) -> tuple[str, str | None]:
+    """The state of the index file, read-only: ("missing" | "empty" | "incomplete" |
+    "damaged" | "unavailable" | "ok", detail); "ok" with detail "no rows" when it lists no
+    run. "unavailable" (locked, cannot open read-only now) says nothing of the file.
+    `thorough` adds `PRAGMA quick_check` (reads every page: for `tether check`)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "missing", None
+    except OSError as exc:
+        return "unavailable", exc.strerror or str(exc)
+    if size == 0:
+        wal = Path(f"{path}-wal")
+        if not wal.exists() or wal.stat().st_size == 0:
+            return "empty", "a 0-byte file"
+        return "ok", None  # a new file whose pages are all in its WAL yet
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error as exc:
+        return ("damaged" if is_damage(exc) else "unavailable"), str(exc)
+    try:
+        if thorough:
+            rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
+            if rows != ["ok"]:
+                return "damaged", "; ".join(rows)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = [t for t in TABLES if t not in tables]
+        if missing:  # being made by another process, or tables dropped: filled in place
+            return "incomplete", "no table " + ", ".join(missing)
+        if conn.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is None:
+            return "ok", "no rows"
+        return "ok", None
+    except sqlite3.Error as exc:
+        return ("damaged" if is_damage(exc) else "unavailable"), str(exc)
+    finally:
+        conn.close()
+
+
+def set_aside(path: Path) -> None:
+    """Move a damaged index (and its WAL files) to `<path>.damaged*`, for inspection."""
+    for suffix in ("", "-wal", "-shm"):
+        damaged = Path(f"{path}{suffix}")
+        if damaged.exists():
+            os.replace(damaged, f"{path}.damaged{suffix}")
+
+
 class Index:
     def __init__(self, path: Path, journal: Journal | None = None) -> None:
         self.path = path
@@ -164,6 +233,7 @@ class Index:
         conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         conn.row_factory = sqlite3.Row
         conn.create_function("regexp", 2, _regexp, deterministic=True)
+        conn.create_function("tether_status", 4, sql_status)  # `status` in --where (fields.py)
         enable_wal(conn)
         self._conn = conn
         self._ensure_schema()
@@ -284,7 +354,8 @@ class Index:
             c.execute(f"DELETE FROM {table} WHERE {col} = ?", (run_id,))
 
     def rebuild(self, records: Iterable[RunRecord], position: Position | None = None) -> int:
-        """Replace every row by these runs; `position`: the journal entry they include."""
+        """Replace every row by these runs, in one transaction (killed midway: the old rows
+        stay); `position`: the journal entry they include."""
         count = 0
         with self._tx() as c:
             for table, _col in _RUN_TABLES:
@@ -294,6 +365,30 @@ class Index:
                 count += 1
             if position is not None:
                 self._set_position(c, position)
+        return count
+
+    def rebuild_file(self, records: Iterable[RunRecord], position: Position | None = None) -> int:
+        """Build a new file from these runs beside the old one and rename it into place: an
+        interrupted rebuild (Ctrl-C, SIGKILL) leaves the old file (missing, damaged, set
+        aside) as it was, and a later command rebuilds again. The way to heal a file that
+        cannot hold a transaction; a healthy one is rebuilt in place (`rebuild`), so writers
+        waiting on it lose nothing."""
+        self.close()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temp = self.path.with_name(f".{self.path.name}.rebuild-{os.getpid()}")
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{temp}{suffix}").unlink(missing_ok=True)
+        fresh = Index(temp)
+        try:
+            count = fresh.rebuild(records, position)
+            conn = fresh._connect()
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.execute("PRAGMA journal_mode = DELETE")  # one self-contained file to rename
+        finally:
+            fresh.close()
+        for suffix in ("-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        os.replace(temp, self.path)
         return count
 
     # -- the journal position (a cache on a shared filesystem) ------------------------------

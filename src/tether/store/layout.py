@@ -17,3 +17,5 @@ INDEX = "index.db"  # in the runs root; on a shared filesystem a local cache (st
 JOURNAL = ".journal"  # the change journal of a shared runs root (store/journal.py)
 RANKS = "ranks"  # ranks/<rank>/: what one rank of a multi-process run writes (store.ranks)
 RANK_RECORD = "rank.json"  # ranks/<rank>/rank.json
+MANIFEST = "manifest.json"  # every file of the run folder (session/manifest.py)
+MARKER = ".tether-run"  # names the run whose folder tether made (store/safety.py)

@@ -28,6 +28,7 @@ from ..ids import is_run_id
 from ..lock import RunLock, read_lock
 from .layout import LOCK
 from .records import IndexRow, RunRecord
+from .safety import inside, marker_of, protected
 from .state import BUSY
 from .store import Store
 
@@ -69,6 +70,7 @@ class PurgeResult:
     removed: list[Path] = field(default_factory=list)
     refs: list[str] = field(default_factory=list)  # "<repo>: <ref>" deleted
     problems: list[str] = field(default_factory=list)
+    left_alone: str | None = None  # a save_dir folder purge did not delete, and why
 
 
 def trash_dir(store: Store) -> Path:
@@ -235,17 +237,32 @@ def restore(store: Store, entry: TrashEntry) -> RunRecord:
 
 # -- purge ---------------------------------------------------------------------------------------
 def purge(store: Store, entry: TrashEntry) -> PurgeResult:
-    """Delete a trashed run for good: its folder (an explicit save_dir too) and snapshot refs."""
+    """Delete a trashed run for good: its folder (an explicit save_dir too) and snapshot refs.
+
+    A folder is deleted only when tether made it for this run (store/safety.py): it carries
+    the run's marker, or, made before markers, it lies in the runs root named by the run id. A
+    save_dir folder that is not provably tether's is left untouched: the run leaves the trash,
+    and `left_alone` says why (the command then exits 2)."""
     result = PurgeResult(entry.id)
+    if entry.path.is_symlink():
+        target = entry.target
+        if target is not None and target.exists():
+            why = _not_ours(target, entry.id, store)
+            if why is None:
+                _rmtree(target)
+                result.removed.append(target)
+            else:
+                result.left_alone = f"run {entry.id[:13]}: {target} left alone ({why})"
+    else:
+        why = _not_ours(entry.path, entry.id, store)
+        if why is not None:
+            raise StoreError(
+                f"run {entry.id[:13]}: {entry.path} not purged ({why})",
+                "look inside and remove it by hand",
+            )
     if entry.lock is not None:
         result.refs, result.problems = drop_snapshot_refs(entry.lock)
     if entry.path.is_symlink():
-        target = entry.target
-        if target is not None and _holds_run(target, entry.id):
-            _rmtree(target)
-            result.removed.append(target)
-        elif target is not None and target.exists():
-            result.problems.append(f"{target} no longer holds run {entry.id[:13]}: left alone")
         entry.path.unlink()
     else:
         _rmtree(entry.path)
@@ -253,6 +270,23 @@ def purge(store: Store, entry: TrashEntry) -> PurgeResult:
     with contextlib.suppress(OSError):
         (trash_dir(store) / f"{entry.id}.json").unlink()
     return result
+
+
+def _not_ours(folder: Path, run_id: str, store: Store) -> str | None:
+    """Why `folder` is not one tether made for `run_id` (so purge must not delete it), or None."""
+    reason = protected(folder, store.root)
+    if reason is not None:
+        return f"it is {reason}"
+    marker = marker_of(folder)
+    if marker == run_id:
+        return None
+    if marker is not None:
+        return f"its marker names run {marker[:13]}"
+    if inside(folder, store.root) and folder.name == run_id:
+        return None  # a run folder made before markers, where tether makes them
+    if not _holds_run(folder, run_id):
+        return f"it no longer holds run {run_id[:13]}"
+    return "it has no tether marker, so tether did not make it"
 
 
 def _holds_run(folder: Path, run_id: str) -> bool:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..clock import now_iso
+from ..clock import iso_from_timestamp, now_iso
 from ..fsio import atomic_write_json
-from .layout import STATE
+from .layout import METRICS, STATE
 
 # The status values of a run, and the one place their subsets are written.
 STATUSES = ("pending", "queued", "running", "completed", "failed", "terminated", "unknown")
@@ -74,6 +74,16 @@ def pid_alive(pid: int, proc_start: int | None = None) -> bool:
     except OSError:
         pass
     return True
+
+
+def sql_status(status: Any, host: Any, pid: Any, proc_start: Any) -> Any:
+    """The status `--where` sees (SQLite function `tether_status`): `unknown` for a live run
+    whose process is gone from this host, as `tether runs` shows it."""
+    if status not in LIVE or not isinstance(pid, int) or not pid or host != hostname():
+        return status
+    return (
+        status if pid_alive(pid, proc_start if isinstance(proc_start, int) else None) else "unknown"
+    )
 
 
 def scheduler_job(environ: dict[str, str] | None = None) -> tuple[str | None, str | None]:
@@ -133,6 +143,22 @@ class RunState:
         ):
             return "unknown"
         return self.status
+
+    def end(self, run_dir: Path | None = None) -> str | None:
+        """When the run stopped, for its duration: `stopped`, or for a run shown as `unknown`
+        (its process died without a word) its last sign of life: the latest of `updated`, its
+        start and its metrics file's last write. None while it runs."""
+        if self.stopped:
+            return self.stopped
+        if self.effective_status() != "unknown":
+            return None
+        times = [t for t in (self.started, self.updated) if t]
+        if run_dir is not None:
+            try:
+                times.append(iso_from_timestamp(os.stat(Path(run_dir) / METRICS).st_mtime))
+            except OSError:
+                pass
+        return max(times) if times else None
 
     def to_dict(self) -> dict[str, Any]:
         # Not dataclasses.asdict: its deep copy costs more than the whole write of a child run.

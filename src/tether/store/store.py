@@ -12,21 +12,24 @@ import json
 import os
 import re
 import sqlite3
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from ..clock import now_iso
-from ..errors import AmbiguousRun, RunNotFound, StoreError
+from ..errors import AmbiguousRun, RunNotFound, StoreError, disk_full, is_disk_full
 from ..ids import is_run_id, new_id, short_ids
 from ..lock import RunLock, read_lock, write_lock
 from ..mounts import is_shared
 from ..workspace import resolve_runs_root
 from .attrs import add_event, read_attributes
 from .cache import cache_path, catch_up, rebuild
-from .index import Index
+from .index import Index, diagnose, is_damage, set_aside, trouble
 from .journal import Journal
 from .layout import INDEX, LOCK, SUMMARY
 from .records import Attributes, IndexRow, RunRecord
+from .safety import protected, write_marker
 from .state import RunState, hostname, proc_start_time, read_state, write_state
 
 
@@ -65,29 +68,105 @@ class Store:
 
     @property
     def index(self) -> Index:
+        """The index, healed first when its file is missing, empty, damaged or lists no run
+        while run folders exist (rebuilt from the folders into a new file renamed into place).
+        Trouble that is no damage (locked, disk full, cannot open) is one line and leaves the
+        file alone; a read-only runs root gets an index in memory, with a notice."""
         if self._index is None:
-            self.ensure_root()
             path = self.index_path
-            self._index_was_missing = not path.exists()
+            if not self.shared and self.root.is_dir() and not os.access(self.root, os.W_OK):
+                self._index = self._memory_index()
+                return self._index
+            self.ensure_root()
+            # "unavailable" (busy, say, while another process makes the file) proves nothing:
+            # opening it for real below tells, and trouble there is one line.
+            state, detail = diagnose(path)
             index = Index(path, journal=self.journal)
-            try:
-                index.probe()  # a damaged file fails here (cheap: no count of 100k rows)
-                if index.was_reset:
-                    self._index_was_missing = True  # an older schema was dropped: rebuild
-            except sqlite3.DatabaseError:
-                # A damaged cache: keep it aside for inspection and rebuild from the folders.
-                index.close()
-                for suffix in ("", "-wal", "-shm"):
-                    damaged = Path(f"{path}{suffix}")
-                    if damaged.exists():
-                        os.replace(damaged, f"{path}.damaged{suffix}")
-                index = Index(path, journal=self.journal)
-                self._index_was_missing = True
+            heal = state in ("missing", "empty", "incomplete", "damaged")
+            if state == "ok" and detail == "no rows" and self.has_run_folder():
+                heal = True  # a schema-only file (a rebuild killed midway in older tethers)
+            if not heal:
+                try:
+                    index.probe()  # cheap: no count of 100k rows
+                    self._index_was_missing = index.was_reset  # an older schema was dropped
+                except sqlite3.DatabaseError as exc:
+                    index.close()
+                    if not is_damage(exc):
+                        raise StoreError(trouble(path, exc), _REINDEX) from None
+                    heal = True
+            if heal:
+                self._heal(index, damaged=state == "damaged")
             self._index = index
         return self._index
 
+    def close_index(self) -> None:
+        """Close this process's connection to the index, if one is open."""
+        if self._index is not None:
+            self._index.close()
+
+    def _heal(self, index: Index, *, damaged: bool) -> None:
+        """Rebuild the index from the folders. A damaged file is set aside (kept as
+        index.db.damaged) and a new file built beside it, then renamed into place; a missing,
+        empty or schema-only one is filled in one transaction, under SQLite's write lock, so
+        concurrent creators lose no row. Killed midway, either leaves what was there."""
+        index.close()
+        if damaged:
+            set_aside(index.path)
+        self.skipped = []
+        try:
+            if index.journal is not None:
+                rebuild(index, index.journal, self.scan, heal=damaged)
+            elif damaged:
+                index.rebuild_file(self.scan())
+            else:
+                index.rebuild(self.scan())
+        except sqlite3.DatabaseError as exc:
+            if damaged or not is_damage(exc):
+                raise StoreError(trouble(index.path, exc), _REINDEX) from None
+            self._heal(index, damaged=True)  # it would not hold a transaction after all
+        except OSError as exc:
+            raise StoreError(trouble(index.path, exc.strerror or str(exc)), _REINDEX) from None
+
+    def _memory_index(self) -> Index:
+        index = Index(Path(":memory:"))
+        index.rebuild(self.scan())
+        print(
+            f"tether: notice: runs root {self.root} is read-only: listing from the run folders "
+            "(index in memory)",
+            file=sys.stderr,
+        )
+        return index
+
+    def has_run_folder(self) -> bool:
+        try:
+            with os.scandir(self.root) as entries:
+                return any(
+                    is_run_id(e.name) and os.path.isfile(os.path.join(e.path, LOCK))
+                    for e in entries
+                )
+        except OSError:
+            return False
+
+    def _guard(self, action: Callable[[], _T]) -> _T:
+        """Run an index action; damage found midway (a bad page past the header) heals the
+        file and runs it again; other trouble is one line."""
+        try:
+            return action()
+        except sqlite3.DatabaseError as exc:
+            index = self._index
+            if index is None or not is_damage(exc) or str(index.path) == ":memory:":
+                raise StoreError(trouble(self.index_path, exc), _REINDEX) from None
+            self._heal(index, damaged=True)
+        try:
+            return action()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(trouble(self.index_path, exc), _REINDEX) from None
+
+    def _upsert(self, record: RunRecord, kind: str) -> None:
+        self._guard(lambda: self.index.upsert(record, kind=kind))
+
     def _readable_index(self) -> Index:
-        """The index for reading; rebuilt from the folders first if its file was missing."""
+        """The index for reading; rebuilt from the folders first if an older schema was reset."""
         index = self.index
         if self._index_was_missing:
             self._index_was_missing = False
@@ -166,6 +245,12 @@ class Store:
                 )
         else:
             run_dir = Path(run_dir).absolute()
+            refused = protected(run_dir, self.root)
+            if refused is not None:
+                raise StoreError(
+                    f"save_dir {run_dir} is refused: it is {refused}",
+                    "give save_dir a new or empty folder, or leave it out (tether makes one)",
+                )
             if (run_dir / LOCK).exists():
                 other = read_lock(run_dir)
                 raise StoreError(
@@ -177,6 +262,7 @@ class Store:
             except OSError as exc:
                 raise StoreError(f"save_dir {run_dir} cannot be created ({exc.strerror})")
             os.symlink(run_dir, link, target_is_directory=True)
+        write_marker(run_dir, lock.id)  # purge deletes only a folder marked as this run's
         write_lock(run_dir, lock)
         # The creator's pid: a pending run whose creator died shows `unknown`, not pending.
         pid = os.getpid()
@@ -185,7 +271,7 @@ class Store:
         )
         write_state(run_dir, state)
         record = RunRecord(lock.id, run_dir, lock, state, Attributes(), {})
-        self.index.upsert(record, kind="created")
+        self._upsert(record, "created")
         return record
 
     def new_lock(self, name: str, **fields: object) -> RunLock:
@@ -196,18 +282,23 @@ class Store:
     def set_state(self, record: RunRecord, state: RunState) -> None:
         write_state(record.dir, state)
         record.state = state
-        self.index.upsert(record, kind="state")
+        self._upsert(record, "state")
 
     def add_attr(self, record: RunRecord, kind: str, value: object) -> None:
-        add_event(record.dir, kind, value)
+        try:
+            add_event(record.dir, kind, value)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise StoreError(disk_full(record.dir)) from None
+            raise StoreError(f"run folder {record.dir} cannot be written ({exc.strerror})")
         record.attrs = read_attributes(record.dir)
-        self.index.upsert(record, kind="attrs")
+        self._upsert(record, "attrs")
 
     def refresh(self, record: RunRecord, *, lock: bool = True) -> RunRecord:
         """Re-read a run's files and bring its index row up to date (`lock=False` keeps the
         run.lock already in memory: it is written once, so only a background hash changes it)."""
         fresh = self.load_dir(record.dir, lock=None if lock else record.lock)
-        self.index.upsert(fresh, kind="refresh")
+        self._upsert(fresh, "refresh")
         return fresh
 
     # -- reading ----------------------------------------------------------------------------
@@ -250,17 +341,28 @@ class Store:
                 self.skipped.append(str(exc))
 
     def reindex(self) -> int:
-        self.skipped = []
+        """Rebuild the index from the run folders, in one transaction (killed midway: the old
+        rows stay); a damaged file (PRAGMA quick_check first) is set aside and rebuilt as a
+        new file."""
         index = self.index
-        if index.journal is not None:
-            return rebuild(index, index.journal, self.scan)
-        return index.rebuild(self.scan())
+        if str(index.path) != ":memory:" and diagnose(index.path, thorough=True)[0] == "damaged":
+            self._heal(index, damaged=True)
+            return index.count()
+
+        def again() -> int:
+            self.skipped = []
+            index = self.index
+            if index.journal is not None:
+                return rebuild(index, index.journal, self.scan)
+            return index.rebuild(self.scan())
+
+        return self._guard(again)
 
     def list(self, limit: int | None = None) -> builtins.list[IndexRow]:
         if not self.root.is_dir():
             self._check_creatable()
             return []  # listing an empty place creates nothing
-        return self._readable_index().rows(limit=limit)
+        return self._guard(lambda: self._readable_index().rows(limit=limit))
 
     def query(
         self, where: str | None = None, sort: str | None = None, limit: int | None = None
@@ -283,7 +385,7 @@ class Store:
                 parse_sort(sort)
             self._check_creatable()
             return []
-        return select_rows(self._readable_index(), where, sort, limit)
+        return self._guard(lambda: select_rows(self._readable_index(), where, sort, limit))
 
     # -- RUN specs --------------------------------------------------------------------------
     def resolve(self, spec: str) -> builtins.list[IndexRow]:
@@ -293,6 +395,11 @@ class Store:
         if not spec:
             raise RunNotFound("empty run reference", "give an index, a slice or an id prefix")
         m = re.fullmatch(r"([1-9][0-9]*)?:([1-9][0-9]*)?", spec)
+        if m and any(len(g or "") > _MAX_RUN_DIGITS for g in m.groups()):
+            raise RunNotFound(
+                f"slice {spec[:40]!r} is out of range",
+                f"its ends must have at most {_MAX_RUN_DIGITS} digits",
+            )
         if m:
             start = int(m.group(1) or 1)
             stop = int(m.group(2)) if m.group(2) else None
@@ -301,7 +408,8 @@ class Store:
             if not picked:
                 raise RunNotFound(f"no runs in slice {spec} ({len(rows)} runs in {self.root})")
             return picked
-        if re.fullmatch(r"[1-9][0-9]*", spec):
+        # A longer number is no index (SQLite holds 64 bits): it can only be an id prefix.
+        if re.fullmatch(r"[1-9][0-9]*", spec) and len(spec) <= _MAX_RUN_DIGITS:
             n = int(spec)
             rows = self.index.rows(limit=n)
             if len(rows) < n:
@@ -323,13 +431,19 @@ class Store:
             return [exact[0]]
         if by_name:
             raise _ambiguous(spec, [(r.id, r.name) for r in by_name])
-        raise RunNotFound(f"no run matches {spec!r} in {self.root}", "see `tether runs`")
+        shown = spec if len(spec) <= 80 else f"{spec[:40]}... ({len(spec)} characters)"
+        raise RunNotFound(f"no run matches {shown!r} in {self.root}", "see `tether runs`")
 
     def resolve_one(self, spec: str) -> RunRecord:
         rows = self.resolve(spec)
         if len(rows) > 1:
             raise AmbiguousRun(f"{spec!r} selects {len(rows)} runs; this command takes one")
         return self.load(rows[0].id)
+
+
+_T = TypeVar("_T")
+_REINDEX = "`tether runs reindex` rebuilds the index from the run folders"
+_MAX_RUN_DIGITS = 18  # the longest run index or slice end that fits SQLite's 64-bit integers
 
 
 def _like(prefix: str) -> str:

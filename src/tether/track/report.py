@@ -108,7 +108,7 @@ def _run_section(run_dir: Path) -> tuple[str, list[str]]:
         ("status", state.effective_status()),
         ("started", state.started),
         ("stopped", state.stopped),
-        ("duration", duration(state.started, state.stopped)),
+        ("duration", duration(state.started, state.end(run_dir))),
     ]
     if state.exit_code not in (None, 0):
         rows.append(("exit code", f"{state.exit_code} {state.error or ''}".strip()))

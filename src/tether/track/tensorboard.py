@@ -22,6 +22,7 @@ from typing import Any
 
 from ..fsio import atomic_write_json
 from ..store.layout import SUMMARY
+from ..store.safety import protected
 
 log = logging.getLogger("tether.tensorboard")
 
@@ -30,11 +31,17 @@ SUMMARY_KEY = "tensorboard"  # summary.json: which metric keys came from event f
 
 
 def event_dirs(run_dir: Path) -> list[Path]:
-    """Folders under `run_dir` that hold TensorBoard event files, sorted."""
+    """Folders under `run_dir` that hold TensorBoard event files, sorted.
+
+    Only inside the run folder: links to folders are not followed (os.walk's default), an
+    event file that is a link leaves its folder out."""
     found: set[Path] = set()
     for folder, dirs, files in os.walk(run_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        if any(name.startswith(EVENTS_PREFIX) for name in files):
+        events = [os.path.join(folder, name) for name in files if name.startswith(EVENTS_PREFIX)]
+        # TensorBoard's reader reads every event file of a folder: one link among them and
+        # the folder is left out, so nothing outside the run folder is read.
+        if events and not any(os.path.islink(path) for path in events):
             found.add(Path(folder))
     return sorted(found)
 
@@ -160,6 +167,10 @@ def rollup_into_summary(store: Any, record: Any) -> dict[str, dict[str, Any]]:
     to be called when a run ends; it never raises for a problem with the event files. Returns
     the scalars that were merged (empty when there was nothing to do).
     """
+    refused = protected(Path(record.dir), store.root)
+    if refused is not None:  # a run recorded before save_dir was checked: never walk `/`
+        log.warning("TensorBoard roll-up of %s skipped: it is %s", record.dir, refused)
+        return {}
     try:
         rolled = rollup(record.dir)
     except Exception as exc:

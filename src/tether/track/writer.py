@@ -30,7 +30,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from ..errors import TetherError
+from ..errors import TetherError, disk_full, is_disk_full
 from ..fsio import atomic_write_json
 from ..store.layout import SUMMARY
 from ..store.state import FINISHED
@@ -205,7 +205,7 @@ class Core:
         try:
             atomic_write_json(self.summary_path, summary, durable=False)
         except OSError as exc:
-            self._report_file_error(f"summary.json not written: {exc}")
+            self._report_file_error(self._write_error(self.summary_path, exc))
             return
         if self.run is not None:
             record = self.run.record
@@ -229,9 +229,22 @@ class Core:
         return loaded if isinstance(loaded, dict) else None
 
     def _report_file_error(self, message: str) -> None:
-        if self.file_error != message:
-            self.file_error = message
-            print(f"tether: History: {message}", file=sys.stderr, flush=True)
+        """Say it once on stderr; never raise (the thread outlives a full disk, a lost stderr)."""
+        if self.file_error == message:
+            return
+        self.file_error = message
+        line = f"tether: History: {message}\n"
+        try:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+        except Exception:
+            try:  # the process's own stderr, under any capture
+                os.write(2, line.encode("utf-8", "replace"))
+            except OSError:
+                pass
+
+    def _write_error(self, path: object, exc: BaseException) -> str:
+        return disk_full(path) if is_disk_full(exc) else f"{path} not written: {exc}"
 
     # -- values -----------------------------------------------------------------------------
     def learn(self, key: Any, value: Any) -> tuple[type, int, str]:
@@ -286,7 +299,10 @@ class Core:
             try:
                 self.flush_now(force=target > self._done, closing=closing)
             except BaseException as exc:  # never let the thread die silently
-                self._report_file_error(f"flush failed: {type(exc).__name__}: {exc}")
+                if is_disk_full(exc):
+                    self._report_file_error(disk_full(getattr(exc, "filename", None) or self.path))
+                else:
+                    self._report_file_error(f"flush failed: {type(exc).__name__}: {exc}")
             with self._cond:
                 self._done = target
                 self._cond.notify_all()
@@ -360,7 +376,7 @@ class Core:
                 try:
                     self.file.write_text(text)
                 except OSError as exc:
-                    self._report_file_error(f"{self.path} not written: {exc}")
+                    self._report_file_error(self._write_error(self.path, exc))
             elif self.memory is not None:
                 self.memory.extend(rows)
             if self.nrows is not None:
