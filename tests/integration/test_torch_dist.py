@@ -146,7 +146,7 @@ def test_wrap_model_needs_setup() -> None:
 
 # -- one process ------------------------------------------------------------------------------
 SINGLE = r"""
-import json, os, random, sys
+import gc, json, os, random, sys
 from tether import dist
 import torch
 
@@ -161,6 +161,11 @@ exported = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", 
 model = dist.wrap_model(torch.nn.Linear(4, 2), "ddp")
 loss = model(torch.randn(8, 4)).sum()
 loss.backward()
+wrapped = type(model).__name__
+# The DDP wrapper goes before its process group does (as in a real script's end): a reducer
+# destroyed at interpreter exit after the group is gone can abort the process in gloo.
+del model, loss
+gc.collect()
 dist.cleanup()
 dist.cleanup()  # twice is fine
 after = {k: os.environ.get(k) for k in ("RANK", "MASTER_ADDR", "MASTER_PORT")}
@@ -168,7 +173,7 @@ print(json.dumps({
     "info": info.as_dict(), "same": again is info, "sum": x.tolist(),
     "seeded": draw == random.random(), "exported": exported, "before": before, "after": after,
     "initialized": torch.distributed.is_initialized(), "info_after": dist.info().initialized,
-    "wrapped": type(model).__name__,
+    "wrapped": wrapped,
 }))
 """
 
