@@ -278,3 +278,67 @@ def test_a_failing_rank_fails_the_run_naming_it(work: Path, runs_root: Path) -> 
     named = f"rank 1 on {os.uname().nodename} failed (exit 1): ValueError: rank 1 broke on purpose"
     assert state["status"] == "failed" and state["error"] == named
     assert f"tether: launch: {named}" in proc.stderr
+
+
+# -- hostfiles in any syntax, commands that do not exist -------------------------------------
+RANK_LINE = (
+    "import os, sys; e = os.environ; "
+    "sys.stdout.write(e['OMPI_COMM_WORLD_RANK'] + ' of ' + e['OMPI_COMM_WORLD_SIZE'] + '\\n')"
+)
+
+
+@pytest.mark.parametrize("line", ["localhost:2", "localhost slots=2", "localhost\nlocalhost"])
+def test_hostfile_of_any_syntax_runs_two_ranks(work: Path, line: str) -> None:
+    # `localhost:2` is MPICH's spelling; Open MPI itself stops at it with "illegal character in
+    # node name" (exit 255), so tether hands it a copy in its own syntax.
+    hosts = work / "hosts"
+    hosts.write_text(f"# two slots here\n{line}\n")
+    before = hosts.read_bytes()
+    out = work / "launch.json"
+    proc = launch(
+        work, "--hostfile", str(hosts), "--json-out", str(out), "--", "python", "-c", RANK_LINE
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stdout.splitlines()) == ["0 of 2", "1 of 2"]
+    command = read(out)["command"]
+    given = command[command.index("--hostfile") + 1]
+    if ":" in line:
+        assert given != str(hosts)
+        assert Path(given).read_text() == "localhost slots=2\n"
+    else:
+        assert given == str(hosts)  # already Open MPI's syntax: passed as it is
+    assert hosts.read_bytes() == before  # the user's file is never rewritten
+
+
+def test_open_mpi_itself_refuses_the_mpich_syntax(work: Path) -> None:
+    # Why the copy is needed: the same file straight to mpiexec fails.
+    hosts = work / "hosts"
+    hosts.write_text("localhost:2\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PBS_"))}
+    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    proc = subprocess.run(
+        ["mpiexec", "-np", "2", "--hostfile", str(hosts), "true"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+
+
+@pytest.mark.parametrize(
+    ("program", "words"),
+    [
+        ("no-such-program-tether", "no such command 'no-such-program-tether' (not on PATH)"),
+        ("./missing.sh", "no such command './missing.sh' (no such file)"),
+    ],
+)
+def test_a_command_that_does_not_exist_is_one_line(
+    work: Path, runs_root: Path, program: str, words: str
+) -> None:
+    proc = launch(work, "-n", "2", "--", program, "arg")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [proc.stderr.strip()]  # one line, no Open MPI banner
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+    assert not runs_root.exists() or not any(runs_root.iterdir())  # nothing was launched

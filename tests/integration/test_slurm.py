@@ -569,3 +569,69 @@ def test_op_batch_on_slurm_trials_attach_and_a_preempted_trial_continues(
     other = next(t for t in trials.values() if t is not preempted)
     assert len(_state(other)["attempts"]) == 1 and _steps(Path(other["dir"])) == list(range(30))
     assert not list(world.runs.rglob(".tether"))  # no store inside any run folder
+
+
+# -- ranks as srun's MPI plug-ins set them ---------------------------------------------------
+RANKS_PROBE = textwrap.dedent(
+    """
+    import json, os
+    import tether.distributed as dist
+    from tether.jobenv import global_rank
+
+    info = dist.info()  # what setup_torch starts from, without importing torch
+    names = ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_NTASKS", "SLURM_NODEID",
+             "SLURM_STEP_TASKS_PER_NODE", "PMI_RANK", "PMI_SIZE", "PALS_RANKID", "PMIX_RANK")
+    print("RANKS " + json.dumps({
+        "rank": info.rank, "local_rank": info.local_rank, "world_size": info.world_size,
+        "local_world_size": info.local_world_size, "launcher": info.launcher,
+        "scheduler": info.scheduler, "global_rank": list(global_rank(os.environ)),
+        "env": {n: os.environ.get(n) for n in names},
+    }), flush=True)
+    """
+)
+SRUN_RANKS = ["srun", "-n", "2", "--distribution=cyclic", "--time=2", "--job-name=tether-ranks"]
+# What each plug-in shows in the environment, so the test knows the plug-in really ran.
+PLUGIN_MARK = {"none": None, "pmi2": "PMI_RANK", "pmix": "PMIX_RANK", "cray_shasta": "PALS_RANKID"}
+
+
+def _mpi_plugins() -> set[str]:
+    proc = subprocess.run(
+        ["srun", "--mpi=list"], capture_output=True, text=True, timeout=60, check=False
+    )
+    text = proc.stdout + proc.stderr
+    return {line.strip() for line in text.splitlines() if line.startswith(("\t", " "))}
+
+
+@pytest.mark.parametrize("plugin", ["none", "pmi2", "pmix", "cray_shasta"])
+def test_ranks_under_every_srun_mpi_plugin(slurm: None, tmp_path: Path, plugin: str) -> None:
+    if plugin not in _mpi_plugins():
+        # Only a missing plug-in skips, in CI too: it is this Slurm's build, not a failure.
+        pytest.skip(f"srun --mpi=list does not show {plugin} on this cluster")
+    probe = tmp_path / "probe.py"
+    probe.write_text(RANKS_PROBE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PMI", "PALS_"))}
+    proc = subprocess.run(
+        [*SRUN_RANKS, f"--mpi={plugin}", sys.executable, str(probe)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = [json.loads(ln[6:]) for ln in proc.stdout.splitlines() if ln.startswith("RANKS ")]
+    assert len(seen) == 2, proc.stdout + proc.stderr
+    for task in seen:
+        env_of = task["env"]
+        mark = PLUGIN_MARK[plugin]
+        if mark is not None:
+            assert env_of[mark] == env_of["SLURM_PROCID"], task  # the plug-in set its names
+        counts = [int(c) for c in env_of["SLURM_STEP_TASKS_PER_NODE"].split(",")]
+        assert (task["launcher"], task["scheduler"]) == ("slurm", "slurm"), task
+        assert task["rank"] == int(env_of["SLURM_PROCID"]), task
+        assert task["local_rank"] == int(env_of["SLURM_LOCALID"]), task
+        assert task["world_size"] == int(env_of["SLURM_NTASKS"]) == 2, task
+        assert task["local_world_size"] == counts[int(env_of["SLURM_NODEID"])], task
+        assert task["global_rank"] == [task["rank"], 2], task
+    assert sorted(t["rank"] for t in seen) == [0, 1]
+    assert sorted(t["local_rank"] for t in seen) == [0, 1]

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from tether.distributed import ranks
+from tether.distributed.hostfile import hostfile_for, parse_hostfile, render_hostfile
+from tether.distributed.mpi import Detected
 from tether.distributed.ranks import RankInfo, detect, expand_nodelist, hostfile_hosts, rank_seed
 from tether.errors import TetherError
+from tether.jobenv import expand_tasks_per_node
 
 FAMILIES = {
     "torchrun": {
@@ -136,6 +139,379 @@ def test_bad_values_name_the_variable(env: dict[str, str], words: str) -> None:
         detect(env)
 
 
+# -- the rank-detection table: what the real launchers set, and what tether makes of it ------
+# Each environment is what the tool itself exports to one process (the Slurm ones as captured
+# from srun on the test cluster, scaled to two nodes; PMI/PALS/PMIx names as srun's plug-ins
+# set them), with its expected (launcher, scheduler, rank, local rank, world size, local size).
+JOB = "4242"
+
+
+def sbatch_job(ntasks: int, tasks_per_node: str, nnodes: int = 2) -> dict[str, str]:
+    """What sbatch exports to the batch script (and every process started from it)."""
+    nodes = "nid[001-002]" if nnodes == 2 else "nid[001-003]" if nnodes == 3 else "nid001"
+    return {
+        "SLURM_JOB_ID": JOB,
+        "SLURM_JOBID": JOB,
+        "SLURM_JOB_NODELIST": nodes,
+        "SLURM_NODELIST": nodes,
+        "SLURM_JOB_NUM_NODES": str(nnodes),
+        "SLURM_NNODES": str(nnodes),
+        "SLURM_NTASKS": str(ntasks),
+        "SLURM_NPROCS": str(ntasks),
+        "SLURM_TASKS_PER_NODE": tasks_per_node,
+        "SLURM_CPUS_ON_NODE": "64",
+        "SLURM_SUBMIT_DIR": "/home/me/proj",
+        "SLURM_JOB_NAME": "train",
+    }
+
+
+def batch_shell(ntasks: int, tasks_per_node: str, nnodes: int = 2) -> dict[str, str]:
+    """The batch script itself: Slurm sets SLURM_PROCID=0 and friends, but no step id."""
+    return {
+        **sbatch_job(ntasks, tasks_per_node, nnodes),
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+        "SLURM_GTIDS": "0",
+    }
+
+
+def srun_task(
+    procid: int,
+    localid: int,
+    nodeid: int,
+    ntasks: int,
+    step_tasks_per_node: str,
+    nnodes: int = 2,
+    *,
+    step: int = 0,
+    distribution: str | None = None,
+) -> dict[str, str]:
+    """One task of `srun` inside an allocation of the same shape."""
+    env = {
+        **sbatch_job(ntasks, step_tasks_per_node, nnodes),
+        "SLURM_STEP_ID": str(step),
+        "SLURM_STEPID": str(step),
+        "SLURM_STEP_NODELIST": "nid[001-002]" if nnodes == 2 else "nid001",
+        "SLURM_STEP_NUM_NODES": str(nnodes),
+        "SLURM_STEP_NUM_TASKS": str(ntasks),
+        "SLURM_STEP_TASKS_PER_NODE": step_tasks_per_node,
+        "SLURM_PROCID": str(procid),
+        "SLURM_LOCALID": str(localid),
+        "SLURM_NODEID": str(nodeid),
+        "SLURMD_NODENAME": f"nid00{nodeid + 1}",
+        "SLURM_TOPOLOGY_ADDR": f"nid00{nodeid + 1}",
+    }
+    if distribution:
+        env["SLURM_DISTRIBUTION"] = distribution
+    return env
+
+
+def pmi2(rank: int, size: int, step: int = 0) -> dict[str, str]:
+    """srun --mpi=pmi2."""
+    return {
+        "PMI_FD": "11",
+        "PMI_JOBID": f"{JOB}.{step}",
+        "PMI_RANK": str(rank),
+        "PMI_SIZE": str(size),
+    }
+
+
+def pmix(rank: int, step: int = 0) -> dict[str, str]:
+    """srun --mpi=pmix: a rank and the server's address, no size (that is asked of PMIx)."""
+    return {
+        "PMIX_RANK": str(rank),
+        "PMIX_NAMESPACE": f"slurm.pmix.{JOB}.{step}",
+        "PMIX_VERSION": "4.2.2",
+        "PMIX_SERVER_URI41": "pmix-server.8617;tcp4://127.0.0.1:55829",
+        "PMIX_HOSTNAME": "nid001",
+    }
+
+
+def cray_shasta(rank: int, nodeid: int, step: int = 0) -> dict[str, str]:
+    """srun --mpi=cray_shasta sets these five and nothing else of PALS or PMI."""
+    spool = f"/var/spool/slurmd/mpi_cray_shasta/{JOB}.{step}"
+    return {
+        "PALS_APID": f"{JOB}.{step}",
+        "PALS_APINFO": f"{spool}/apinfo",
+        "PALS_NODEID": str(nodeid),
+        "PALS_RANKID": str(rank),
+        "PALS_SPOOL_DIR": spool,
+    }
+
+
+def torchrun(rank: int, local: int, world: int, local_world: int, group: int) -> dict[str, str]:
+    return {
+        "RANK": str(rank),
+        "LOCAL_RANK": str(local),
+        "WORLD_SIZE": str(world),
+        "LOCAL_WORLD_SIZE": str(local_world),
+        "GROUP_RANK": str(group),
+        "GROUP_WORLD_SIZE": str(world // local_world),
+        "ROLE_RANK": str(rank),
+        "ROLE_WORLD_SIZE": str(world),
+        "ROLE_NAME": "default",
+        "MASTER_ADDR": "nid001" if world > local_world else "127.0.0.1",
+        "MASTER_PORT": "29400",
+        "TORCHELASTIC_RUN_ID": "none" if world == local_world else JOB,
+        "TORCHELASTIC_RESTART_COUNT": "0",
+        "TORCHELASTIC_MAX_RESTARTS": "0",
+        "TORCHELASTIC_USE_AGENT_STORE": "False",
+        "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def openmpi(rank: int, local: int, world: int, local_world: int, nodes: int) -> dict[str, str]:
+    """mpirun of Open MPI 4.1 (as captured here), for one rank."""
+    return {
+        "OMPI_COMM_WORLD_RANK": str(rank),
+        "OMPI_COMM_WORLD_LOCAL_RANK": str(local),
+        "OMPI_COMM_WORLD_SIZE": str(world),
+        "OMPI_COMM_WORLD_LOCAL_SIZE": str(local_world),
+        "OMPI_COMM_WORLD_NODE_RANK": str(local),
+        "OMPI_UNIVERSE_SIZE": str(world),
+        "OMPI_MCA_ess_base_jobid": "1334902785",
+        "OMPI_MCA_ess_base_vpid": str(rank),
+        "OMPI_MCA_orte_num_nodes": str(nodes),
+        "OMPI_MCA_orte_ess_num_procs": str(world),
+        "PMIX_NAMESPACE": "1334902785",
+        "PMIX_RANK": str(rank),
+    }
+
+
+def hydra(rank: int, local: int, world: int, local_world: int) -> dict[str, str]:
+    """mpiexec of MPICH's Hydra (and Intel MPI's mpiexec.hydra), for one rank."""
+    return {
+        "PMI_RANK": str(rank),
+        "PMI_SIZE": str(world),
+        "PMI_FD": "6",
+        "MPI_LOCALRANKID": str(local),
+        "MPI_LOCALNRANKS": str(local_world),
+    }
+
+
+def pals(rank: int, local: int, world: int, local_world: int, node: int) -> dict[str, str]:
+    """mpiexec of HPE PALS on a PBS machine (Polaris, Aurora), for one rank."""
+    return {
+        "PALS_APID": "a1b2c3d4-0000-4000-8000-000000000001",
+        "PALS_RANKID": str(rank),
+        "PALS_LOCAL_RANKID": str(local),
+        "PALS_NODEID": str(node),
+        "PALS_LOCAL_SIZE": str(local_world),
+        "PALS_DEPTH": "8",
+        "PMI_RANK": str(rank),
+        "PMI_SIZE": str(world),
+        "PMI_LOCAL_RANK": str(local),
+        "PMI_LOCAL_SIZE": str(local_world),
+        "PMI_UNIVERSE_SIZE": str(world),
+        "PMI_JOBID": "a1b2c3d4",
+        "PMI_CONTROL_PORT": "7000",
+    }
+
+
+PBS_JOB = {
+    "PBS_JOBID": "123456.polaris-pbs-01.hsn.cm.polaris.alcf.anl.gov",
+    "PBS_JOBNAME": "train",
+    "PBS_NODEFILE": "/var/spool/pbs/aux/123456.polaris-pbs-01.hsn.cm.polaris.alcf.anl.gov",
+    "PBS_O_WORKDIR": "/home/me/proj",
+    "PBS_ENVIRONMENT": "PBS_BATCH",
+    "PBS_QUEUE": "debug",
+    "NCPUS": "64",
+}
+LAPTOP = {"HOME": "/home/me", "PATH": "/usr/bin:/bin", "USER": "me", "SHELL": "/bin/bash"}
+INTEL = {"I_MPI_ROOT": "/opt/intel/oneapi/mpi/2021.12", "I_MPI_HYDRA_TOPOLIB": "hwloc"}
+ONE = dict(nnodes=1)
+
+# (launcher, scheduler, rank, local rank, world size, local world size)
+TABLE = [
+    # a plain machine
+    pytest.param(LAPTOP, ("none", "local", 0, 0, 1, 1), id="laptop"),
+    pytest.param(
+        {**LAPTOP, "RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"},
+        ("env", "local", 1, 1, 2, 2),
+        id="laptop-RANK-by-hand",
+    ),
+    # torchrun
+    pytest.param(torchrun(2, 2, 4, 4, 0), ("torchrun", "local", 2, 2, 4, 4), id="torchrun-1x4"),
+    pytest.param(torchrun(6, 2, 8, 4, 1), ("torchrun", "local", 6, 2, 8, 4), id="torchrun-2x4"),
+    # Open MPI
+    pytest.param(openmpi(1, 1, 3, 3, 1), ("openmpi", "local", 1, 1, 3, 3), id="openmpi-np3"),
+    pytest.param(
+        openmpi(5, 1, 8, 4, 2), ("openmpi", "local", 5, 1, 8, 4), id="openmpi-ppr4-2hosts"
+    ),
+    pytest.param(  # --map-by node: ranks 0 2 on host a, 1 on host b
+        openmpi(2, 1, 3, 2, 2), ("openmpi", "local", 2, 1, 3, 2), id="openmpi-map-by-node"
+    ),
+    # MPICH Hydra and Intel MPI
+    pytest.param(hydra(3, 1, 4, 2), ("mpich", "local", 3, 1, 4, 2), id="hydra-n4-ppn2"),
+    pytest.param(hydra(4, 1, 5, 2), ("mpich", "local", 4, 1, 5, 2), id="hydra-n5-ppn3-uneven"),
+    pytest.param(
+        {**INTEL, **hydra(4, 1, 5, 2)}, ("mpich", "local", 4, 1, 5, 2), id="intel-np5-ppn3"
+    ),
+    # HPE PALS on PBS
+    pytest.param(
+        {**PBS_JOB, **pals(6, 2, 8, 4, 1)}, ("pals", "pbs", 6, 2, 8, 4), id="pals-pbs-n8-ppn4"
+    ),
+    pytest.param(
+        {**PBS_JOB, **pals(13, 1, 24, 12, 1)},
+        ("pals", "pbs", 13, 1, 24, 12),
+        id="pals-pbs-aurora-12ppn",
+    ),
+    # batch shells: one process each, whatever the allocation holds
+    pytest.param(batch_shell(8, "4(x2)"), ("none", "slurm", 0, 0, 1, 1), id="sbatch-shell"),
+    pytest.param(
+        {k: v for k, v in sbatch_job(2, "2", 1).items() if k.startswith("SLURM_")},
+        ("none", "slurm", 0, 0, 1, 1),
+        id="salloc-shell",
+    ),
+    pytest.param(PBS_JOB, ("none", "pbs", 0, 0, 1, 1), id="pbs-script"),
+    pytest.param(
+        {**PBS_JOB, "PBS_ENVIRONMENT": "PBS_INTERACTIVE"},
+        ("none", "pbs", 0, 0, 1, 1),
+        id="pbs-interactive",
+    ),
+    # srun --mpi=none
+    pytest.param(srun_task(1, 1, 0, 2, "2", 1), ("slurm", "slurm", 1, 1, 2, 2), id="srun-n2"),
+    pytest.param(
+        srun_task(5, 1, 1, 8, "4(x2)"), ("slurm", "slurm", 5, 1, 8, 4), id="srun-N2n8-block"
+    ),
+    pytest.param(  # cyclic: node 1 holds ranks 1 3 5 7, so rank 5 is its third
+        srun_task(5, 2, 1, 8, "4(x2)", distribution="cyclic"),
+        ("slurm", "slurm", 5, 2, 8, 4),
+        id="srun-N2n8-cyclic",
+    ),
+    pytest.param(
+        srun_task(5, 1, 1, 7, "4,3"), ("slurm", "slurm", 5, 1, 7, 3), id="srun-N2n7-uneven"
+    ),
+    pytest.param(
+        srun_task(6, 1, 2, 7, "3,2(x2)", 3), ("slurm", "slurm", 6, 1, 7, 2), id="srun-N3n7"
+    ),
+    pytest.param(  # a second step of the same job
+        srun_task(3, 1, 1, 4, "2(x2)", step=1), ("slurm", "slurm", 3, 1, 4, 2), id="srun-step1"
+    ),
+    # srun --mpi=pmi2: PMI_RANK/PMI_SIZE, yet Slurm knows the layout
+    pytest.param(
+        {**srun_task(1, 1, 0, 2, "2", 1, distribution="cyclic"), **pmi2(1, 2)},
+        ("slurm", "slurm", 1, 1, 2, 2),
+        id="pmi2-n2",
+    ),
+    pytest.param(
+        {**srun_task(5, 2, 1, 8, "4(x2)", distribution="cyclic"), **pmi2(5, 8)},
+        ("slurm", "slurm", 5, 2, 8, 4),
+        id="pmi2-N2n8-cyclic",
+    ),
+    pytest.param(
+        {**srun_task(5, 1, 1, 7, "4,3"), **pmi2(5, 7)},
+        ("slurm", "slurm", 5, 1, 7, 3),
+        id="pmi2-N2n7-uneven",
+    ),
+    pytest.param(  # cyclic over uneven nodes: node 0 holds 0 2 4 6
+        {**srun_task(6, 3, 0, 7, "4,3", distribution="cyclic"), **pmi2(6, 7)},
+        ("slurm", "slurm", 6, 3, 7, 4),
+        id="pmi2-N2n7-cyclic",
+    ),
+    # srun --mpi=pmix
+    pytest.param(
+        {**srun_task(1, 1, 0, 2, "2", 1), **pmix(1)},
+        ("slurm", "slurm", 1, 1, 2, 2),
+        id="pmix-n2",
+    ),
+    pytest.param(
+        {**srun_task(6, 3, 0, 8, "4(x2)", distribution="cyclic"), **pmix(6)},
+        ("slurm", "slurm", 6, 3, 8, 4),
+        id="pmix-N2n8-cyclic",
+    ),
+    # srun --mpi=cray_shasta: PALS_RANKID without any size
+    pytest.param(
+        {**srun_task(1, 1, 0, 2, "2", 1), **cray_shasta(1, 0)},
+        ("slurm", "slurm", 1, 1, 2, 2),
+        id="cray_shasta-n2",
+    ),
+    pytest.param(
+        {**srun_task(5, 1, 1, 8, "4(x2)"), **cray_shasta(5, 1)},
+        ("slurm", "slurm", 5, 1, 8, 4),
+        id="cray_shasta-N2n8-block",
+    ),
+    pytest.param(
+        {**srun_task(3, 1, 1, 7, "4,3", distribution="cyclic"), **cray_shasta(3, 1)},
+        ("slurm", "slurm", 3, 1, 7, 3),
+        id="cray_shasta-N2n7-cyclic",
+    ),
+    # launchers started inside Slurm: their own variables win
+    pytest.param(  # srun -N2 --ntasks-per-node=1 torchrun --nnodes=2 --nproc-per-node=4
+        {**srun_task(1, 0, 1, 2, "1(x2)"), **pmi2(1, 2), **torchrun(6, 2, 8, 4, 1)},
+        ("torchrun", "slurm", 6, 2, 8, 4),
+        id="torchrun-in-srun",
+    ),
+    pytest.param(  # sbatch -N2; mpiexec -n 8 -ppn 4: Hydra starts its proxies with srun
+        {**srun_task(1, 0, 1, 2, "1(x2)"), **hydra(6, 2, 8, 4)},
+        ("mpich", "slurm", 6, 2, 8, 4),
+        id="hydra-in-sbatch",
+    ),
+    pytest.param(  # the same job's rank 0: its rank matches the proxy's, its size does not
+        {**srun_task(0, 0, 0, 2, "1(x2)"), **hydra(0, 0, 8, 4)},
+        ("mpich", "slurm", 0, 0, 8, 4),
+        id="hydra-in-sbatch-rank0",
+    ),
+    pytest.param(  # sbatch -n 2; mpirun -np 2 on one node (as captured): the batch's PROCID=0
+        {**batch_shell(2, "2", 1), **openmpi(1, 1, 2, 2, 1)},
+        ("openmpi", "slurm", 1, 1, 2, 2),
+        id="openmpi-in-sbatch",
+    ),
+    pytest.param(  # sbatch -N2; mpirun -np 8: orted started by srun on each node
+        {**srun_task(1, 0, 1, 2, "1(x2)"), **openmpi(5, 1, 8, 4, 2)},
+        ("openmpi", "slurm", 5, 1, 8, 4),
+        id="openmpi-in-sbatch-2nodes",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "expected"), TABLE)
+def test_rank_table(env: dict[str, str], expected: tuple[object, ...]) -> None:
+    info = detect(env)
+    got = (
+        info.launcher,
+        info.scheduler,
+        info.rank,
+        info.local_rank,
+        info.world_size,
+        info.local_world_size,
+    )
+    assert got == expected
+
+
+def test_rank_table_is_large_enough() -> None:
+    assert len(TABLE) >= 27
+
+
+def test_cray_shasta_outside_slurm_still_needs_a_size() -> None:
+    # PALS_RANKID alone outside a Slurm step: no launcher says the world size.
+    with pytest.raises(TetherError, match="PALS_RANKID is set but none of PMI_SIZE"):
+        detect(cray_shasta(1, 0))
+
+
+def test_pmi_disagreeing_with_the_step_is_another_launcher() -> None:
+    # PMI_RANK matches the proxy's SLURM_PROCID but PMI_SIZE does not: Hydra's own ranks.
+    env = {**srun_task(1, 0, 1, 2, "1(x2)"), "PMI_RANK": "1", "PMI_SIZE": "8"}
+    info = detect(env)
+    assert (info.launcher, info.world_size) == ("mpich", 8)
+
+
+@pytest.mark.parametrize(
+    ("spec", "counts"),
+    [("4", [4]), ("4,3", [4, 3]), ("2(x3),1", [2, 2, 2, 1]), ("1(x2),3(x2)", [1, 1, 3, 3])],
+)
+def test_expand_tasks_per_node(spec: str, counts: list[int]) -> None:
+    assert expand_tasks_per_node(spec) == counts
+
+
+def test_bad_tasks_per_node_names_the_variable() -> None:
+    env = {**srun_task(1, 1, 0, 2, "2", 1), "SLURM_STEP_TASKS_PER_NODE": "2(y3)"}
+    with pytest.raises(TetherError, match=r"SLURM_STEP_TASKS_PER_NODE='2\(y3\)'"):
+        detect(env)
+
+
 # -- node lists and hostfiles -----------------------------------------------------------------
 @pytest.mark.parametrize(
     ("nodelist", "hosts"),
@@ -165,6 +541,98 @@ def test_read_hostfile_forms(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert hostfile_hosts(hostfile) == ["node1", "node2", "node3"]
+
+
+@pytest.mark.parametrize(
+    ("text", "syntaxes"),
+    [
+        ("a\nb\n", {"plain"}),
+        ("a slots=2\nb max_slots=4\n", {"openmpi"}),
+        ("a:2\nb:2\n", {"hydra"}),
+        ("a:2\nb slots=2\nc\n", {"hydra", "openmpi", "plain"}),
+    ],
+)
+def test_hostfile_syntaxes(text: str, syntaxes: set[str]) -> None:
+    assert parse_hostfile(text).syntaxes == syntaxes
+
+
+def test_render_hostfile_in_each_syntax() -> None:
+    parsed = parse_hostfile("n1:4  # MPICH\nn2 slots=2\nn1:4\nn3\n")
+    assert parsed.slots == {"n1": 8, "n2": 2, "n3": 1}
+    assert render_hostfile(parsed, "openmpi") == "n1 slots=8\nn2 slots=2\nn3 slots=1\n"
+    assert render_hostfile(parsed, "hydra") == "n1:8\nn2:2\nn3:1\n"
+    assert render_hostfile(parsed, "plain") == "n1\nn2\nn3\n"
+    # a plain list says nothing of slots, in any syntax
+    assert render_hostfile(parse_hostfile("a\nb\n"), "openmpi") == "a\nb\n"
+    with pytest.raises(TetherError, match="syntax 'slurm'"):
+        render_hostfile(parsed, "slurm")
+
+
+def test_hostfile_for_copies_only_a_foreign_syntax(tmp_path: Path) -> None:
+    mpich = tmp_path / "mpich-hosts"
+    mpich.write_text("localhost:2\n", encoding="utf-8")
+    ompi = tmp_path / "ompi-hosts"
+    ompi.write_text("localhost slots=2\n", encoding="utf-8")
+    plain = tmp_path / "plain-hosts"
+    plain.write_text("localhost\n", encoding="utf-8")
+    copy = Path(hostfile_for(str(mpich), "openmpi"))
+    assert copy.read_text() == "localhost slots=2\n" and copy.suffix == ".openmpi"
+    assert copy.parent == tmp_path / "cache" / "launch"  # the test's TETHER_CACHE_DIR
+    assert hostfile_for(str(mpich), "openmpi") == str(copy)  # same content, same name
+    assert mpich.read_text() == "localhost:2\n"  # the user's file is left as it is
+    assert hostfile_for(str(mpich), "hydra") == str(mpich)
+    assert hostfile_for(str(plain), "openmpi") == str(plain)
+    assert hostfile_for(str(plain), "hydra") == str(plain)
+    assert Path(hostfile_for(str(ompi), "hydra")).read_text() == "localhost:2\n"
+    assert Path(hostfile_for(str(ompi), "plain")).read_text() == "localhost\n"
+
+
+@pytest.mark.parametrize(
+    ("flavour", "flag", "text"),
+    [
+        ("openmpi", "--hostfile", "a slots=2\nb slots=2\n"),
+        ("mpich", "--hostfile", "a:2\nb:2\n"),
+        ("intel", "-hostfile", "a:2\nb:2\n"),
+        ("pals", "--hostfile", "a\nb\n"),
+    ],
+)
+def test_each_mpiexec_gets_its_own_hostfile_syntax(
+    tmp_path: Path, flavour: str, flag: str, text: str
+) -> None:
+    from tether.distributed.launchers import build_command
+    from tether.distributed.resolver import resolve
+    from tether.distributed.spec import LaunchSpec
+
+    hosts = tmp_path / "hosts"
+    hosts.write_text("a:2\nb slots=2\n", encoding="utf-8")  # both spellings in one file
+    spec = LaunchSpec(command=["python", "t.py"], hostfile=str(hosts), mpi=flavour)
+    resolved, _ = resolve(
+        spec, {"PATH": "/usr/bin"}, detect_mpi=lambda *a: Detected(None, None, error="x")
+    )
+    argv = build_command(resolved)
+    assert Path(argv[argv.index(flag) + 1]).read_text() == text
+
+
+def test_launch_checks_the_command_exists(tmp_path: Path) -> None:
+    from tether.distributed.launchers import check_command
+    from tether.distributed.spec import LaunchSpec
+
+    script = tmp_path / "run.sh"
+    script.write_text("#!/bin/sh\n", encoding="utf-8")
+    env = {"PATH": "/usr/bin:/bin"}
+    check_command(LaunchSpec(command=["sh", "-c", "true"]), env)
+    check_command(LaunchSpec(command=["python", "x.py"]), {"PATH": ""})  # this Python's bin/
+    with pytest.raises(TetherError, match="no such command 'nope-x' \\(not on PATH\\)"):
+        check_command(LaunchSpec(command=["nope-x"]), env)
+    with pytest.raises(TetherError, match="is not executable; chmod"):
+        check_command(LaunchSpec(command=[str(script)]), env)
+    script.chmod(0o755)
+    check_command(LaunchSpec(command=[str(script)]), env)
+    with pytest.raises(TetherError, match="no such file"):
+        check_command(LaunchSpec(command=[str(tmp_path / "gone.sh")]), env)
+    # On other hosts a path may exist where this machine has none.
+    remote = LaunchSpec(command=[str(tmp_path / "gone.sh")], resolved=True, local=False)
+    check_command(remote, env)
 
 
 def _multi_node(**extra: str) -> dict[str, str]:

@@ -187,6 +187,9 @@ def launch(
         return 0
     if retries < 0:
         raise TetherError(f"--retries {retries} is negative")
+    from ..distributed.launchers import check_command
+
+    check_command(resolved)  # one line, exit 2, instead of the launcher's own report per rank
     root = ctx.find_root().obj or {}
     click.echo(start_line(argv), err=True)
     result = run_launch(

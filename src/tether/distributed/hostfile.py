@@ -12,6 +12,13 @@ A host listed on several lines gets one slot per line (a PBS nodefile lists a ho
 slot), and the lines add up: `a slots=2` then `a slots=2` is four slots on `a`. When no line
 gives a count and no host repeats, the file says nothing about slots (`slots` is None): it is
 a plain list of hosts, and the launcher decides how many ranks each takes.
+
+Every launcher reads only its own spelling (Open MPI stops at `node03:4` with "illegal character
+in node name"; Hydra does not know `slots=`), so the parsed file is one model (hosts in order,
+slots per host) that `render_hostfile` writes back in a launcher's own syntax, and
+`hostfile_for` hands the launcher the file as it is when it already reads every line, else
+such a copy: written once per content and syntax in this node's tether cache
+(`<cache>/launch/hostfile-<digest>.<syntax>`), never next to the user's file.
 """
 
 from __future__ import annotations
@@ -21,10 +28,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import TetherError
+from ..fsio import atomic_write_text
+from ..mounts import local_cache_dir
 
 _SLOTS = re.compile(r"^slots=(\d+)$")
 _IGNORED = re.compile(r"^(max_slots|max-slots|cpu|gpu)=\S*$")
 _COLON = re.compile(r"^(?P<host>[^:\s]+):(?P<slots>\d+)$")
+
+# The spellings of a host line: `host` (every launcher), `host slots=N` (Open MPI), `host:N`
+# (Hydra: MPICH, Intel MPI, MVAPICH).
+PLAIN = "plain"
+OPENMPI = "openmpi"
+HYDRA = "hydra"
+SYNTAXES = (PLAIN, OPENMPI, HYDRA)
 
 
 @dataclass
@@ -36,6 +52,7 @@ class Hostfile:
     path: str | None = None
     lines: int = 0  # host lines read (comments and blanks excluded)
     duplicates: list[str] = field(default_factory=list)  # hosts seen on more than one line
+    syntaxes: set[str] = field(default_factory=set)  # the spellings its lines use (SYNTAXES)
 
     @property
     def total_slots(self) -> int | None:
@@ -54,6 +71,7 @@ def parse_hostfile(text: str, path: str | None = None) -> Hostfile:
     counts: dict[str, int] = {}
     explicit = False
     seen_lines: dict[str, int] = {}
+    syntaxes: set[str] = set()
     lines = 0
     where = path or "hostfile"
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -61,15 +79,17 @@ def parse_hostfile(text: str, path: str | None = None) -> Hostfile:
         if not line:
             continue
         words = line.split()
-        host, slots = words[0], 1
+        host, slots, syntax = words[0], 1, PLAIN
         colon = _COLON.match(host)
         if colon:
-            host, slots, explicit = colon["host"], int(colon["slots"]), True
+            host, slots, explicit, syntax = colon["host"], int(colon["slots"]), True, HYDRA
         for word in words[1:]:
             m = _SLOTS.match(word)
             if m:
-                slots, explicit = int(m[1]), True
-            elif not _IGNORED.match(word):
+                slots, explicit, syntax = int(m[1]), True, OPENMPI
+            elif _IGNORED.match(word):
+                syntax = OPENMPI
+            else:
                 raise TetherError(
                     f"{where}:{number}: cannot read {raw.strip()!r}",
                     "write one host per line: `host`, `host slots=N` or `host:N`",
@@ -77,6 +97,7 @@ def parse_hostfile(text: str, path: str | None = None) -> Hostfile:
         if slots < 1:
             raise TetherError(f"{where}:{number}: {host} has {slots} slots; give 1 or more")
         lines += 1
+        syntaxes.add(syntax)
         if host not in counts:
             order.append(host)
             counts[host] = 0
@@ -84,7 +105,7 @@ def parse_hostfile(text: str, path: str | None = None) -> Hostfile:
         seen_lines[host] = seen_lines.get(host, 0) + 1
     duplicates = [h for h in order if seen_lines[h] > 1]
     known = explicit or bool(duplicates)
-    return Hostfile(order, counts if known else None, path, lines, duplicates)
+    return Hostfile(order, counts if known else None, path, lines, duplicates, syntaxes)
 
 
 def read_hostfile(path: str | Path) -> Hostfile:
@@ -102,3 +123,45 @@ def read_hostfile(path: str | Path) -> Hostfile:
     if not parsed.hosts:
         raise TetherError(f"hostfile {path} lists no hosts", "write one host name per line")
     return parsed
+
+
+def render_hostfile(parsed: Hostfile, syntax: str) -> str:
+    """The hosts and slots of `parsed` in one launcher's syntax: `host slots=N` (openmpi),
+    `host:N` (hydra), or one host per line (plain: the slots are left to the launcher's
+    ranks-per-host flag). A file that gave no slots stays a list of hosts in every syntax."""
+    if syntax not in SYNTAXES:
+        raise TetherError(f"hostfile syntax {syntax!r} is not one of {', '.join(SYNTAXES)}")
+    lines = []
+    for host in parsed.hosts:
+        slots = parsed.slots.get(host) if parsed.slots is not None else None
+        if slots is None or syntax == PLAIN:
+            lines.append(host)
+        elif syntax == OPENMPI:
+            lines.append(f"{host} slots={slots}")
+        else:
+            lines.append(f"{host}:{slots}")
+    return "\n".join(lines) + "\n"
+
+
+def hostfile_for(path: str, syntax: str) -> str:
+    """The hostfile to give a launcher that reads `syntax`: `path` itself when every line is
+    already spelled so (or plain), else a copy rewritten in that syntax (see the module doc).
+    The copy's name is a digest of its content, so the argv is the same for the same file."""
+    parsed = read_hostfile(path)
+    if parsed.syntaxes <= {PLAIN, syntax}:
+        return path
+    import hashlib  # noqa: PLC0415 (10 ms on first import; only a file to rewrite needs it)
+
+    text = render_hostfile(parsed, syntax)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    target = local_cache_dir() / "launch" / f"hostfile-{digest}.{syntax}"
+    try:
+        if not target.is_file() or target.read_text(encoding="utf-8") != text:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(target, text, durable=False)
+    except OSError as exc:
+        raise TetherError(
+            f"cannot write {target} (hostfile {path} for the launcher): {exc.strerror}",
+            f"write the hostfile in the launcher's own syntax ({syntax}) yourself",
+        )
+    return str(target)

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+from collections.abc import Mapping
 from typing import ClassVar
 
 from ..errors import TetherError
+from ..process import python_first
 from .mpi import Labeller, LineLabeller, flavour
 from .spec import LaunchSpec
 
@@ -156,3 +159,33 @@ def build_command(spec: LaunchSpec) -> list[str]:
             "build_command needs a resolved spec (tether.distributed.resolver.resolve)"
         )
     return LAUNCHERS[spec.launcher]().argv(spec)
+
+
+def check_command(spec: LaunchSpec, env: Mapping[str, str] | None = None) -> None:
+    """TetherError unless the program of `spec.command` resolves: a name found on the PATH the
+    ranks get (this Python's bin/ first, `--env PATH=...` if given), or a path to a file. On
+    other hosts only names are checked here; a path may exist there and not on this machine."""
+    env = os.environ if env is None else env
+    if not spec.command:
+        raise TetherError("no command to launch", "put it after `--`")
+    program = spec.command[0]
+    if os.sep in program or (os.altsep and os.altsep in program):
+        if not spec.local:
+            return
+        if not os.path.isfile(program):
+            raise TetherError(
+                f"no such command {program!r} (no such file)",
+                "check the path, or give a command on PATH",
+            )
+        if not os.access(program, os.X_OK):
+            raise TetherError(
+                f"command {program!r} is not executable",
+                f"chmod +x {program}, or run it through its interpreter (python {program})",
+            )
+        return
+    path = python_first(spec.env.get("PATH", env.get("PATH", "")))
+    if shutil.which(program, path=path) is None:
+        raise TetherError(
+            f"no such command {program!r} (not on PATH)",
+            "install it, activate the environment that has it, or give its path",
+        )

@@ -12,6 +12,10 @@ pattern matches; nothing about the machine is assumed.
   `--envall`, `--label`;
 - intel: `-n N -ppn P`, `-hostfile F` or `-hosts a,b`, `-genvall`, `-l`.
 
+A hostfile is handed over in the flavour's own syntax (`host slots=N` for Open MPI, `host:N` for
+Hydra, one host per line for PALS): a file in another spelling is rewritten into a copy
+(tether.distributed.hostfile.hostfile_for), so an MPICH-style `node:4` works under Open MPI.
+
 Open MPI refuses to run as root without `--allow-run-as-root` and refuses more ranks than cores
 without `--oversubscribe`; both are added when they apply.
 """
@@ -25,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
+from . import hostfile as hostfiles
 from .spec import LaunchSpec
 
 
@@ -117,6 +122,7 @@ class MPIFlavour:
     label_pattern: ClassVar[re.Pattern[str]]  # group 1: the rank
     label_args: ClassVar[tuple[str, ...]]
     program: ClassVar[str] = "mpiexec"
+    hostfile_syntax: ClassVar[str] = hostfiles.PLAIN  # how its --hostfile spells a host line
 
     @classmethod
     def matches(cls, version_text: str) -> bool:
@@ -124,6 +130,10 @@ class MPIFlavour:
 
     def argv(self, spec: LaunchSpec) -> list[str]:
         raise NotImplementedError
+
+    def hostfile_path(self, spec: LaunchSpec) -> str:
+        """The hostfile to pass: spec.hostfile_arg, in this flavour's syntax."""
+        return hostfiles.hostfile_for(spec.hostfile_arg or "", self.hostfile_syntax)
 
     def labeller(self) -> Labeller:
         return LineLabeller(self.relabel)
@@ -142,6 +152,7 @@ class OpenMPI(MPIFlavour):
     version_pattern = re.compile(r"Open MPI|OpenRTE|Open RTE|open-mpi\.org")
     label_pattern = re.compile(r"\[\d+,(\d+)\]<std(?:out|err|diag)>:")
     label_args = ("--tag-output",)
+    hostfile_syntax = hostfiles.OPENMPI
     _any_tag = re.compile(r"\[\d+,\d+\]<std(?:out|err|diag)>:")
 
     def argv(self, spec: LaunchSpec) -> list[str]:
@@ -149,7 +160,7 @@ class OpenMPI(MPIFlavour):
         if spec.name_hosts:
             argv += ["--host", ",".join(f"{h}:{spec.ppn}" for h in spec.hosts)]
         elif spec.hostfile_arg:
-            argv += ["--hostfile", spec.hostfile_arg]
+            argv += ["--hostfile", self.hostfile_path(spec)]
         argv += ["--map-by", f"ppr:{spec.ppn}:node"]
         if spec.cpu_bind:
             argv += ["--bind-to", spec.cpu_bind]
@@ -183,6 +194,7 @@ class MPICH(MPIFlavour):
     version_pattern = re.compile(r"HYDRA|MPICH|MVAPICH", re.IGNORECASE)
     label_pattern = re.compile(r"\[(\d+)\] ?")
     label_args: ClassVar[tuple[str, ...]] = ("--prepend-rank",)
+    hostfile_syntax: ClassVar[str] = hostfiles.HYDRA
     np_flag = "-n"
     ppn_flag = "-ppn"
     hostfile_flag = "--hostfile"
@@ -195,7 +207,7 @@ class MPICH(MPIFlavour):
         if spec.name_hosts:
             argv += [self.hosts_flag, ",".join(spec.hosts)]
         elif spec.hostfile_arg:
-            argv += [self.hostfile_flag, spec.hostfile_arg]
+            argv += [self.hostfile_flag, self.hostfile_path(spec)]
         if spec.cpu_bind:
             argv += [self.bind_flag, spec.cpu_bind]
         argv.append(self.envall_flag)
@@ -212,6 +224,7 @@ class PALS(MPICH):
     version_pattern = re.compile(r"^\s*mpiexec version|\bPALS\b|cray-pals", re.MULTILINE)
     label_pattern = re.compile(r"\s*(\d+): ?")
     label_args = ("--label",)
+    hostfile_syntax = hostfiles.PLAIN  # a node list; the ranks per node come from --ppn
     ppn_flag = "--ppn"
     bind_flag = "--cpu-bind"
 

@@ -1,22 +1,21 @@
 """Who am I in this job? Rank, local rank, world size and rendezvous address from the environment.
 
 Every launcher family tells its processes where they stand through environment variables, each
-with its own names. This module reads them all, without importing torch or mpi4py, so it costs
-nothing and works before any library is initialised:
+with its own names. tether.jobenv reads them, each launcher's names as one family, without
+importing torch or mpi4py, so it costs nothing and works before any library is initialised:
 
-| family   | rank                    | local rank                    | world size             |
-| -------- | ----------------------- | ----------------------------- | ---------------------- |
-| torchrun | `RANK`                  | `LOCAL_RANK`                  | `WORLD_SIZE`           |
-| Open MPI | `OMPI_COMM_WORLD_RANK`  | `OMPI_COMM_WORLD_LOCAL_RANK`  | `OMPI_COMM_WORLD_SIZE` |
-| HPE PALS | `PALS_RANKID`           | `PALS_LOCAL_RANKID`           | `PMI_SIZE`             |
-| MPICH    | `PMI_RANK`              | `MPI_LOCALRANKID`             | `PMI_SIZE`             |
-| Slurm    | `SLURM_PROCID`          | `SLURM_LOCALID`               | `SLURM_NTASKS`         |
+- torchrun: `RANK`, `LOCAL_RANK`, `WORLD_SIZE`, `LOCAL_WORLD_SIZE`;
+- Open MPI: `OMPI_COMM_WORLD_RANK`, `_LOCAL_RANK`, `_SIZE`, `_LOCAL_SIZE`;
+- HPE PALS: `PALS_RANKID`, `PALS_LOCAL_RANKID`, `PMI_SIZE`, `PALS_LOCAL_SIZE`;
+- Hydra (MPICH, Intel MPI): `PMI_RANK`, `MPI_LOCALRANKID`, `PMI_SIZE`, `MPI_LOCALNRANKS`;
+- Slurm: `SLURM_PROCID`, `SLURM_LOCALID`, `SLURM_STEP_NUM_TASKS`, `SLURM_STEP_TASKS_PER_NODE`.
 
-The first family whose rank variable is set wins, in the order of the table: a launcher started
-inside another one (torchrun under srun, mpiexec inside a Slurm batch script, which carries
-`SLURM_PROCID=0` into every rank it starts) sets the more specific variables. Slurm counts only
-inside a job step (`srun`, which sets `SLURM_STEP_ID`): a batch script itself is not rank 0 of
-`SLURM_NTASKS` ranks.
+The first launcher family whose rank variable is set wins: a launcher started inside another
+one (torchrun under srun, mpiexec inside a Slurm job) sets the more specific variables. Inside
+a Slurm step, the PMI names that srun's own MPI plug-ins set (`--mpi=pmi2`: `PMI_RANK`,
+`PMI_SIZE`; `--mpi=cray_shasta`: `PALS_RANKID` alone) yield to Slurm's own variables, which know
+the layout (cyclic, uneven nodes). Slurm counts only inside a job step (`srun`, which sets
+`SLURM_STEP_ID`): a batch script itself is not rank 0 of `SLURM_NTASKS` ranks.
 
 The rendezvous address (`MASTER_ADDR`) is, unless set: 127.0.0.1 when every rank runs on this
 node, else the first host of the job: a hostfile named by `TETHER_HOSTFILE` or `HOSTFILE`,
@@ -34,7 +33,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import TetherError
-from ..jobenv import int_var, job_family, slurm_in_step
+from ..jobenv import NO_SCHEDULER, int_var, job_place, job_scheduler, slurm_in_step
 from .hostfile import read_hostfile
 from .nodelist import expand_builtin
 
@@ -81,6 +80,7 @@ class RankInfo:
     master_addr: str = LOCALHOST
     master_port: int = DEFAULT_PORT
     job_id: str | None = None
+    scheduler: str = NO_SCHEDULER  # slurm, pbs, lsf, flux, cobalt; local outside a job
 
     @property
     def is_main(self) -> bool:
@@ -190,7 +190,9 @@ def _num_nodes(env: Mapping[str, str]) -> int | None:
 def detect(env: Mapping[str, str] | None = None) -> RankInfo:
     """Read this process's place in its job from `env` (default: os.environ)."""
     env = os.environ if env is None else env
-    family, rank, local, size, local_size = job_family(env)
+    place = job_place(env)
+    family, rank, size = place.family, place.rank, place.world_size
+    local, local_size = place.local_rank, place.local_world_size
     if local_size is None:
         # Unknown node size: spread evenly over the job's nodes when their number is known,
         # else assume a single node.
@@ -208,6 +210,7 @@ def detect(env: Mapping[str, str] | None = None) -> RankInfo:
         master_addr=master_addr(env, world_size=size, local_world_size=local_size),
         master_port=master_port(env),
         job_id=job_id(env),
+        scheduler=job_scheduler(env),
     )
 
 
