@@ -1,11 +1,12 @@
-"""`tether doctor [--json]`: check this machine for launching; exit 1 on any failure."""
+"""`tether doctor [--json] [-n N ...]`: check this machine and job for launching; exit 1 on any
+failure."""
 
 from __future__ import annotations
 
 import click
 
-_MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
-_COLOUR = {"ok": "green", "warn": "yellow", "fail": "red"}
+_MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
+_COLOUR = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "bright_black"}
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,6 +17,16 @@ _COLOUR = {"ok": "green", "warn": "yellow", "fail": "red"}
     metavar="FILE",
     help="Check this hostfile too (default TETHER_HOSTFILE, else PBS_NODEFILE).",
 )
+@click.option("-n", "-np", "nprocs", type=int, metavar="N", help="Ranks the launch will start.")
+@click.option("-ppn", "--ppn", "ppn", type=int, metavar="P", help="Ranks per host.")
+@click.option("--nhosts", "--nodes", "nhosts", type=int, metavar="H", help="Hosts to use.")
+@click.option(
+    "--launcher",
+    type=click.Choice(["mpiexec", "srun", "torchrun"]),
+    help="The launcher (default: the scheduler's).",
+)
+@click.option("--mpi", metavar="FLAVOUR", help="The MPI flavour, if mpiexec does not say.")
+@click.option("--rank-prefix", is_flag=True, help="The launch will use --rank-prefix.")
 @click.option(
     "--min-free-gb",
     type=float,
@@ -23,6 +34,14 @@ _COLOUR = {"ok": "green", "warn": "yellow", "fail": "red"}
     show_default=True,
     metavar="GB",
     help="Fail below this much free disk under the runs root (warn below 5x).",
+)
+@click.option(
+    "--torch-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    metavar="S",
+    help="Give up on `import torch` (in a child process) after this many seconds.",
 )
 @click.option(
     "--check",
@@ -36,13 +55,22 @@ def doctor(
     ctx: click.Context,
     as_json: bool,
     hostfile: str | None,
+    nprocs: int | None,
+    ppn: int | None,
+    nhosts: int | None,
+    launcher: str | None,
+    mpi: str | None,
+    rank_prefix: bool,
     min_free_gb: float,
+    torch_timeout: float,
     only: tuple[str, ...],
 ) -> int:
-    """Check Python and tether, MPI launchers and their flavour, the scheduler and its hosts,
-    the hostfile, torch and its accelerators and backends, W&B and MLflow settings, the runs
-    root and free disk. Each check prints ok, WARN or FAIL with a remedy; exits 1 on any
-    FAIL, 0 otherwise (warnings included)."""
+    """Check what a launch depends on: Python and tether, the environment's filesystem, MPI
+    launchers, the scheduler and the hostfile, the allocation against the request (-n, -ppn,
+    --nhosts), the launch command and its rank prefixes, MASTER_ADDR/MASTER_PORT and the
+    network interfaces, torch, its devices, backends and collective timeouts, W&B and MLflow,
+    the runs root and free disk. Each check prints ok, WARN, FAIL or skip, with a one-line
+    fix; exits 1 on any FAIL, 0 otherwise (warnings included)."""
     import json
     import os
 
@@ -63,6 +91,13 @@ def doctor(
         hostfile=hostfile,
         runs_dir=root.get("runs_dir"),
         min_free_gb=min_free_gb,
+        nprocs=nprocs,
+        ppn=ppn,
+        nhosts=nhosts,
+        launcher=launcher,
+        mpi=mpi,
+        rank_prefix=rank_prefix,
+        torch_timeout=torch_timeout,
     )
     checks = run_checks(context, list(only) or None)
     result = report(checks)
@@ -74,13 +109,14 @@ def doctor(
         for c in checks:
             mark = _MARK[c.status]
             if colour:
-                mark = click.style(mark, fg=_COLOUR[c.status], bold=c.status != "ok")
+                mark = click.style(mark, fg=_COLOUR[c.status], bold=c.status in ("warn", "fail"))
             click.echo(f"{mark}  {c.name:<{width}}  {c.summary}")
             if c.remedy:
                 click.echo(f"      {'':<{width}}  -> {c.remedy}")
-        counts = {s: sum(c.status == s for c in checks) for s in ("ok", "warn", "fail")}
+        counts = {s: sum(c.status == s for c in checks) for s in ("ok", "warn", "fail", "skip")}
+        skipped = f", {counts['skip']} skipped" if counts["skip"] else ""
         click.echo(
             f"\n{counts['ok']} ok, {counts['warn']} warning{'s' if counts['warn'] != 1 else ''}"
-            f", {counts['fail']} failed"
+            f", {counts['fail']} failed{skipped}"
         )
     return 1 if result["status"] == "fail" else 0

@@ -1,6 +1,6 @@
 """Checks of what `tether launch` needs: `launchers` (mpiexec, srun, torchrun on PATH), `mpi`
-(which MPI `mpiexec --version` says), `scheduler` (the plug-in detected, its hosts) and
-`hostfile` (readable, with hosts and slots)."""
+(which MPI `mpiexec --version` says), `scheduler` (the plug-in detected, its hosts, none of
+them `(null)`) and `hostfile` (readable, with hosts and slots, each one the scheduler gave)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from pathlib import Path
 from ...errors import TetherError
 from .. import mpi, schedulers
 from ..hostfile import read_hostfile
-from ..resolver import is_root
+from ..resolver import LOCAL_NAMES, is_root
+from ..schedulers.local import this_host
 from ..spec import LAUNCHERS
 from .base import Check, CheckList, Context
 
 CHECKS = CheckList()
 check = CHECKS.register
+NULL = "(null)"  # what Slurm and shells print for an unset node list
 
 
 @check("launchers")
@@ -49,7 +51,7 @@ def check_mpi(ctx: Context) -> Check:
         )
     env = dict(ctx.env)
     env["PATH"] = os.pathsep.join([str(Path(path).parent), env.get("PATH", "")])
-    found = mpi.detect("mpiexec", env)
+    found = ctx.detect_mpi("mpiexec", env)
     details = {"path": found.path, "flavour": found.flavour, "version": found.version}
     if found.flavour is None and found.version == "" and found.error:
         return Check(
@@ -92,7 +94,9 @@ def check_scheduler(ctx: Context) -> Check:
                 {"plugins": names, "broken_plugins": dict(broken)},
             )
     try:
-        sched = schedulers.select(ctx.env)
+        sched, _, error = ctx.scheduler()
+        if error is not None:
+            raise error
         info = sched.info(ctx.env)
     except TetherError as exc:
         return Check(
@@ -102,7 +106,7 @@ def check_scheduler(ctx: Context) -> Check:
             exc.hint or "check the scheduler's environment variables",
             {"plugins": names, "broken_plugins": dict(broken)},
         )
-    except Exception as exc:
+    except Exception as exc:  # info() of a third-party plug-in
         return Check(
             "scheduler",
             "fail",
@@ -115,6 +119,14 @@ def check_scheduler(ctx: Context) -> Check:
     hosts = info.get("hosts") or []
     shown = ", ".join(hosts[:4]) + (f" and {len(hosts) - 4} more" if len(hosts) > 4 else "")
     summary = f"{sched.name}{job}: {len(hosts)} host{'s' if len(hosts) != 1 else ''} ({shown})"
+    if NULL in hosts:
+        return Check(
+            "scheduler",
+            "fail",
+            f"{sched.name}{job} lists the host {NULL} (a node list read outside its allocation)",
+            "run inside the allocation (salloc/sbatch, or srun --jobid JOB), not beside it",
+            details,
+        )
     if broken:
         first = broken[0]
         return Check(
@@ -127,13 +139,15 @@ def check_scheduler(ctx: Context) -> Check:
     return Check("scheduler", "ok", summary, None, details)
 
 
+def _short(host: str) -> str:
+    """A host's short name: `nid001.cluster.org` and `nid001` are one node."""
+    name = this_host() if host in LOCAL_NAMES else host
+    return name.split(".", 1)[0].lower()
+
+
 @check("hostfile")
 def check_hostfile(ctx: Context) -> Check:
-    path, source = ctx.hostfile, "--hostfile"
-    if not path and ctx.env.get("TETHER_HOSTFILE"):
-        path, source = ctx.env["TETHER_HOSTFILE"], "TETHER_HOSTFILE"
-    if not path and ctx.env.get("PBS_NODEFILE"):
-        path, source = ctx.env["PBS_NODEFILE"], "PBS_NODEFILE"
+    path, source = ctx.hostfile_source()
     if not path:
         return Check("hostfile", "ok", "none given: hosts come from the scheduler or this machine")
     try:
@@ -148,6 +162,32 @@ def check_hostfile(ctx: Context) -> Check:
         )
     slots = f", {parsed.total_slots} slots" if parsed.total_slots is not None else ""
     details = {"path": path, "source": source, "hosts": parsed.hosts, "slots": parsed.slots}
+    if NULL in parsed.hosts:
+        return Check(
+            "hostfile",
+            "fail",
+            f"{source} {path} lists the host {NULL}: it was written from an unset node list",
+            f'write it inside the job: scontrol show hostnames "$SLURM_JOB_NODELIST" > {path}',
+            details,
+        )
+    sched, given, _ = ctx.scheduler()
+    if source != "PBS_NODEFILE" and given and getattr(sched, "name", "") != "local":
+        allowed = {_short(h) for h in given}
+        strays = [h for h in parsed.hosts if _short(h) not in allowed]
+        details["scheduler_hosts"] = given
+        if strays:
+            job = sched.job_id(ctx.env)
+            shown = ", ".join(strays[:3]) + (
+                f" and {len(strays) - 3} more" if len(strays) > 3 else ""
+            )
+            return Check(
+                "hostfile",
+                "fail",
+                f"{source} {path} lists {shown}, not given to {sched.name} job {job} "
+                f"(its hosts: {', '.join(given[:4])}{' ...' if len(given) > 4 else ''})",
+                f"remove {strays[0]} from {path}, or drop {source} to use the job's hosts",
+                details,
+            )
     return Check(
         "hostfile",
         "ok",

@@ -1,5 +1,6 @@
-"""Checks of this interpreter and of tether itself: `python` (3.10 or newer) and `tether` (the
-version imported is the version installed)."""
+"""Checks of this interpreter and of tether itself: `python` (3.10 or newer), `tether` (the
+version imported is the version installed) and `shared-env` (the environment is on a network
+filesystem that every rank of a job on several hosts would import from)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from ... import __file__ as where
 from ... import __version__
+from ...mounts import is_network_type
 from .base import Check, CheckList, Context
 
 CHECKS = CheckList()
@@ -49,3 +51,32 @@ def check_tether(ctx: Context) -> Check:
             details,
         )
     return Check("tether", "ok", f"tether {__version__}", None, details)
+
+
+@check("shared-env")
+def check_shared_env(ctx: Context) -> Check:
+    kind = ctx.fstype(ctx.prefix)
+    details: dict[str, object] = {"prefix": ctx.prefix, "fstype": kind}
+    if not is_network_type(kind):
+        return Check("shared-env", "ok", f"{ctx.prefix} is on a local disk ({kind})", None, details)
+    r = ctx.resolved()
+    _, hosts, _ = ctx.scheduler()
+    nhosts = r.spec.nhosts if r.spec is not None and r.spec.nhosts else len(hosts or [])
+    details["nhosts"] = nhosts
+    if nhosts <= 1:
+        return Check(
+            "shared-env",
+            "ok",
+            f"{ctx.prefix} is on {kind} (a shared filesystem; fine for one host)",
+            None,
+            details,
+        )
+    return Check(
+        "shared-env",
+        "warn",
+        f"{ctx.prefix} is on {kind}: {nhosts} hosts would import it at once (slow start-up, "
+        "metadata load on the file servers)",
+        "copy it to each node first: tether env yeet --dest /tmp/env, then launch "
+        "/tmp/env/bin/python",
+        details,
+    )

@@ -1,5 +1,6 @@
 """The torch probe of `tether doctor`: torch is imported in a child process (`python -c ...`),
-since its import is slow, can crash, and must not leave CUDA initialised in this one."""
+since its import is slow, can crash or hang (a CUDA library, a shared filesystem), and must
+not leave CUDA initialised in this one. The child is killed after a timeout."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import subprocess
 from collections.abc import Mapping
 from typing import Any
 
-TORCH_TIMEOUT_S = 180.0
+TORCH_TIMEOUT_S = 60.0
 
 
 _PROBE = r"""
@@ -28,6 +29,7 @@ else:
         except BaseException as exc:
             out[name] = False
             out.setdefault("problems", []).append(f"{name}: {type(exc).__name__}: {exc}")
+    probe("cuda_version", lambda: getattr(getattr(torch, "version", None), "cuda", None))
     probe("cuda", lambda: bool(torch.cuda.is_available()))
     probe("cuda_devices", lambda: int(torch.cuda.device_count()) if out["cuda"] else 0)
     probe("cuda_names", lambda: [torch.cuda.get_device_name(i)
@@ -42,23 +44,27 @@ else:
         probe("nccl", lambda: bool(d.is_nccl_available()))
         probe("mpi", lambda: bool(d.is_mpi_available()))
         probe("xccl", lambda: bool(getattr(d, "is_xccl_available", lambda: False)()))
+    out["file"] = str(getattr(torch, "__file__", "") or "")
 print("TETHER-PROBE " + json.dumps(out))
 """
 
 
-def probe_torch(executable: str, env: Mapping[str, str]) -> dict[str, Any]:
-    """What `executable -c _PROBE` finds of torch: version, devices, backends, or the error."""
+def probe_torch(
+    executable: str, env: Mapping[str, str], timeout: float = TORCH_TIMEOUT_S
+) -> dict[str, Any]:
+    """What `executable -c _PROBE` finds of torch: version, devices, backends, or the error
+    (`missing`, `broken`, or `timeout` when the import took over `timeout` seconds)."""
     try:
         proc = subprocess.run(
             [executable, "-c", _PROBE],
             capture_output=True,
             text=True,
-            timeout=TORCH_TIMEOUT_S,
+            timeout=timeout,
             env=dict(env),
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
-        return {"error": "broken", "detail": f"import torch took over {TORCH_TIMEOUT_S:g} s"}
+        return {"error": "timeout", "detail": f"import torch took over {timeout:g} s"}
     except OSError as exc:
         return {"error": "broken", "detail": f"cannot run {executable}: {exc.strerror}"}
     for line in proc.stdout.splitlines():

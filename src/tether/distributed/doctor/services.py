@@ -1,21 +1,44 @@
-"""Checks of the trackers' settings, without contacting them: `wandb` (credentials for its
-host, or an offline mode) and `mlflow` (the tracking URI: a server, a writable folder, a
-database)."""
+"""Checks of the metric sinks: `wandb` (credentials for its host, or an offline mode; the
+host reachable when online) and `mlflow` (the tracking URI tether's sink would use: a server
+that answers a TCP connect, a writable folder, the default SQLite database under the runs
+root). Servers get one TCP connect with a short timeout, no request."""
 
 from __future__ import annotations
 
 import importlib.util
 import netrc
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from ...mounts import is_network_type
+from ...track.sinks.mlflow import default_uri, sqlite_path
+from ...workspace import resolve_runs_root
 from .base import Check, CheckList, Context
 from .storage import unwritable
 
 CHECKS = CheckList()
 check = CHECKS.register
+CONNECT_TIMEOUT_S = 2.0
+
+
+def unreachable(url: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
+    """Why a TCP connection to `url`'s host and port fails now, or None when it opens."""
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    try:
+        port = parsed.port or (443 if parsed.scheme in ("https", "databricks") else 80)
+    except ValueError:
+        return f"bad port in {url}"
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except TimeoutError:
+        return f"no answer from {host}:{port} in {timeout:g} s"
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or exc}"
 
 
 def _netrc_has(host: str, env: Mapping[str, str]) -> bool:
@@ -43,60 +66,60 @@ def check_wandb(ctx: Context) -> Check:
         return Check("wandb", "ok", "not installed (optional: pip install 'tether[wandb]')")
     if mode in ("offline", "disabled", "dryrun"):
         return Check("wandb", "ok", f"WANDB_MODE={mode}: no credentials needed", None, {})
-    host = urlparse(env.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or ""
+    base = env.get("WANDB_BASE_URL") or "https://api.wandb.ai"
+    host = urlparse(base).hostname or ""
+    offline = "or WANDB_MODE=offline to log locally (wandb sync later)"
     if env.get("WANDB_API_KEY"):
-        return Check("wandb", "ok", "WANDB_API_KEY is set", None, {"host": host})
-    if _netrc_has(host, env):
-        return Check("wandb", "ok", f"credentials for {host} in ~/.netrc", None, {"host": host})
-    return Check(
-        "wandb",
-        "warn",
-        f"wandb is installed but has no credentials for {host}",
-        "run `wandb login`, set WANDB_API_KEY, or WANDB_MODE=offline to log locally",
-        {"host": host},
-    )
+        found = "WANDB_API_KEY is set"
+    elif _netrc_has(host, env):
+        found = f"credentials for {host} in ~/.netrc"
+    else:
+        return Check(
+            "wandb",
+            "warn",
+            f"wandb is installed but has no credentials for {host}",
+            f"run `wandb login`, set WANDB_API_KEY, {offline}",
+            {"host": host},
+        )
+    problem = unreachable(base)
+    if problem:
+        return Check(
+            "wandb",
+            "warn",
+            f"{found}, but {base} cannot be reached: {problem}",
+            f"open the network to {host}, {offline}",
+            {"host": host},
+        )
+    return Check("wandb", "ok", f"{found}; {host} answers", None, {"host": host})
 
 
 @check("mlflow")
 def check_mlflow(ctx: Context) -> Check:
-    uri = ctx.env.get("MLFLOW_TRACKING_URI", "")
+    given = ctx.env.get("MLFLOW_TRACKING_URI", "")
     installed = _has_module("mlflow", ctx)
-    if not uri:
-        summary = (
-            "MLFLOW_TRACKING_URI unset: MLflow writes ./mlruns"
-            if installed
-            else "not installed (optional: pip install 'tether[mlflow]')"
+    root = resolve_runs_root(ctx.runs_dir or ctx.env.get("TETHER_RUNS"))
+    uri = given or default_uri(root)  # what tether's mlflow sink would use
+    details = {"uri": uri, "given": bool(given), "installed": installed}
+    if not given and not installed:
+        return Check(
+            "mlflow",
+            "ok",
+            f"not installed (optional: pip install 'tether[mlflow]'); tether would write {uri}",
+            None,
+            details,
         )
-        return Check("mlflow", "ok", summary, None, {"installed": installed})
     parsed = urlparse(uri)
-    details = {"uri": uri, "installed": installed}
-    if parsed.scheme in ("http", "https", "databricks"):
-        user, password = (
-            ctx.env.get("MLFLOW_TRACKING_USERNAME"),
-            ctx.env.get("MLFLOW_TRACKING_PASSWORD"),
-        )
-        if bool(user) != bool(password):
-            return Check(
-                "mlflow",
-                "warn",
-                f"{uri}: only one of MLFLOW_TRACKING_USERNAME and _PASSWORD is set",
-                "set both, or MLFLOW_TRACKING_TOKEN",
-                details,
-            )
-        return Check("mlflow", "ok", f"tracking server {uri} (not contacted)", None, details)
+    if parsed.scheme in ("http", "https"):
+        return _server(ctx, uri, details)
+    if parsed.scheme == "databricks":
+        return Check("mlflow", "ok", f"Databricks {uri} (not contacted)", None, details)
+    db = sqlite_path(uri)
+    if db is not None:
+        return _folder(ctx, uri, db.parent, "SQLite store", details)
     if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and os.name == "nt"):
         path = Path(unquote(parsed.path) if parsed.scheme == "file" else uri).expanduser()
-        problem = unwritable(path)
-        if problem:
-            return Check(
-                "mlflow",
-                "fail",
-                f"MLFLOW_TRACKING_URI={uri}: {problem}",
-                "point MLFLOW_TRACKING_URI at a writable folder (file:///path) or a server",
-                details,
-            )
-        return Check("mlflow", "ok", f"file store {path}", None, details)
-    if parsed.scheme.startswith(("sqlite", "postgresql", "mysql", "mssql")):
+        return _folder(ctx, uri, path, "file store", details)
+    if parsed.scheme.startswith(("postgresql", "mysql", "mssql")):
         return Check("mlflow", "ok", f"database store {uri} (not contacted)", None, details)
     return Check(
         "mlflow",
@@ -105,3 +128,50 @@ def check_mlflow(ctx: Context) -> Check:
         "use http(s)://, file://, a path, or a database URI",
         details,
     )
+
+
+def _server(ctx: Context, uri: str, details: dict[str, object]) -> Check:
+    user = ctx.env.get("MLFLOW_TRACKING_USERNAME")
+    password = ctx.env.get("MLFLOW_TRACKING_PASSWORD")
+    if bool(user) != bool(password):
+        return Check(
+            "mlflow",
+            "warn",
+            f"{uri}: only one of MLFLOW_TRACKING_USERNAME and _PASSWORD is set",
+            "set both, or MLFLOW_TRACKING_TOKEN",
+            details,
+        )
+    problem = unreachable(uri)
+    if problem:
+        return Check(
+            "mlflow",
+            "fail",
+            f"MLFLOW_TRACKING_URI={uri} cannot be reached: {problem}",
+            "start the server or fix the URI, or unset MLFLOW_TRACKING_URI to log to the "
+            "runs root's SQLite store and `tether mlflow sync` later",
+            details,
+        )
+    return Check("mlflow", "ok", f"tracking server {uri} answers", None, details)
+
+
+def _folder(ctx: Context, uri: str, folder: Path, what: str, details: dict[str, object]) -> Check:
+    name = "MLFLOW_TRACKING_URI" if details["given"] else "the default MLflow URI"
+    problem = unwritable(folder)
+    if problem:
+        return Check(
+            "mlflow",
+            "fail",
+            f"{name} {uri}: {problem}",
+            "point MLFLOW_TRACKING_URI at a writable folder (file:///path) or a server",
+            details,
+        )
+    kind = ctx.fstype(str(folder))
+    if what == "SQLite store" and is_network_type(kind):
+        return Check(
+            "mlflow",
+            "warn",
+            f"{what} {uri} is on {kind}: SQLite locking is unreliable on a shared filesystem",
+            "set MLFLOW_TRACKING_URI to a server, or to a sqlite:/// path on a local disk",
+            details,
+        )
+    return Check("mlflow", "ok", f"{what} {uri} (writable)", None, details)
