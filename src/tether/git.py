@@ -135,6 +135,29 @@ def toplevel(path: Path) -> Path | None:
     return Path(out.strip())
 
 
+def main_worktree(top: Path) -> Path | None:
+    """For the top of a linked worktree (`git worktree add`), the top of the main worktree;
+    None for a main worktree, a submodule, or a worktree of a bare repository (no main one).
+
+    A main worktree has a `.git` folder, so only a `.git` file costs a git process: a linked
+    worktree's common dir (`--git-common-dir`, the main `.git`) differs from its own git dir,
+    a submodule's does not."""
+    if not (top / ".git").is_file() or not available():
+        return None
+    try:
+        out = output(top, "rev-parse", "--git-dir", "--git-common-dir")
+    except GitError:
+        return None
+    lines = out.splitlines()
+    if len(lines) != 2:
+        return None
+    # Relative answers are relative to `top` (the -C folder); resolved, so links compare equal.
+    git_dir, common = ((top / line).resolve() for line in lines)
+    if git_dir == common or common.name != ".git":
+        return None
+    return common.parent
+
+
 def version(timeout: float = 10) -> tuple[str | None, str | None]:
     """(path of the git program, its version) with None for what is unknown."""
     exe = executable()

@@ -2,6 +2,10 @@
 
 Runs root, first that applies: an explicit folder (`--runs-dir`), `TETHER_RUNS`, `runs-dir` in
 the project file, `<project root>/.tether/runs`, `<git top>/.tether/runs`, `~/.tether/runs`.
+Inside a linked git worktree (`git worktree add`) a relative `runs-dir` and the two `.tether/runs`
+are taken in the main worktree: runs kept inside a linked worktree would be deleted by
+`git worktree remove`, leaving their snapshot refs (shared by all worktrees) behind. An absolute
+`runs-dir` is used as written.
 Only the few keys needed here are read from the project file (`tether.project` validates all of
 it); a broken project file is reported by the commands that load it, the root falls back.
 """
@@ -54,19 +58,29 @@ def project_id(start: Path | None = None) -> str | None:
     return str(value) if value else None
 
 
-def _runs_dir_from_project(project_file: Path) -> Path | None:
+def _runs_dir_from_project(project_file: Path, base: Path) -> Path | None:
     data = read_project_data(project_file)
     value = data.get("runs-dir")
     if isinstance(value, str) and value:
         path = Path(os.path.expanduser(value))
-        return path if path.is_absolute() else (project_file.parent / path)
+        return path if path.is_absolute() else (base / path)
     return None
+
+
+def in_main_worktree(folder: Path) -> Path:
+    """`folder`, or where it sits in the main worktree when it is inside a linked one."""
+    top = git.find_top(folder)
+    main = git.main_worktree(top) if top is not None else None
+    if top is None or main is None:
+        return folder
+    return main / folder.resolve().relative_to(top)
 
 
 def resolve_runs_root(
     explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None
 ) -> Path:
-    """First that applies: explicit, TETHER_RUNS, tether.toml runs-dir, project .tether/runs, ~."""
+    """First that applies: explicit, TETHER_RUNS, tether.toml runs-dir, project .tether/runs, ~
+    (a relative runs-dir and .tether/runs in the main worktree when `cwd` is in a linked one)."""
     if explicit:
         return Path(os.path.expanduser(str(explicit))).absolute()
     env = os.environ.get("TETHER_RUNS")
@@ -74,11 +88,12 @@ def resolve_runs_root(
         return Path(os.path.expanduser(env)).absolute()
     project_file = find_project_file(cwd)
     if project_file is not None:
-        configured = _runs_dir_from_project(project_file)
+        base = in_main_worktree(project_file.parent)
+        configured = _runs_dir_from_project(project_file, base)
         if configured is not None:
             return configured.absolute()
-        return project_file.parent / ".tether" / "runs"
+        return base / ".tether" / "runs"
     top = git.find_top(cwd)
     if top is not None:
-        return top / ".tether" / "runs"
+        return (git.main_worktree(top) or top) / ".tether" / "runs"
     return Path.home() / ".tether" / "runs"

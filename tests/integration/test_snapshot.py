@@ -191,3 +191,85 @@ def test_runs_that_never_start_leave_no_snapshot_ref(tmp_path: Path):
     done = app("lr=0.5")
     assert done.returncode == 0 and "ran 0.5" in done.stdout
     assert len(git(repo, "for-each-ref", "refs/tether/").splitlines()) == 1
+
+
+# -- untracked files above the size limit (issue 13, item 5) ------------------------------------
+def test_big_untracked_file_is_left_out_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    repo = make_repo(tmp_path / "r", {"train.py": "x\n"})
+    (repo / "data").mkdir()
+    big = repo / "data" / "big.bin"
+    with open(big, "wb") as fh:  # sparse: 200 MB on paper, nothing on disk
+        fh.truncate(200 * 1000 * 1000)
+    (repo / "notes.txt").write_text("small\n")
+    with caplog.at_level("WARNING", logger="tether.snapshot"):
+        rec = snapshot_repo(repo, "big1")
+    assert tree_files(repo, rec.commit) == {"train.py", "notes.txt"}
+    assert rec.skipped == ["data/big.bin"]
+    [line] = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert "data/big.bin (200 MB, above the 50 MB limit" in line
+    assert "/data/big.bin to .gitignore" in line and "exclude=['data/big.bin']" in line
+    # git never hashed it: no loose object or pack holds 200 MB.
+    sizes = dict(
+        line.split(": ") for line in git(repo, "count-objects", "-v").splitlines() if ": " in line
+    )
+    assert int(sizes["size"]) + int(sizes["size-pack"]) < 1024  # KiB
+    assert git(repo, "status", "--porcelain=v1") == "?? data/\n?? notes.txt"
+
+
+def test_size_limit_is_exact_and_spares_tracked_files(tmp_path: Path):
+    repo = make_repo(tmp_path / "r", {"tracked.bin": "t" * 50})
+    (repo / "tracked.bin").write_text("u" * 60)  # tracked and changed: always taken
+    (repo / "at.bin").write_bytes(b"a" * 10)
+    (repo / "over.bin").write_bytes(b"o" * 11)
+    (repo / "odd [name]*.bin").write_bytes(b"o" * 11)  # a literal pathspec, not a glob
+    rec = snapshot_repo(repo, "lim", max_file_bytes=10)
+    assert tree_files(repo, rec.commit) == {"tracked.bin", "at.bin"}
+    assert sorted(rec.skipped) == ["odd [name]*.bin", "over.bin"]
+    assert git(repo, "show", f"{rec.commit}:tracked.bin") == "u" * 60
+    unlimited = snapshot_repo(repo, "nolim", max_file_bytes=0)
+    assert "over.bin" in tree_files(repo, unlimited.commit) and unlimited.skipped == []
+
+
+def test_size_limit_from_the_project_file_and_the_decorator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    repo = make_repo(tmp_path / "p", {"train.py": "1\n"})
+    (repo / "tether.toml").write_text('[snapshot]\nmax-file-size = "1kB"\n')
+    (repo / "blob.bin").write_bytes(b"b" * 1001)
+    (repo / "ok.bin").write_bytes(b"b" * 1000)
+    monkeypatch.chdir(repo)
+
+    @tether.experiment(defaults={"a": 1})
+    def train(cfg, run):
+        return run.dir
+
+    src = yaml.safe_load((train(a=2) / "run.lock").read_text())["sources"][0]
+    assert src["skipped"] == ["blob.bin"]
+    assert tree_files(repo, src["commit"]) == {"train.py", "tether.toml", "ok.bin"}
+
+    @tether.experiment(defaults={"a": 1}, max_file_size="2kB")  # the option wins
+    def train2(cfg, run):
+        return run.dir
+
+    src = yaml.safe_load((train2(a=2) / "run.lock").read_text())["sources"][0]
+    assert src["skipped"] == []
+
+
+def test_a_bad_size_is_one_line_naming_file_key_and_value(tmp_path: Path):
+    import sys
+
+    repo = make_repo(tmp_path / "p", {"app.py": "", "tether.toml": ""})
+    (repo / "app.py").write_text(
+        "import tether\n@tether.experiment(defaults={'lr': 0.1})\n"
+        "def main(cfg):\n    print('ran')\nif __name__ == '__main__':\n    main()\n"
+    )
+    (repo / "tether.toml").write_text('[snapshot]\nmax-file-size = "lots"\n')
+    proc = subprocess.run(
+        [sys.executable, "app.py"], cwd=repo, capture_output=True, text=True, env=dict(os.environ)
+    )
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert "tether.toml: snapshot.max-file-size = 'lots' is not a size" in line
+    assert '"50MB"' in line and "Traceback" not in proc.stderr

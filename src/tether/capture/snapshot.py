@@ -8,23 +8,57 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import git
-from ..errors import TetherError
+from ..errors import ConfigError, TetherError
 from ..git import GitError
 from ..ids import new_id
 from ..lock import SourceRecord
-from ..workspace import find_project_file
+from ..workspace import find_project_file, read_project_data
 from . import source
-from .source import publish_snapshot
+from .source import DEFAULT_MAX_FILE_BYTES, parse_size, publish_snapshot
+
+SIZE_HINT = 'write a size like "50MB", "2GiB" or 0 for no limit'
 
 
 @dataclass
 class SnapshotOptions:
-    """Which source a run snapshots: `include`/`exclude` patterns (tether.globs), `repos`."""
+    """Which source a run snapshots: `include`/`exclude` patterns (tether.globs), `repos`, and
+    `max_file_size`, above which untracked files are left out of a git snapshot (a size like
+    "50MB", or bytes; 0: no limit; None: `[snapshot] max-file-size` of the project file, else
+    50 MB)."""
 
     enabled: bool = True
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
     repos: list[str] = field(default_factory=list)  # empty: the repo of the working folder
+    max_file_size: str | int | None = None
+
+
+def max_file_bytes(opts: SnapshotOptions, project: Path | None) -> int:
+    """The size limit for untracked files: the option, the project file's, or the default."""
+    if opts.max_file_size is not None:
+        size = parse_size(opts.max_file_size)
+        if size is None:
+            raise ConfigError(
+                f"snapshot: max_file_size={opts.max_file_size!r} is not a size", SIZE_HINT
+            )
+        return size
+    if project is None:
+        return DEFAULT_MAX_FILE_BYTES
+    table = read_project_data(project).get("snapshot")
+    if table is None:
+        return DEFAULT_MAX_FILE_BYTES
+    if not isinstance(table, dict):
+        raise ConfigError(
+            f"{project}: snapshot = {table!r} is not a table",
+            'write it as [snapshot] with max-file-size = "50MB" under it',
+        )
+    value = table.get("max-file-size")
+    if value is None:
+        return DEFAULT_MAX_FILE_BYTES
+    size = parse_size(value)
+    if size is None:
+        raise ConfigError(f"{project}: snapshot.max-file-size = {value!r} is not a size", SIZE_HINT)
+    return size
 
 
 __all__ = ["EarlySnapshot", "SnapshotOptions", "publish_snapshot", "take_snapshot"]
@@ -36,12 +70,14 @@ def take_snapshot(
 
     project = find_project_file()
     root = project.parent if project else None
+    limit = max_file_bytes(opts, project)
     out: list[SourceRecord] = []
     for repo in opts.repos or ["."]:
         path = Path(repo).expanduser().absolute()
         if not path.exists():
             raise TetherError(f"snapshot: repository path {repo} does not exist")
         if git.in_git(path):
+            submodules: list[SourceRecord] = []
             out.append(
                 source.snapshot_repo(
                     path,
@@ -50,8 +86,13 @@ def take_snapshot(
                     exclude=opts.exclude,
                     project_root=root,
                     publish=False,
+                    max_file_bytes=limit,
+                    submodules=submodules,
                 )
             )
+            # Each repository once, even when `repos=` also names a submodule.
+            roots = {s.root for s in out}
+            out += [s for s in submodules if s.root not in roots]
         elif opts.repos:
             raise GitError(f"snapshot: {repo} is not inside a git repository")
         else:

@@ -4,6 +4,16 @@ A temporary index (GIT_INDEX_FILE, seeded from a copy of the user's index so git
 still saves re-reading unchanged files) and `git commit-tree` leave the user's index, branch,
 stash and working tree untouched. Outside git, the selected files are copied into the run's
 `source/` folder with a manifest of their digests.
+
+Submodules are snapshotted too, each its own source entry (`superproject` names the entry of the
+repository holding it): a submodule whose files changed gets a snapshot commit of its own, and
+the superproject's snapshot points its gitlink at that commit, so the superproject's tree (and
+its `dirty`) says when a submodule's checked-out commit or content differs from HEAD.
+
+Untracked files above a size limit (`max_file_bytes`) are left out of the snapshot with a
+warning naming the file and the pattern that would exclude it, and listed in the entry's
+`skipped`: hashing them would copy them into the user's `.git` for good. Tracked files are
+always taken, since leaving one out would record its HEAD version as if it were the run's.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +52,9 @@ DEFAULT_COPY_EXCLUDE = [
 ]
 COPY_MAX_FILES = 5000
 COPY_MAX_FILE_BYTES = 8 * 1024 * 1024
+# Untracked files above this are left out of a git snapshot (GitHub warns from 50 MB on).
+DEFAULT_MAX_FILE_BYTES = 50 * 1000 * 1000
+GITLINK = "160000"  # the index mode of a submodule entry
 
 
 _HINT = "install git, or pass snapshot=False"
@@ -119,10 +133,17 @@ def snapshot_repo(
     exclude: Sequence[str] = (),
     project_root: Path | None = None,
     publish: bool = True,
+    max_file_bytes: int | None = DEFAULT_MAX_FILE_BYTES,
+    submodules: list[SourceRecord] | None = None,
+    superproject: str | None = None,
 ) -> SourceRecord:
     """Commit the working tree of `repo`: tracked changes and untracked files not ignored by
     .gitignore, narrowed to `include` globs and without `exclude` globs. With publish=False the
-    commit is made but not referenced yet (see `publish_snapshot`)."""
+    commit is made but not referenced yet (see `publish_snapshot`).
+
+    Untracked files larger than `max_file_bytes` (None or 0: no limit) are left out, with a
+    warning. The entries of the checked-out submodules, snapshotted the same way (recursively),
+    are appended to `submodules` when given; without it they are snapshotted and dropped."""
     top, index_path, head, head_tree, branch = _repo_state(repo)
     inc = [compile_glob(p) for p in include]
     exc = [compile_glob(p) for p in exclude]
@@ -134,7 +155,22 @@ def snapshot_repo(
             shutil.copy2(index_path, temp_index)
         env = {"GIT_INDEX_FILE": str(temp_index)}
         # Exclusions go into the pathspec, so git never opens the files behind them.
-        _git(top, "add", "-A", "--", ".", *_specs(exc, exclude=True), env=env)
+        excluded = _specs(exc, exclude=True)
+        big = _big_untracked(top, env, excluded, max_file_bytes) if max_file_bytes else []
+        for rel, size in big:
+            log.warning(
+                "snapshot of %s: left out %s (%s, above the %s limit for untracked files); "
+                "add /%s to .gitignore or exclude=[%r] to the snapshot, or raise "
+                "max-file-size under [snapshot] in tether.toml",
+                top,
+                rel,
+                format_size(size),
+                format_size(max_file_bytes or 0),
+                rel,
+                rel,
+            )
+        skipped = [f":(exclude,literal){rel}" for rel, _ in big]
+        _git(top, "add", "-A", "--", ".", *excluded, *skipped, env=env)
         drop: list[str] = []
         if _specs(exc):
             drop += _ls(top, env, *_specs(exc))
@@ -153,6 +189,29 @@ def snapshot_repo(
                 env=env,
                 stdin="\0".join(sorted(set(drop))) + "\0",
             )
+        found: list[SourceRecord] = []
+        if (top / ".gitmodules").exists():
+            here = _relative(top, project_root)
+            links = _submodule_snapshots(
+                top,
+                env,
+                run_id,
+                exclude=[p for p in exclude if _anywhere(p)],
+                project_root=project_root,
+                publish=publish,
+                max_file_bytes=max_file_bytes,
+                found=found,
+                superproject=here,
+            )
+            if links:
+                # A submodule with changes of its own: the gitlink names its snapshot commit.
+                _git(
+                    top,
+                    "update-index",
+                    "--index-info",
+                    env=env,
+                    stdin="".join(f"{GITLINK} {commit}\t{rel}\n" for rel, commit in links),
+                )
         tree = _git(top, "write-tree", env=env).strip()
     parents = ["-p", head] if head else []
     commit = _git(
@@ -167,6 +226,8 @@ def snapshot_repo(
     if publish:
         _git(top, "update-ref", SNAPSHOT_REF + run_id, commit)
     dirty = head is None or head_tree != tree
+    if submodules is not None:
+        submodules += found
     return SourceRecord(
         path=_relative(top, project_root),
         root=str(top),
@@ -177,7 +238,126 @@ def snapshot_repo(
         dirty=dirty,
         include=list(include),
         exclude=list(exclude),
+        skipped=[rel for rel, _ in big],
+        superproject=superproject,
     )
+
+
+def _big_untracked(
+    top: Path, env: dict[str, str], excluded: list[str], limit: int | None
+) -> list[tuple[str, int]]:
+    """Untracked, not ignored files above `limit` bytes: (path relative to `top`, size)."""
+    if not limit:
+        return []
+    out = _git(
+        top, "ls-files", "-z", "--others", "--exclude-standard", "--", ".", *excluded, env=env
+    )
+    big = []
+    for rel in out.split("\0"):
+        if not rel:
+            continue
+        try:
+            st = os.lstat(top / rel)
+        except OSError:
+            continue  # gone since git listed it: git add will not see it either
+        if stat.S_ISREG(st.st_mode) and st.st_size > limit:
+            big.append((rel, st.st_size))
+    return big
+
+
+def _submodule_snapshots(
+    top: Path,
+    env: dict[str, str],
+    run_id: str,
+    *,
+    exclude: list[str],
+    project_root: Path | None,
+    publish: bool,
+    max_file_bytes: int | None,
+    found: list[SourceRecord],
+    superproject: str,
+) -> list[tuple[str, str]]:
+    """Snapshot each checked-out submodule left in the snapshot's index (recursively, into
+    `found`); the (path, snapshot commit) of those whose files differ from their HEAD."""
+    staged = _git(top, "ls-files", "-z", "--stage", env=env)
+    links: list[tuple[str, str]] = []
+    for entry in staged.split("\0"):
+        meta, _, rel = entry.partition("\t")
+        if not meta.startswith(GITLINK + " "):
+            continue
+        folder = top / rel
+        if not (folder / ".git").exists():
+            continue  # not checked out: the gitlink alone says which commit it is
+        nested: list[SourceRecord] = []
+        record = snapshot_repo(
+            folder,
+            run_id,
+            exclude=exclude,
+            project_root=project_root,
+            publish=publish,
+            max_file_bytes=max_file_bytes,
+            submodules=nested,
+            superproject=superproject,
+        )
+        found += [record, *nested]
+        if record.dirty and record.commit:
+            links.append((rel, record.commit))
+    return links
+
+
+def _anywhere(pattern: str) -> bool:
+    """A pattern that matches at any depth (no `/` but a trailing one): it applies inside a
+    submodule too, where the superproject's paths mean nothing."""
+    return "/" not in pattern.rstrip("/") or pattern.startswith("**/")
+
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+
+
+def parse_size(value: object) -> int | None:
+    """A size like 50MB, 1.5GiB, 200kB or a number of bytes; None when it is not one.
+    0 means no limit (the caller decides what it means)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip().replace(" ", "").replace("_", "")
+    number = text.rstrip("bBkKmMgGtTiI")
+    unit = text[len(number) :].lower()
+    if unit not in _UNITS or not number:
+        return None
+    try:
+        amount = float(number)
+    except ValueError:
+        return None
+    if amount < 0 or amount != amount or amount == float("inf"):
+        return None
+    return int(amount * _UNITS[unit])
+
+
+def format_size(n: int) -> str:
+    """Bytes for people, in the units `parse_size` reads: 209.7 MB, 50 MB, 812 B."""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            break
+        size /= 1000
+    if unit == "B":
+        return f"{n} B"
+    return f"{size:.1f}".removesuffix(".0") + f" {unit}"
 
 
 def publish_snapshot(record: SourceRecord, run_id: str) -> None:

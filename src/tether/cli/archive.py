@@ -133,7 +133,8 @@ def export_cmd(
     type=click.Path(file_okay=False, path_type=Path),
     metavar="REPO",
     help="Fetch the archive's snapshot refs into this git repository "
-    "(default: the repository the runs recorded, when it exists here).",
+    "(default: the repository the runs recorded, when it exists here). Importing again with "
+    "it fetches the refs that runs imported before still lack.",
 )
 @click.pass_context
 def import_cmd(ctx: click.Context, file: Path, snapshots_into: Path | None) -> None:
@@ -141,7 +142,8 @@ def import_cmd(ctx: click.Context, file: Path, snapshots_into: Path | None) -> N
 
     Every member is checked before anything is written: absolute paths, `..`, links leaving
     their run folder and device files are refused. Runs already in the runs root (or in its
-    trash) are skipped.
+    trash) are skipped; the snapshot refs of those already there are still fetched when the
+    repository lacks them.
     """
     from ..ids import short_ids
     from ..store import archive as arc

@@ -359,6 +359,7 @@ def import_archive(
         known = set(store.index.ids())
         trash = store.root / TRASH
         wanted: list[str] = []
+        already: list[str] = []  # imported before: their snapshot refs may still be missing
         for run_id in listed:
             if not isinstance(run_id, str) or not is_run_id(run_id):
                 raise TetherError(f"{path}: {MANIFEST} lists {run_id!r}, not a run id")
@@ -366,6 +367,7 @@ def import_archive(
                 result.skipped.append(f"{run_id}: listed in the manifest but not in the archive")
             elif os.path.lexists(store.root / run_id) or run_id in known:
                 result.skipped.append(f"{run_id}: already in {store.root}")
+                already.append(run_id)
             elif os.path.lexists(trash / run_id):
                 result.skipped.append(f"{run_id}: in the trash (`tether restore {run_id[:13]}`)")
             else:
@@ -384,7 +386,7 @@ def import_archive(
             for member in members:
                 parts = member.name.split("/")
                 take = (parts[0] == RUNS and len(parts) > 1 and parts[1] in chosen) or (
-                    member.name in bundle_names and wanted
+                    member.name in bundle_names and (wanted or already)
                 )
                 if not take:
                     continue
@@ -409,8 +411,8 @@ def import_archive(
                 record = store.load(run_id)
                 store.index.upsert(record)
                 result.imported.append(record)
-            if bundles and result.imported:
-                _fetch_bundles(bundles, staging, result, snapshots_into)
+            if bundles and (result.imported or already):
+                _fetch_bundles(bundles, staging, result, snapshots_into, set(already))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return result
@@ -435,7 +437,12 @@ def _fetch_bundles(
     staging: Path,
     result: ImportResult,
     snapshots_into: Path | None,
+    already: set[str],
 ) -> None:
+    """Fetch the snapshot refs of the runs just imported, and those of runs imported before
+    (`already`) that the repository still lacks: importing again, with --snapshots-into after a
+    first import could not restore them, is how they are restored. Refs the repository has are
+    left as they are."""
     imported = {r.id for r in result.imported}
     for entry in bundles:
         refs = [
@@ -443,7 +450,7 @@ def _fetch_bundles(
             for ref in entry.get("refs") or []
             if isinstance(ref, str)
             and ref.startswith(SNAPSHOT_REF)
-            and ref[len(SNAPSHOT_REF) :] in imported
+            and ref[len(SNAPSHOT_REF) :] in imported | already
         ]
         if not refs:
             continue
@@ -455,13 +462,26 @@ def _fetch_bundles(
                 f"{entry.get('root')} is not here; pass --snapshots-into REPO"
             )
             continue
+        have = _snapshot_refs(repo)
+        missing = [r for r in refs if r not in have]
+        if not missing:
+            continue
         proc = _git(
-            str(repo), "fetch", "--no-tags", "--quiet", str(bundle), *[f"{r}:{r}" for r in refs]
+            str(repo), "fetch", "--no-tags", "--quiet", str(bundle), *[f"{r}:{r}" for r in missing]
         )
         if proc.returncode != 0:
             result.notes.append(f"snapshot refs not restored into {repo}: {proc.stderr.strip()}")
-        else:
-            result.refs.append(f"{repo}: {len(refs)} snapshot ref(s)")
+            continue
+        earlier = sum(1 for r in missing if r[len(SNAPSHOT_REF) :] in already)
+        result.refs.append(
+            f"{repo}: {len(missing)} snapshot ref(s)"
+            + (f", {earlier} of them for run(s) imported before" if earlier else "")
+        )
+
+
+def _snapshot_refs(repo: Path) -> set[str]:
+    proc = _git(str(repo), "for-each-ref", "--format=%(refname)", SNAPSHOT_REF)
+    return set(proc.stdout.split()) if proc.returncode == 0 else set()
 
 
 def _is_git(path: Path) -> bool:

@@ -7,9 +7,14 @@ step of each scalar tag into `summary.json` under `metrics`, then re-indexes the
 `tether runs`, `tether show`, `tether compare` and `--where metrics.<tag>.last` see them.
 
 Scalars written the TF1/PyTorch way (`simple_value`) and the TF2 way (rank-0 tensors of the
-`scalars` plug-in) are both read. When the event files sit in one folder the keys are the tags
-(`train/loss`); when they sit in several (`logs/train`, `logs/val`), each key is prefixed with the
-folder relative to the run folder (`logs/train/loss`), as TensorBoard names its runs.
+`scalars` plug-in) are both read, each at the precision the file holds: a double tensor as the
+double it is, a float32 (every `simple_value`, and float32 tensors) as the shortest decimal that
+reads back as the same float32 (16777216 stays 16777216, 1.0000001 stays 1.0000001, and 0.7 is
+0.7, not the 0.699999988 its widening to a double would print).
+
+When the event files sit in one folder the keys are the tags (`train/loss`); when they sit in
+several (`logs/train`, `logs/val`), each key is prefixed with the folder relative to the run
+folder (`logs/train/loss`), as TensorBoard names its runs.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -111,16 +117,38 @@ def _read_folder(event_accumulator: Any, folder: Path) -> dict[str, list[tuple[f
             for e in acc.Tensors(tag):
                 value = tensor_util.make_ndarray(e.tensor_proto)
                 if value.ndim == 0:
-                    number = _f32(value) if value.dtype.itemsize <= 4 else float(value)
-                    points.append((e.wall_time, int(e.step), number))
+                    points.append((e.wall_time, int(e.step), _number(value)))
             series[tag] = points
     return series
 
 
 def _f32(value: Any) -> float:
-    """A float32 as the short decimal it was written from (0.7, not 0.699999988)."""
+    """A float32 as the shortest decimal that reads back as the same float32.
+
+    Seven significant digits are not always enough (16777217 and 16777216 are one float32
+    apart from their neighbours only at the eighth), nine always are; the fewest that round-trip
+    give the decimal the value was written from (0.7, not 0.699999988)."""
     number = float(value)
-    return float(f"{number:.7g}") if math.isfinite(number) else number
+    if not math.isfinite(number):
+        return number
+    exact = struct.pack("<f", number)
+    for digits in range(6, 10):
+        candidate = float(f"{number:.{digits}g}")
+        if struct.pack("<f", candidate) == exact:
+            return candidate
+    return number  # pragma: no cover - nine digits always round-trip a float32
+
+
+def _number(value: Any) -> float:
+    """A rank-0 tensor's value as a Python float, at the precision of its dtype: doubles (and
+    64-bit integers) as they are, narrower floats as their shortest round-trip decimal."""
+    kind, size = value.dtype.kind, value.dtype.itemsize
+    if kind == "f" and size == 4:
+        return _f32(value)
+    if kind == "f" and size < 4:
+        # numpy prints a float16 (or bfloat16) scalar as its shortest round-trip decimal
+        return float(str(value[()]))
+    return float(value)
 
 
 def _stats(points: list[tuple[float, int, float]]) -> dict[str, Any] | None:

@@ -1,7 +1,10 @@
 """The `tensorboard` sink: rows as TensorBoard scalars in `<run folder>/tensorboard/`.
 
 Written with the event-file writer of the `tensorboard` package (no torch or TensorFlow
-needed); `tensorboard --logdir <run folder>` shows them. The run-end roll-up of event files
+needed); `tensorboard --logdir <run folder>` shows them. Values are float32 `simple_value`s,
+TensorBoard's own scalars: its fast loader (the Rust data server, used by default when
+installed) shows no double tensors, not even those torch writes with `double_precision=True`.
+The run's exact values are in metrics.jsonl and summary.json. The run-end roll-up of event files
 (`tether.track.tensorboard`) leaves these keys alone, since the run logged them itself.
 """
 
