@@ -42,6 +42,8 @@ class SourceRecord:
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
     manifest: str | None = None
+    skipped: list[str] = field(default_factory=list)  # untracked files above the size limit
+    superproject: str | None = None  # a submodule: the `path` of the entry that holds it
 
 
 @dataclass
@@ -197,7 +199,7 @@ def locked_run_lock(run_dir: str | os.PathLike[str]) -> Iterator[RunLock]:
     import fcntl  # noqa: PLC0415 (POSIX only: where the lock is taken)
 
     folder = Path(run_dir)
-    fd = os.open(folder / FLOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    fd = os.open(folder / FLOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         lock = read_lock(folder)
