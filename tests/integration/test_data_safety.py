@@ -176,8 +176,7 @@ def test_purge_removes_a_marked_save_dir_and_an_unmarked_folder_in_the_root(
 ):
     runs_root, out = store_dirs
     with tether.start_run({"save_dir": str(out)}, name="ext", snapshot=False):
-        pass
-    (out / "model.bin").write_bytes(b"weights")  # the run's own output
+        (out / "model.bin").write_bytes(b"weights")  # the run's own output, in its manifest
     with tether.start_run({}, name="legacy", snapshot=False) as legacy:
         pass
     (legacy.dir / MARKER).unlink()  # a run folder made before markers existed
@@ -257,3 +256,58 @@ def test_manifest_lists_every_file_and_is_rewritten_by_open_run(tmp_path: Path):
         (again.dir / "extra.txt").write_text("more\n")
     rewritten = json.loads((run.dir / "manifest.json").read_text())
     assert "extra.txt" in {f["path"] for f in rewritten["files"]}
+
+
+def _marked_folder(runs_root: Path, *, by_child: bool, age_s: float) -> Path:
+    """A run folder with a marker and no run.lock, as a creator killed between the two leaves
+    it: the marker written by a real process (a child that then exits, or this one)."""
+    from tether.ids import new_id
+    from tether.store.safety import write_marker
+
+    folder = runs_root / new_id()
+    folder.mkdir(parents=True)
+    (folder / "source").mkdir()  # what capture may have copied before
+    (folder / "source" / "train.py").write_text("print(1)\n")
+    if by_child:
+        code = "import sys; from pathlib import Path; from tether.store.safety import write_marker"
+        code += "; write_marker(Path(sys.argv[1]), Path(sys.argv[1]).name)"
+        subprocess.run([sys.executable, "-c", code, str(folder)], check=True)
+    else:
+        write_marker(folder, folder.name)
+    old = os.stat(folder / MARKER).st_mtime - age_s
+    os.utime(folder / MARKER, (old, old))
+    return folder
+
+
+def test_orphan_folders_are_shown_by_check_and_removed_by_purge_orphans(runs_root: Path):
+    with tether.start_run({}, name="alive", snapshot=False) as run:
+        pass
+    orphan = _marked_folder(runs_root, by_child=True, age_s=3600)
+    young = _marked_folder(runs_root, by_child=True, age_s=0)  # a creator may still write
+    live = _marked_folder(runs_root, by_child=False, age_s=3600)  # this process: alive
+    unmarked = runs_root / "0190a000-0000-7000-8000-000000000000"
+    unmarked.mkdir()
+    (unmarked / "keep.txt").write_text("not tether's\n")
+    check = run_cli("check", "--json")
+    shown = [o["folder"] for o in json.loads(check.stdout)["orphans"]]
+    assert shown == [str(orphan)]
+    text = run_cli("check")
+    assert "1 orphan run folder left by a killed creator" in text.stderr
+    assert "tether purge --orphans" in text.stderr
+    proc = run_cli("purge", "--orphans", "-y")
+    assert proc.returncode == 0, proc.stderr
+    assert f"removed orphan {orphan}" in proc.stdout
+    assert not orphan.exists()
+    assert young.is_dir() and live.is_dir() and (unmarked / "keep.txt").is_file()
+    assert (run.dir / "run.lock").is_file()
+    assert run_cli("purge", "--orphans", "-y").stdout.startswith("no orphan run folders")
+
+
+def test_a_marker_names_its_creator_and_old_markers_still_read(tmp_path: Path):
+    from tether.store.safety import marker_creator, write_marker
+
+    write_marker(tmp_path, "20260101T000000-aaaa")
+    assert marker_of(tmp_path) == "20260101T000000-aaaa"
+    assert marker_creator(tmp_path)["pid"] == os.getpid()
+    (tmp_path / MARKER).write_text("20260101T000000-bbbb\n")  # written by an older tether
+    assert marker_of(tmp_path) == "20260101T000000-bbbb" and marker_creator(tmp_path) == {}

@@ -215,7 +215,8 @@ def test_missing_batch_file(tmp_path: Path, monkeypatch):
 def test_max_runs_above_the_limit_needs_yes_unless_the_grid_is_small():
     assert "pass --yes" in error_of(["lr=uniform(0,1)"], random_mode=True, max_runs=20_000)
     big = batch_of(["lr=uniform(0,1)"], random_mode=True, max_runs=20_000, confirmed=True)
-    assert big is not None and big.total == 20_000 and len(big.trials) == 20_000
+    assert big is not None and big.total == 20_000 and big.streamed  # drawn as it runs
+    assert len(big.trials) == 1 and sum(1 for _ in big.all_trials()) == 20_000
     small = batch_of(["lr=[1,2]"], max_runs=20_000)
     assert small is not None and small.total == 2
     shown = batch_of(["lr=range(0,200)", "C=range(0,200)"], max_runs=30_000, shown=5)

@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..capture.output import LogFile
+from ..capture.secrets import for_workers, recover, redact_flat, run_policy
 from ..errors import TetherError
 from ..executors.taskpool import Claim, Outcome
 from ..fsio import atomic_write_json
-from ..ops.batch import Batch
+from ..ops.batch import MAX_TRIALS, Batch
 from ..ops.exec import plan_trial, run_trial, working_dir
 from ..ops.flags import describe
 from ..ops.restart import restart_trial
@@ -81,6 +82,11 @@ def write_batch_file(
     }
     if stamped:
         data["t"] = time.time()
+    rules = run_policy()  # declared keys: the project's and --secret's (TETHER_SECRETS)
+    data["trials"] = [
+        {**t, "flags": redact_flat(t["flags"], rules)} if isinstance(t.get("flags"), dict) else t
+        for t in trials
+    ]
     atomic_write_json(folder / BATCH_FILE, data, durable=False)
 
 
@@ -183,9 +189,22 @@ def run_batch(
     tags: Sequence[str] = (),
     needed: bool = False,
 ) -> int:
-    """Run the trials one after the other under a parent run; the exit code of the batch."""
-    rows = [TrialRow(i, t) for i, t in enumerate(batch.trials, start=1)]
-    total = len(rows)
+    """Run the trials one after the other under a parent run; the exit code of the batch.
+
+    The trials are drawn one at a time (`Batch.all_trials`): a streamed batch of millions
+    starts its first trial at once, and batch.json lists the trials drawn so far."""
+    streamed = batch.streamed
+    rows = [] if streamed else [TrialRow(i, t) for i, t in enumerate(batch.trials, start=1)]
+    total = batch.total
+
+    def each_row() -> Iterator[TrialRow]:
+        if not streamed:
+            yield from rows
+            return
+        for index, flags in enumerate(batch.all_trials(), start=1):
+            rows.append(TrialRow(index, flags))
+            yield rows[-1]
+
     interrupted = False
     try:
         with _op_parent(
@@ -204,7 +223,7 @@ def run_batch(
             save()
             current: TrialRow | None = None
             try:
-                for row in rows:
+                for row in each_row():
                     current = row
                     row.status = "running"
                     save()
@@ -243,10 +262,10 @@ def run_batch(
                 left = [r for r in rows if r.status in (NOT_STARTED, "running")]
                 for r in left:
                     r.status = NOT_STARTED
-                note(f"stopped: {len(left)} trial(s) not started")
+                note(f"stopped: {len(left) + total - len(rows)} trial(s) not started")
                 raise
             finally:
-                counts = trial_counts(rows)
+                counts = trial_counts(rows, total)
                 save()
                 parent.log_metrics({k: v for k, v in counts.items()})
                 log.close()
@@ -257,22 +276,25 @@ def run_batch(
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     except (KeyboardInterrupt, Terminated):
-        report.stopped(trial_counts(rows))
+        report.stopped(trial_counts(rows, total))
         return 130
     return 0
 
 
-def trial_counts(rows: list[TrialRow]) -> dict[str, int]:
+def trial_counts(rows: list[TrialRow], total: int | None = None) -> dict[str, int]:
+    """The batch's counts; `total` counts the trials not drawn yet as not started."""
+    total = len(rows) if total is None else max(total, len(rows))
+
     def n(status: str) -> int:
         return sum(1 for r in rows if r.status == status)
 
     return {
-        "trials": len(rows),
+        "trials": total,
         "completed": n("completed"),
         "failed": n("failed"),
         "skipped": n("skipped"),
         "terminated": n("terminated"),
-        "not_started": n(NOT_STARTED),
+        "not_started": n(NOT_STARTED) + total - len(rows),
     }
 
 
@@ -348,7 +370,9 @@ class OpTrials:
                     self._project, self._op, self._store, record, on_start=started
                 )
             else:
-                plan = plan_trial(self._project, self._op, claim.item, self._store, self.staging)
+                item = claim.item
+                item = recover([item], self.parent[:13]).reveal(item)  # TETHER_SECRET_*
+                plan = plan_trial(self._project, self._op, item, self._store, self.staging)
                 result = run_trial(
                     plan,
                     self._store,
@@ -432,13 +456,23 @@ def run_op_batch(
         "needed": needed,
         "quiet": sys.stderr.isatty(),
     }
+    if batch.streamed:  # a task pool holds every trial up front
+        raise TetherError(
+            f"a batch of {batch.total} trials runs in this process, one trial at a time "
+            f"(an executor's task pool takes at most {MAX_TRIALS})",
+            "drop --executor/--n-jobs/--slurm-config, or lower --max-runs",
+        )
     check_picklable(execu, OpTrials, staging)
     try:
         with _op_parent(
             batch, store, op.name, root=project.root, label=label, tags=tags, command=command
         ) as parent:
             meta = {"kind": "op", "op": op.name, "mode": batch.mode}
-            pool = new_pool(parent, batch.trials, meta, execu)
+            # The pool holds the trials' secrets redacted; the workers get them back from
+            # their environment.
+            trials, secret_env = for_workers(batch.trials, run_policy(project.secrets))
+            os.environ.update(secret_env)
+            pool = new_pool(parent, trials, meta, execu)
             runner = OpTrials(parent=parent.id, **runner_args)
             try:
                 execute(execu, pool, runner, parent, progress=True, prepare=False)

@@ -18,7 +18,7 @@ class TrialLines:
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
 
     def began(self, parent_id: str, batch: Any, op_name: str) -> None:
-        total = len(batch.trials)
+        total = batch.total
         self.console.print(
             f"[bold]batch[/bold] {parent_id[:13]}: {total} trial"
             f"{'s' if total != 1 else ''} of {escape(op_name)} ({batch.mode})"

@@ -137,6 +137,14 @@ def _index(root: Path) -> dict[str, Any]:
     return info
 
 
+def _orphans(root: Path) -> list[dict[str, object]]:
+    """Run folders a killed creator left (store/orphans.py): reported, removed only by
+    `tether purge --orphans`."""
+    from ..store.orphans import find_orphans
+
+    return [o.to_dict() for o in find_orphans(root)] if root.is_dir() else []
+
+
 def build_report(runs_dir: str | None) -> dict[str, Any]:
     import platform
     import sys
@@ -152,6 +160,7 @@ def build_report(runs_dir: str | None) -> dict[str, Any]:
         "project": _project(),
         "runs_root": root,
         "index": _index(Path(root["path"])),
+        "orphans": _orphans(Path(root["path"])),
     }
     report["ok"] = not (
         report["project"]["errors"] or root["problem"] or report["index"]["problem"]
@@ -216,6 +225,13 @@ def _print(report: dict[str, Any]) -> None:
         click.echo(f"{key:<10}  {value}")
     for warning in project["warnings"]:
         click.echo(f"tether: warning: {warning}", err=True)
+    if report["orphans"]:
+        n, first = len(report["orphans"]), report["orphans"][0]["path"]
+        click.echo(
+            f"tether: warning: {n} orphan run folder{'s' if n > 1 else ''} left by a killed "
+            f"creator (e.g. {first}); `tether purge --orphans` removes them",
+            err=True,
+        )
     for problem in [*project["errors"], root["problem"], index["problem"]]:
         if problem:
             click.echo(f"tether: error: {problem}", err=True)
@@ -225,14 +241,30 @@ def _print(report: dict[str, Any]) -> None:
 
 @click.command("check")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--run",
+    "run_spec",
+    metavar="RUN",
+    help="Re-verify a finished run: its files, data, snapshot refs and lock digest.",
+)
+@click.option("--no-cache", is_flag=True, help="With --run: read every file, even unchanged ones.")
 @click.pass_context
-def check(ctx: click.Context, as_json: bool) -> None:
+def check(ctx: click.Context, as_json: bool, run_spec: str | None, no_cache: bool) -> None:
     """Validate the project file and report tether, Python, git, the runs root and its index.
 
     Exit status: 0 when all is well, 2 when the project file is wrong, 1 when the runs root or
-    the index is unusable.
+    the index is unusable. With --run RUN: what drifted since the run ended (files modified,
+    missing or added against its manifest.json, data digests, snapshot refs, lock digest), one
+    line per problem, exit 1 when something did.
     """
     obj = ctx.find_root().obj or {}
+    if run_spec is not None:
+        from .check_run import check_run, report_run
+        from .main import store_from
+
+        ctx.exit(report_run(check_run(store_from(ctx), run_spec, cache=not no_cache), as_json))
+    if no_cache:
+        raise click.UsageError("--no-cache goes with --run RUN")
     report = build_report(obj.get("runs_dir"))
     if as_json:
         import json

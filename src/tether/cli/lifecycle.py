@@ -134,22 +134,65 @@ def _list_trash(entries: list[Any], as_json: bool, root: object) -> None:
     )
 
 
+def _purge_orphans(store: Any, yes: bool) -> None:
+    from ..errors import TetherError
+    from ..store import lifecycle
+    from ..store.orphans import find_orphans
+
+    found = find_orphans(store.root)
+    if not found:
+        click.echo(f"no orphan run folders in {store.root}")
+        return
+    if not yes:
+        if not _interactive():
+            raise TetherError(
+                f"purge would delete {len(found)} orphan run folder(s), and there is no "
+                "terminal to confirm on",
+                "pass -y to confirm",
+            )
+        if not click.confirm(f"Delete {len(found)} orphan run folder(s) (no run.lock)?"):
+            click.echo("nothing purged")
+            return
+    for orphan in found:
+        lifecycle.remove_orphan(orphan)
+        click.echo(f"removed orphan {orphan.folder} (left by {orphan.creator})")
+
+
 @click.command()
 @click.argument("runs", metavar="[RUNS]...", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Purge everything in the trash.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--force", is_flag=True, help="Also delete files added to a run folder after the run ended."
+)
+@click.option(
+    "--orphans", is_flag=True, help="Remove run folders left by killed creators (no run.lock)."
+)
 @click.pass_context
-def purge(ctx: click.Context, runs: tuple[str, ...], all_: bool, yes: bool) -> None:
+def purge(
+    ctx: click.Context, runs: tuple[str, ...], all_: bool, yes: bool, force: bool, orphans: bool
+) -> None:
     """Delete RUNS in the trash for good (id prefixes of trashed runs), or --all of them.
 
     Removes the run folders (a run's own save_dir folder too) and their snapshot refs
     (refs/tether/snapshots/<id>) in the repositories they recorded. Asks first unless -y; with no
     terminal to ask on, it refuses without -y.
+
+    A run folder holding a file its manifest.json does not list, and that tether did not make
+    (put there after the run ended), is refused, and nothing is purged, unless --force.
+
+    --orphans removes the run folders a killed creator left in the runs root (marked by tether,
+    no run.lock, older than ten minutes, creator gone), which `tether check` lists.
     """
     from ..errors import TetherError
     from ..store import lifecycle
 
     store = store_from(ctx)
+    if orphans:
+        if runs or all_:
+            raise click.UsageError("give --orphans alone, not with RUNS or --all")
+        _purge_orphans(store, yes)
+        return
     if all_ and runs:
         raise click.UsageError("give RUNS or --all, not both")
     if not all_ and not runs:
@@ -158,6 +201,9 @@ def purge(ctx: click.Context, runs: tuple[str, ...], all_: bool, yes: bool) -> N
     if not entries:
         click.echo(f"the trash of {store.root} is empty")
         return
+    if not force:
+        for entry in entries:  # before anything is deleted: all or nothing
+            lifecycle.refuse_unlisted(store, entry)
     if not yes:
         if not _interactive():
             raise TetherError(
@@ -172,7 +218,7 @@ def purge(ctx: click.Context, runs: tuple[str, ...], all_: bool, yes: bool) -> N
             ctx.exit(1)
     left_alone = []
     for entry in entries:
-        result = lifecycle.purge(store, entry)
+        result = lifecycle.purge(store, entry, force=force)
         extra = f", {len(result.refs)} snapshot ref(s)" if result.refs else ""
         click.echo(f"purged {entry.id[:13]} ({entry.name}){extra}")
         for problem in result.problems:

@@ -17,12 +17,13 @@ run with `parent` set to it: tether.batches.ops runs them (in this process or on
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import itertools
 import json
 import math
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from .flags import (
 )
 
 MAX_TRIALS = 10_000
+STREAM_HEAD = 1  # the trials a streamed batch draws before it starts (checked up front)
 DEFAULT_RANDOM_RUNS = 20
 
 
@@ -50,10 +52,21 @@ class Batch:
     spec: dict[str, Any]  # the batch run's config
     notes: list[str] = field(default_factory=list)
     total: int = -1  # how many trials the batch has; `trials` may hold only the first ones
+    # A confirmed batch above MAX_TRIALS is streamed: `trials` holds the first ones only and
+    # this makes the whole sequence anew, drawn one trial at a time as the batch runs.
+    source: Callable[[], Iterator[dict[str, Any]]] | None = None
 
     def __post_init__(self) -> None:
         if self.total < 0:
             self.total = len(self.trials)
+
+    @property
+    def streamed(self) -> bool:
+        return self.source is not None
+
+    def all_trials(self) -> Iterator[dict[str, Any]]:
+        """Every trial of the batch, in order; drawn lazily when the batch is streamed."""
+        return self.source() if self.source is not None else iter(self.trials)
 
 
 # -- batch files ------------------------------------------------------------------------------
@@ -191,15 +204,18 @@ def grid_trials(spec: FlagSpec, limit: int | None = None) -> list[dict[str, Any]
             f"the grid has {size} trials (more than {MAX_TRIALS})",
             "narrow the values or pass --max-runs N",
         )
+    return list(iter_grid_trials(spec, limit))
+
+
+def iter_grid_trials(spec: FlagSpec, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """The grid's trials one at a time, the first `limit` of them (all without one)."""
     order = list(spec.words)
     combos: Iterable[tuple[Any, ...]] = itertools.product(*spec.grid.values())
     if limit is not None:
         combos = itertools.islice(combos, limit)
-    out = []
     for combo in combos:
         values = {**spec.fixed, **dict(zip(spec.grid, combo, strict=True))}
-        out.append({k: values[k] for k in order if k in values})
-    return out
+        yield {k: values[k] for k in order if k in values}
 
 
 def _draw(rng: random.Random, source: list[Any] | Sampler) -> Any:
@@ -243,7 +259,9 @@ def expand(
     """The trials the command line asks for, or None for a single run.
 
     `shown` (a preview) expands only the first `shown` trials, `Batch.total` still counting
-    them all; `--max-runs` above MAX_TRIALS needs `confirmed` (`--yes`) unless only shown.
+    them all; `--max-runs` above MAX_TRIALS needs `confirmed` (`--yes`) unless only shown, and
+    such a batch is streamed: `Batch.trials` holds its first trial, `Batch.all_trials()` draws
+    the others as they run, so the first child starts at once and memory stays bounded.
     """
     if max_runs is not None and max_runs < 1:
         raise TetherError("--max-runs must be at least 1")
@@ -269,6 +287,10 @@ def expand(
         n = max_runs or DEFAULT_RANDOM_RUNS
         _check_size(n, confirmed or shown is not None)
         drawn = iter_random_trials(op, spec, n, seed)
+        source = None
+        if shown is None and n > MAX_TRIALS:  # confirmed: drawn as the batch runs
+            shown = STREAM_HEAD
+            source = functools.partial(iter_random_trials, op, spec, n, seed)
         trials = list(drawn if shown is None else itertools.islice(drawn, shown))
         batch_spec: dict[str, Any] = {
             "op": op.name,
@@ -277,7 +299,7 @@ def expand(
             "max_runs": n,
             "seed": seed,
         }
-        return Batch("random", trials, _with_trials(batch_spec, n), notes, n)
+        return Batch("random", trials, _with_trials(batch_spec, n), notes, n, source)
     if seed is not None:
         notes.append("--seed only matters with --random")
     if batch_file:
@@ -301,8 +323,13 @@ def expand(
     size = _grid_size(spec.grid)
     total = size if max_runs is None else min(size, max_runs)
     _check_size(total, confirmed or shown is not None or max_runs is None)
+    source = None
     if shown is not None and total > MAX_TRIALS:
         trials = grid_trials(spec, shown)
+    elif total > MAX_TRIALS and max_runs is not None:  # confirmed: made as the batch runs
+        grid_trials(spec, 0)  # its checks (sampled flags), without a trial
+        trials = list(iter_grid_trials(spec, STREAM_HEAD))
+        source = functools.partial(iter_grid_trials, spec, max_runs)
     else:
         trials = grid_trials(spec, max_runs)
     if max_runs is not None and size > max_runs:
@@ -310,7 +337,7 @@ def expand(
     batch_spec = {"op": op.name, "mode": "grid", "flags": flags_spec}
     if max_runs is not None:
         batch_spec["max_runs"] = max_runs
-    return Batch("grid", trials, _with_trials(batch_spec, total), notes, total)
+    return Batch("grid", trials, _with_trials(batch_spec, total), notes, total, source)
 
 
 def _check_size(total: int, confirmed: bool) -> None:

@@ -26,7 +26,9 @@ from ..fsio import atomic_write_json
 from ..git import SNAPSHOT_REF, GitError
 from ..ids import is_run_id
 from ..lock import RunLock, read_lock
-from .layout import LOCK
+from .layout import LOCK, MANIFEST
+from .manifest import read_manifest, strangers
+from .orphans import Orphan
 from .records import IndexRow, RunRecord
 from .safety import inside, marker_of, protected
 from .state import BUSY
@@ -236,14 +238,55 @@ def restore(store: Store, entry: TrashEntry) -> RunRecord:
 
 
 # -- purge ---------------------------------------------------------------------------------------
-def purge(store: Store, entry: TrashEntry) -> PurgeResult:
+def unlisted(entry: TrashEntry) -> tuple[Path | None, list[str]]:
+    """(the run's folder, the files in it that purge must not delete silently).
+
+    With a manifest (written when the run ended), those are the files it does not list and
+    tether did not make: someone put them there afterwards. A folder without a manifest (a run
+    killed before its end, or recorded by an older tether) has only its marker to go by, and
+    gives none. A manifest that cannot be read gives itself: nothing proves what the folder
+    held."""
+    folder = entry.target if entry.path.is_symlink() else entry.path
+    if folder is None or not folder.is_dir():
+        return folder, []
+    try:
+        manifest = read_manifest(folder)
+    except StoreError:
+        return folder, [MANIFEST]
+    if manifest is None:
+        return folder, []
+    return folder, strangers(folder, manifest)
+
+
+def refuse_unlisted(store: Store, entry: TrashEntry) -> None:
+    """Refuse, in one line naming the first file, to purge a run whose folder holds files it
+    did not make (see `unlisted`). A save_dir folder purge leaves alone anyway is no matter."""
+    if entry.path.is_symlink() and not _ours_target(entry, store):
+        return
+    folder, extra = unlisted(entry)
+    if not extra:
+        return
+    more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+    what = "cannot be read" if extra == [MANIFEST] else "is not in the run's manifest.json"
+    raise StoreError(
+        f"run {entry.id[:13]}: {folder}/{extra[0]}{more} {what}: added after the run ended, "
+        "so purge leaves it",
+        "move it out of the run folder, or pass --force to delete it with the run",
+    )
+
+
+def purge(store: Store, entry: TrashEntry, *, force: bool = False) -> PurgeResult:
     """Delete a trashed run for good: its folder (an explicit save_dir too) and snapshot refs.
 
     A folder is deleted only when tether made it for this run (store/safety.py): it carries
     the run's marker, or, made before markers, it lies in the runs root named by the run id. A
     save_dir folder that is not provably tether's is left untouched: the run leaves the trash,
-    and `left_alone` says why (the command then exits 2)."""
+    and `left_alone` says why (the command then exits 2). Unless `force`, a folder holding a
+    file its manifest does not list (and tether did not make) is refused before anything is
+    deleted (`refuse_unlisted`)."""
     result = PurgeResult(entry.id)
+    if not force:
+        refuse_unlisted(store, entry)
     if entry.path.is_symlink():
         target = entry.target
         if target is not None and target.exists():
@@ -270,6 +313,22 @@ def purge(store: Store, entry: TrashEntry) -> PurgeResult:
     with contextlib.suppress(OSError):
         (trash_dir(store) / f"{entry.id}.json").unlink()
     return result
+
+
+def remove_orphan(orphan: Orphan) -> None:
+    """Delete an orphan run folder (store/orphans.py) and the runs root's link to it, checked
+    again first: a folder that gained a run.lock or lost its marker since is left alone."""
+    if marker_of(orphan.folder) != orphan.id or os.path.lexists(orphan.folder / LOCK):
+        return
+    _rmtree(orphan.folder)
+    if orphan.entry != orphan.folder:
+        with contextlib.suppress(FileNotFoundError):
+            orphan.entry.unlink()
+
+
+def _ours_target(entry: TrashEntry, store: Store) -> bool:
+    target = entry.target
+    return target is not None and target.exists() and _not_ours(target, entry.id, store) is None
 
 
 def _not_ours(folder: Path, run_id: str, store: Store) -> str | None:

@@ -1,6 +1,8 @@
 """tether deletes only what it made: the run-folder marker, and the checks on `save_dir`.
 
-Every run folder gets a marker at creation (`.tether-run`, holding the run id). Purge deletes a
+Every run folder gets a marker at creation (`.tether-run`: the run id on its first line, then
+the creating process as JSON: pid, host, process start, so a folder left by a killed creator is
+known as such, store/orphans.py). Purge deletes a
 folder only when it carries the marker of that run. A folder made before markers existed counts
 as tether's only when it lies inside the runs root (its trash included) and is named by the run
 id, as tether's own folders are; anywhere else an unmarked folder is left alone.
@@ -12,27 +14,48 @@ folder above it, nor a folder holding anything else.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from ..errors import StoreError
 from ..fsio import atomic_write_text
 from ..lock import read_lock
 from ..workspace import PROJECT_FILES
 from .layout import LOCK, MARKER
+from .state import hostname, proc_start_time
 
 
 def write_marker(folder: Path, run_id: str) -> None:
-    atomic_write_text(folder / MARKER, run_id + "\n", durable=False)
+    pid = os.getpid()
+    creator = {"pid": pid, "host": hostname(), "proc_start": proc_start_time(pid)}
+    atomic_write_text(folder / MARKER, f"{run_id}\n{json.dumps(creator)}\n", durable=False)
+
+
+def _marker_lines(folder: Path) -> list[str]:
+    try:
+        with open(folder / MARKER, encoding="utf-8") as fh:
+            return fh.read(1000).splitlines()
+    except (OSError, ValueError):
+        return []
 
 
 def marker_of(folder: Path) -> str | None:
     """The run id the folder's marker names, or None without a (readable) marker."""
+    lines = _marker_lines(folder)
+    return (lines[0].strip() or None) if lines else None
+
+
+def marker_creator(folder: Path) -> dict[str, Any]:
+    """The process that made the folder, as its marker records it ({} for a marker written
+    before creators were recorded)."""
+    lines = _marker_lines(folder)
     try:
-        with open(folder / MARKER, encoding="utf-8") as fh:
-            return fh.read(200).strip() or None
-    except (OSError, ValueError):
-        return None
+        creator = json.loads(lines[1]) if len(lines) > 1 else {}
+    except ValueError:
+        return {}
+    return creator if isinstance(creator, dict) else {}
 
 
 def _real(path: Path) -> Path:

@@ -4,6 +4,9 @@
 `python -m tether.capture.datahash`, which sets each to `done` (digest, files, bytes) or
 `failed` (the reason in `<run_dir>/datahash.log`), one locked update of run.lock each
 (`tether.lock.update_lock`), so concurrent updates never lose each other.
+
+`hash_manifest_background(run_dir)` does the same for the big files a run's manifest.json left
+`pending` at the run's end (tether.session.manifest): one locked rewrite of the manifest.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import TetherError
 from ...lock import DataRecord, RunLock, read_lock, update_lock
+from ...store.manifest import Manifest, fill, read_manifest, refresh_lock
 from .hashing import hash_data
 from .records import ALGO
 
@@ -79,19 +83,24 @@ def hash_data_background(
     targets = update_lock(folder, mark_pending)
 
     cwd = Path(base).resolve() if base is not None else Path.cwd()
-    argv = [
-        sys.executable,
-        "-m",
-        "tether.capture.datahash",
-        "--run-dir",
-        str(folder),
-        "--entries",
-        json.dumps(targets),
-    ]
+    argv = ["--run-dir", str(folder), "--entries", json.dumps(targets)]
     if threads is not None:
         argv += ["--threads", str(threads)]
     if not cache:
         argv.append("--no-cache")
+    return _spawn(folder, argv, cwd)
+
+
+def hash_manifest_background(run_dir: str | os.PathLike[str]) -> subprocess.Popen[bytes]:
+    """Hash the pending entries of the run's manifest.json in a detached process, which
+    rewrites the manifest (atomically, under its lock) when it is done; `wait_for_manifest`
+    waits on it. Killing the process leaves the entries pending, never a broken manifest."""
+    folder = Path(run_dir).resolve()
+    return _spawn(folder, ["--run-dir", str(folder), "--manifest"], folder)
+
+
+def _spawn(folder: Path, args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "tether.capture.datahash", *args]
     env = dict(os.environ)
     # The child imports this same tether, even when it was put on sys.path by hand (but a
     # site-packages folder never goes on PYTHONPATH, where it would shadow the stdlib).
@@ -127,6 +136,49 @@ def wait_for_data(
         time.sleep(poll)
 
 
+def wait_for_manifest(
+    run_dir: str | os.PathLike[str], timeout: float | None = None, poll: float = 0.1
+) -> Manifest:
+    """Wait until no entry of the run's manifest.json is pending; returns the manifest."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        manifest = read_manifest(Path(run_dir))
+        if manifest is None:
+            raise TetherError(f"{run_dir}: no manifest.json (written when the run ends)")
+        if not manifest.pending:
+            return manifest
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{run_dir}: manifest entries still pending after {timeout} s")
+        time.sleep(poll)
+
+
+def _hash_manifest(folder: Path, threads: int | None, cache: bool) -> int:
+    """The detached half of `hash_manifest_background`: hash each pending file, then fill the
+    manifest in one locked rewrite."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return 0
+    found: dict[str, tuple[int, int, str | None, str | None]] = {}
+    failures = 0
+    for entry in manifest.pending:
+        path = folder / entry.path
+        try:
+            before = os.stat(path)
+            (digest,) = hash_data([str(path)], threads=threads, cache=cache)
+            after = os.stat(path)
+        except (TetherError, OSError) as exc:
+            failures += 1
+            reason = exc.message if isinstance(exc, TetherError) else str(exc.strerror)
+            found[entry.path] = (entry.size or 0, entry.mtime_ns or 0, None, reason)
+            continue
+        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+            found[entry.path] = (after.st_size, after.st_mtime_ns, None, "changed while hashed")
+            continue
+        found[entry.path] = (after.st_size, after.st_mtime_ns, digest.digest, None)
+    fill(folder, found)
+    return 1 if failures else 0
+
+
 def _update_entries(folder: Path, path: str, keys: list[str | None], **values: Any) -> None:
     def fill(lock: RunLock) -> None:
         for rec in lock.data:
@@ -142,13 +194,18 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m tether.capture.datahash")
     parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--entries", required=True, help="JSON list of {path, key}")
+    parser.add_argument("--entries", help="JSON list of {path, key}")
+    parser.add_argument("--manifest", action="store_true", help="hash manifest.json's pending")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-cache", action="store_true")
     args = parser.parse_args(argv)
     folder = Path(args.run_dir)
+    if args.manifest:
+        code = _hash_manifest(folder, args.threads, not args.no_cache)
+        _drop_empty_log(folder)
+        return code
     keys: dict[str, list[str | None]] = {}
-    for item in json.loads(args.entries):
+    for item in json.loads(args.entries or "[]"):
         keys.setdefault(item["path"], []).append(item.get("key"))
     failures = 0
     for path, path_keys in keys.items():
@@ -174,8 +231,15 @@ def main(argv: list[str] | None = None) -> int:
             bytes=digest.bytes,
             status="done",
         )
+    # run.lock changed: a manifest written before it (the run ended first) records it anew
+    with contextlib.suppress(TetherError, OSError):
+        refresh_lock(folder)
+    _drop_empty_log(folder)
+    return 1 if failures else 0
+
+
+def _drop_empty_log(folder: Path) -> None:
     with contextlib.suppress(OSError):
         log = folder / LOG_NAME
         if log.stat().st_size == 0:
             log.unlink()
-    return 1 if failures else 0
