@@ -465,3 +465,19 @@ def test_restart_continues_the_run_in_its_folder(tmp_path: Path):
     flags = tether("run", "--restart", row["id"], "steps=3", cwd=root)
     assert flags.returncode == 2 and "with the flags it recorded" in flags.stderr
     assert "Traceback" not in done.stderr + flags.stderr
+
+
+def test_an_op_run_holding_the_project_file_is_purged_and_rolled_up(project: Path):
+    # The staged sources hold tether.toml: the folder is still tether's own run folder (its
+    # marker says so), not a project root, so the roll-up reads it and purge deletes it.
+    proc = tether("run", "fail", "code=0", cwd=project)  # no sourcecode: the project is copied
+    assert proc.returncode == 0, proc.stderr
+    assert "roll-up" not in proc.stderr
+    (row,) = listing(project)
+    run_dir = Path(row["dir"])
+    assert (run_dir / "tether.toml").is_file()
+    tether("delete", row["id"], "-y", cwd=project).check_returncode()
+    proc = tether("purge", "--all", "-y", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    assert not run_dir.exists()
+    assert (project / "tether.toml").read_text() == PROJECT

@@ -74,7 +74,11 @@ def protected(folder: Path, runs_root: Path) -> str | None:
         return "the runs root"
     if real in root.parents:
         return f"a parent of the runs root {runs_root}"
-    if (real / ".git").exists() or any((real / name).is_file() for name in PROJECT_FILES):
+    # A folder tether made (its marker) may hold a project file among the sources an operation
+    # staged into it: that makes it no project root.
+    if marker_of(real) is None and (
+        (real / ".git").exists() or any((real / name).is_file() for name in PROJECT_FILES)
+    ):
         return "a project root"
     return None
 
