@@ -142,9 +142,9 @@ def test_columns_in_json_csv_and_table(made):
 
     table = run_cli(*args, *cols, "-n", "3", env={"COLUMNS": "200"}, check=True).stdout
     lines = table.splitlines()
+    # The columns chosen replace the default ones; # and id stay.
     assert lines[0].split() == [
-        "#", "id", "name", "status", "started", "label",
-        "config.lr", "metrics.accuracy", "config.model.name", "tag", "host",
+        "#", "id", "config.lr", "metrics.accuracy", "config.model.name", "tag", "host",
     ]  # fmt: skip
     assert "0.001" in lines[1] and "0.95" in lines[1] and "broken" in lines[1]
     assert "3 of 5 matching runs shown (-n N or --all for more)" in table

@@ -163,9 +163,21 @@ def _text(v: Any) -> str:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per run.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@click.option("--tsv", "as_tsv", is_flag=True, help="Print the table tab-separated, in full.")
+@click.option(
+    "--wide",
+    is_flag=True,
+    help="Show every column, however wide (otherwise those that do not fit are left out).",
+)
 @click.pass_context
 def compare(
-    ctx: click.Context, runs: tuple[str, ...], columns: tuple[str, ...], as_json: bool, as_csv: bool
+    ctx: click.Context,
+    runs: tuple[str, ...],
+    columns: tuple[str, ...],
+    as_json: bool,
+    as_csv: bool,
+    as_tsv: bool,
+    wide: bool,
 ) -> None:
     """Compare RUNS side by side: one row per run with its id, name and status, the config keys
     whose values differ among the runs, and the last value of each metric.
@@ -175,8 +187,9 @@ def compare(
     from ..ids import short_ids
     from ..store.lifecycle import resolve_many
 
-    if as_json and as_csv:
-        raise click.UsageError("--json and --csv do not go together")
+    given = [name for name, on in (("--json", as_json), ("--csv", as_csv), ("--tsv", as_tsv)) if on]
+    if len(given) > 1:
+        raise click.UsageError(f"{', '.join(given[:-1])} and {given[-1]} do not go together")
     cols = [c.strip() for spec in columns for c in spec.split(",") if c.strip()]
     store = store_from(ctx)
     records = [store.load(r.id) for r in resolve_many(store, runs)]
@@ -196,46 +209,63 @@ def compare(
             writer.writerow([_cell(v) for v in row.values()])
         click.echo(buf.getvalue(), nl=False)
         return
-    _table(header, rows, shorts, cols)
+    table = _columns(header, rows, shorts)
+    if as_tsv:
+        from .tables import tsv
+
+        click.echo(tsv(table), nl=False)
+        return
+    _print(table, header, rows, cols, wide=wide)
 
 
-def _table(
-    header: list[str], rows: list[dict[str, Any]], shorts: dict[str, str], cols: list[str]
+def _columns(header: list[str], rows: list[dict[str, Any]], shorts: dict[str, str]) -> list[Any]:
+    """One table column per compared field: numbers whole and right-justified, ids whole,
+    other text shortened with `…` only when the terminal is too narrow."""
+    from .render import STATUS_STYLE
+    from .tables import Column
+
+    cols = []
+    for col in header:
+        values = [r[col] for r in rows]
+        present = [v for v in values if v is not None]
+        numeric = bool(present) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in present
+        )
+        if col == "id":
+            cells = [shorts.get(v, v[:13]) for v in values]
+        elif col == "tags":
+            cells = [" ".join(v or []) for v in values]
+        else:
+            cells = [_text(v) for v in values]
+        cols.append(
+            Column(
+                col,
+                cells,
+                styles=[STATUS_STYLE.get(v, "") for v in values] if col == "status" else [],
+                numeric=numeric,
+                shrink=not numeric and col not in ("id", "short_id", "status"),
+                keep=col in ("id", "name", "status"),
+                raw=[_cell(v) for v in values],
+            )
+        )
+    return cols
+
+
+def _print(
+    table: list[Any],
+    header: list[str],
+    rows: list[dict[str, Any]],
+    cols: list[str],
+    *,
+    wide: bool,
 ) -> None:
     from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
 
-    from .render import STATUS_STYLE
+    from .tables import dropped_note, print_table
 
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in header:
-        numeric = any(
-            isinstance(r[col], (int, float)) and not isinstance(r[col], bool) for r in rows
-        )
-        table.add_column(
-            col,
-            justify="right" if numeric else "left",
-            overflow="fold",
-            no_wrap=col in ("id", "name", "status"),
-        )
-    for row in rows:
-        cells: list[Any] = []
-        for col in header:
-            if col == "status":
-                cells.append(Text(row[col], style=STATUS_STYLE.get(row[col], "")))
-            elif col == "tags":
-                cells.append(Text(" ".join(row[col] or [])))
-            elif col == "id":
-                cells.append(Text(shorts.get(row[col], row[col][:13])))
-            else:
-                cells.append(Text(_text(row[col])))
-        table.add_row(*cells)
     console = Console(highlight=False)
-    if not console.is_terminal:
-        # Into a file or a pipe: as wide as the table needs, rather than folded at 80 columns.
-        wide = console.options.update_width(100_000)
-        console.width = max(console.width, console.measure(table, options=wide).maximum)
-    console.print(table)
+    dropped = print_table(console, table, wide=wide)
+    if dropped:
+        console.print(dropped_note(dropped), style="dim", markup=False)
     if not cols and len(rows) > 1 and not any(c.startswith("config.") for c in header):
         console.print("[dim]the runs have the same config[/dim]")

@@ -135,6 +135,12 @@ def row_dict_keys() -> list[str]:
 
 
 def format_metric(value: float) -> str:
+    """A number for a table: 4 significant digits (`0.1505`, `12.35`), but every digit of the
+    integer part below a million (`12346`, not `1.235e+04`); integers whole."""
+    if not math.isfinite(value):
+        return str(value)
     if value == int(value) and abs(value) < 1e9:
         return str(int(value))
+    if 1000 <= abs(value) < 1e6:
+        return f"{value:.0f}"
     return f"{value:.4g}"

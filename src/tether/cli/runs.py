@@ -11,12 +11,22 @@ from .main import store_from
 
 
 def _list_options(f: click.decorators.FC) -> click.decorators.FC:
+    f = click.option(
+        "--tsv", "as_tsv", is_flag=True, help="Print the table tab-separated, values in full."
+    )(f)
     f = click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")(f)
     f = click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
     f = click.option(
+        "--wide",
+        is_flag=True,
+        help="Show every column, however wide (otherwise those that do not fit are left out).",
+    )(f)
+    f = click.option(
         "--columns",
         metavar="FIELDS",
-        help="Extra columns, comma-separated: config.lr,metrics.loss,host ...",
+        help="The columns after # and id, comma-separated: name,status,config.lr,metrics.loss "
+        "(default: [runs] columns of tether.toml, or name, status, started, label and the "
+        "metrics the runs share).",
     )(f)
     f = click.option(
         "--sort",
@@ -66,6 +76,8 @@ def _list(
     show_all: bool,
     as_json: bool,
     as_csv: bool,
+    as_tsv: bool,
+    wide: bool,
     where: str | None,
     sort: str | None,
     columns: str | None,
@@ -74,23 +86,33 @@ def _list(
     from ..store.sorting import parse_columns
     from . import render
 
-    fields = parse_columns(columns) if columns else []
+    given = [name for name, on in (("--json", as_json), ("--csv", as_csv), ("--tsv", as_tsv)) if on]
+    if len(given) > 1:
+        raise click.UsageError(f"{', '.join(given[:-1])} and {given[-1]} do not go together")
+    fields = parse_columns(columns) if columns else project_columns()
     store = store_from(ctx)
     _reconcile(store)
     rows = store.query(where=where, sort=sort, limit=None if show_all else limit)
+    if store.root.is_dir():
+        _warn_unknown(store, where, sort, fields)
     ids = [r.id for r in rows]
     shorts = short_ids_of(store.index, ids) if rows else {}
     items = [render.row_dict(r, i, shorts.get(r.id, r.id[:13])) for i, r in enumerate(rows, 1)]
-    names = [f.name for f in fields]
-    if fields:
-        keys = [f.key for f in fields if f.kind == "val"]
-        found = values_of(store.index, ids, keys)
-        for it in items:
-            it["columns"] = {
-                f.name: (found[it["id"]].get(f.key) if f.kind == "val" else _field(it, f.name))
-                for f in fields
-            }
+    # The default columns are the table's: --json and --csv have every metric already.
+    default = [] if as_json or as_csv else _default_fields(items)
+    chosen = fields if fields is not None else default
+    keys = [f.key for f in chosen if f.kind == "val"]
+    found = values_of(store.index, ids, keys)
+    for it in items:
+        it["columns"] = {
+            f.name: (found[it["id"]].get(f.key) if f.kind == "val" else _field(it, f.name))
+            for f in chosen
+        }
+    names = [f.name for f in fields or []]
     if as_json:
+        if fields is None:  # the default columns are the table's business, not the data's
+            for it in items:
+                del it["columns"]
         click.echo(render.to_json(items))
         return
     if as_csv:
@@ -102,9 +124,97 @@ def _list(
         else:
             click.echo(f"no runs in {store.root}")
         return
+    table = _columns(items, chosen, default=fields is None)
+    if as_tsv:
+        from .tables import tsv
+
+        click.echo(tsv(table), nl=False)
+        return
     plain = where is None and not sort
     total = count(store.index, where) if len(items) == limit and not show_all else len(items)
-    _table(items, names, total, plain=plain, filtered=where is not None)
+    _print(table, total, len(items), plain=plain, filtered=where is not None, wide=wide)
+
+
+def project_columns() -> list[Any] | None:
+    """`[runs] columns = [...]` of the project's tether.toml (or .yaml/.json), parsed; None
+    when there is no project file or it chooses none."""
+    from ..errors import TetherError, did_you_mean
+    from ..store.fields import WhereError
+    from ..store.sorting import parse_columns
+    from ..workspace import find_project_file, read_project_data
+
+    path = find_project_file()
+    if path is None:
+        return None
+    section = read_project_data(path).get("runs")
+    if section is None:
+        return None
+    example = '["name", "status", "metrics.loss"]'
+    if not isinstance(section, dict):
+        raise TetherError(
+            f"{path}: runs: expected a table such as `[runs] columns = {example}`, "
+            f"found {section!r}"
+        )
+    for key in section:
+        if key != "columns":  # a newer tether's setting, or a typo: said, not fatal
+            hint = " (did you mean 'columns'?)" if did_you_mean(str(key), ["columns"]) else ""
+            click.echo(
+                f"tether: warning: {path}: runs.{key}: unknown key, ignored; expected columns"
+                + hint,
+                err=True,
+            )
+    value = section.get("columns")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TetherError(
+            f"{path}: runs.columns: expected a list of fields such as {example}, found {value!r}",
+            "see docs/managing-runs.md#choosing-the-columns",
+        )
+    out = []
+    for entry in value:
+        try:
+            out += parse_columns(entry)
+        except WhereError as exc:
+            raise TetherError(f"{path}: runs.columns: {entry!r}: {exc.detail}") from None
+    return out
+
+
+def _warn_unknown(store: Any, where: str | None, sort: str | None, fields: Any) -> None:
+    """One stderr line per config/metric/... key that no run of the index has, with the
+    nearest key some run has: a filter, sort or column on a misspelt key is otherwise silent."""
+    from ..store.select import unknown_fields
+    from ..store.sorting import parse_sort
+    from ..store.where import fields_of
+
+    named = fields_of(where) if where else []
+    named += [k.field for k in parse_sort(sort)] if sort else []
+    named += fields or []
+    if not any(f.kind == "val" for f in named):
+        return
+    for field, hint in unknown_fields(store.index, named):
+        tail = f"; did you mean {hint!r}?" if hint else "; `tether show RUN` lists a run's keys"
+        click.echo(f"tether: warning: no run has {field.name!r}{tail}", err=True)
+
+
+def _default_fields(items: list[dict[str, Any]]) -> list[Any]:
+    """name, status, started, the label (when a run shown has one or tags), and the metrics
+    of the runs shown: those most of them have first, at most six."""
+    from ..store.fields import Field, parse_field
+
+    chosen = [parse_field(n) for n in ("name", "status", "started")]
+    if any(it["label"] or it["tags"] for it in items):
+        chosen.append(parse_field("label"))
+    counts: dict[str, int] = {}
+    for it in items:
+        for key in it["metrics"]:
+            counts[key] = counts.get(key, 0) + 1
+    ranked = sorted(counts, key=lambda k: (-counts[k], k))[:MAX_METRICS]
+    # Made directly, not parsed: a metric named `acc.min` or `x.` is a key, not a statistic.
+    return chosen + [Field(f"metrics.{k}", "val", key=f"metrics.{k}.last") for k in ranked]
+
+
+MAX_METRICS = 6
 
 
 def _reconcile(store: Any) -> None:
@@ -134,58 +244,86 @@ def _field(item: dict[str, Any], name: str) -> Any:
     return item.get(name)
 
 
-def _table(
-    items: list[dict[str, Any]], extra: list[str], total: int, *, plain: bool, filtered: bool
+# Fields whose values are ids or digests: printed whole, never shortened.
+_WHOLE = ("id", "parent", "source.commit", "status", "started", "stopped", "created")
+
+
+def _columns(items: list[dict[str, Any]], fields: list[Any], *, default: bool) -> list[Any]:
+    """The table: `#` and the short id, then one column per field. In the default listing the
+    label column also holds the `#tags`, and a metric's header is its key (`eval/acc`)."""
+    from .render import STATUS_STYLE, format_cell, relative
+    from .tables import Column
+
+    cols = [
+        Column("#", [str(it["index"]) for it in items], numeric=True, keep=True),
+        Column(
+            "id",
+            [it["short_id"] for it in items],
+            keep=True,
+            raw=[it["id"] for it in items],
+        ),
+    ]
+    for f in fields:
+        values = [it["columns"][f.name] for it in items]
+        header = f.name
+        if default and f.name.startswith("metrics."):
+            header = f.name[len("metrics.") :]
+        if default and f.name == "label":
+            values = [
+                " ".join([it["label"] or "", *(f"#{t}" for t in it["tags"])]).strip()
+                for it in items
+            ]
+        if f.kind == "time":
+            cells = [relative(v) if v else "" for v in values]
+        else:
+            cells = [format_cell(v) for v in values]
+        present = [v for v in values if v is not None and v != ""]
+        numeric = bool(present) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in present
+        )
+        cols.append(
+            Column(
+                header,
+                cells,
+                styles=[STATUS_STYLE.get(str(v), "") for v in values] if f.name == "status" else [],
+                numeric=numeric,
+                shrink=not numeric and f.name not in _WHOLE,
+                raw=[_raw(v) for v in values],
+            )
+        )
+    return cols
+
+
+def _raw(value: Any) -> Any:
+    """A value for --tsv: numbers in full, lists space-separated, booleans as words."""
+    from .render import csv_cell
+
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)  # the index keeps every number as a float: 450.0 was 450
+    return csv_cell(value)
+
+
+def _print(
+    table: list[Any], total: int, shown: int, *, plain: bool, filtered: bool, wide: bool
 ) -> None:
     from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
 
-    from .render import STATUS_STYLE, format_cell, format_metric, relative
+    from .tables import dropped_note, print_table
 
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    # Chosen columns take the place of the summary of metrics.
-    for col in ("#", "id", "name", "status", "started", "label", *(extra or ["metrics"])):
-        wraps = col in ("label", "metrics")
-        table.add_column(
-            col,
-            no_wrap=not wraps,
-            overflow="fold" if wraps else "ellipsis",
-            min_width=None if wraps else len(col),
-            justify="right" if col in extra and _numeric(items, col) else "left",
-        )
-    for it in items:
-        status = it["status"]
-        label = " ".join([it["label"] or "", *(f"#{t}" for t in it["tags"])]).strip()
-        metrics = " ".join(f"{k}={format_metric(v)}" for k, v in list(it["metrics"].items())[:3])
-        table.add_row(
-            str(it["index"]),
-            it["short_id"],
-            it["name"],
-            Text(status, style=STATUS_STYLE.get(status, "")),
-            relative(it["started"] or it["created"]),
-            label,
-            *([format_cell(it["columns"][name]) for name in extra] or [metrics]),
-        )
     console = Console(highlight=False)
-    console.print(table)
+    dropped = print_table(console, table, wide=wide)
     what = "matching runs" if filtered else "runs"
-    if total > len(items):
-        console.print(
-            f"[dim]{len(items)} of {total} {what} shown (-n N or --all for more)[/dim]",
-            soft_wrap=True,
-        )
+    notes = []
+    if total > shown:
+        notes.append(f"{shown} of {total} {what} shown (-n N or --all for more)")
+    if dropped:
+        notes.append(dropped_note(dropped))
     if not plain:
-        console.print(
-            "[dim]# numbers this listing only: pass ids to other commands[/dim]", soft_wrap=True
-        )
-
-
-def _numeric(items: list[dict[str, Any]], name: str) -> bool:
-    values = [it["columns"][name] for it in items if it["columns"][name] is not None]
-    return bool(values) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
-    )
+        notes.append("# numbers this listing only: pass ids to other commands")
+    for note in notes:  # prose: wrapped at a terminal's width, whole into a pipe
+        console.print(note, style="dim", markup=False, soft_wrap=not console.is_terminal)
 
 
 @runs.command()

@@ -1,6 +1,6 @@
 """The fields of the query language: what `--where`, `--sort` and `--columns` can name.
 
-    id name op status label tag started stopped created host parent source.commit
+    id name op status label tag started stopped created host parent source.commit project
     config.<key>  flags.<name>  metrics.<key>[.last|.min|.max|.step]  data.<path>
 
 Each field selects a fixed SQL snippet over the index (a column of `runs`, the tags, or a key
@@ -40,6 +40,7 @@ _KEYED = ("config", "flags", "metrics", "data", "source")
 FIELDS = (
     *_SIMPLE,
     "source.commit",
+    "project",
     "config.<key>",
     "flags.<name>",
     "metrics.<key>",
@@ -47,7 +48,7 @@ FIELDS = (
 )
 _FIELDS_TEXT = (
     "id, name, op, status, label, tag, started, stopped, created, host, parent, "
-    "source.commit, config.<key>, flags.<name>, metrics.<key>[.last|.min|.max|.step], "
+    "source.commit, project, config.<key>, flags.<name>, metrics.<key>[.last|.min|.max|.step], "
     "data.<path>"
 )
 
@@ -93,8 +94,8 @@ def parse_field(word: str, text: str = "", pos: int = 0, what: str = "where expr
     if word in _SIMPLE:
         kind, column, nullable, prefix = _SIMPLE[word]
         return Field(word, kind, column=column, nullable=nullable, prefix=prefix)
-    if word == "source.commit":
-        return Field(word, "val", key="source.commit", prefix=True)
+    if word in ("source.commit", "project"):  # project: run.lock's project-id, or adopted
+        return Field(word, "val", key=word, prefix=True)
     head, dot, rest = word.partition(".")
     if dot and head in ("config", "flags", "metrics", "data"):
         if not rest or rest.startswith(".") or rest.endswith("."):
@@ -106,7 +107,7 @@ def parse_field(word: str, text: str = "", pos: int = 0, what: str = "where expr
             key = f"metrics.{rest}" if stem and stat in STATS else f"metrics.{rest}.last"
             return Field(word, "val", key=key)
         return Field(word, "val", key=word)
-    hint = did_you_mean(word, [*_SIMPLE, "source.commit"])
+    hint = did_you_mean(word, [*_SIMPLE, "source.commit", "project"])
     if hint is None and dot:
         near = did_you_mean(head, _KEYED)
         if near == "source":
@@ -118,3 +119,30 @@ def parse_field(word: str, text: str = "", pos: int = 0, what: str = "where expr
     if hint is not None:
         raise WhereError(f"unknown field {word!r}; did you mean {hint!r}?", text, pos, what)
     raise WhereError(f"unknown field {word!r}; fields: {_FIELDS_TEXT}", text, pos, what)
+
+
+def field_names(key: str) -> list[str]:
+    """The names a `vals` key is written as in the language: `metrics.loss.last` is
+    `metrics.loss` and `metrics.loss.last`; any other key is its own name."""
+    if key.startswith("metrics."):
+        stem, _, stat = key.rpartition(".")
+        if stat in STATS and stem != "metrics":
+            return [stem, key] if stat == "last" else [key]
+    return [key]
+
+
+def suggest(field: Field, keys: list[str] | set[str]) -> str | None:
+    """The field name closest to `field` among those of the `vals` keys the index has: the
+    nearest key under the same head (`config.lr` for `config.lrate`: the shared `config.` is no
+    likeness), else the same key under another head (`metrics.acc` for `config.acc`)."""
+    names = {name for key in keys for name in field_names(key)}
+    head, _, rest = field.name.partition(".")
+    under: dict[str, list[str]] = {}
+    for name in names:
+        under.setdefault(name.partition(".")[2], []).append(name)
+    same = [n.partition(".")[2] for n in names if n.partition(".")[0] == head]
+    hit = did_you_mean(rest, same)
+    if hit is not None:
+        return f"{head}.{hit}"
+    hit = did_you_mean(rest, list(under))
+    return sorted(under[hit])[0] if hit is not None else None

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..ids import short_ids
+from .fields import Field, suggest
 from .records import IndexRow
 from .sorting import NEWEST, TIE, SortKey, order_terms, parse_sort
 from .where import PRESENT, compile_where
@@ -186,3 +187,31 @@ def short_ids_of(index: Any, ids: Sequence[str], minimum: int = 8) -> dict[str, 
                 near.append(row[0])
         out[rid] = short_ids(near, minimum)[rid]
     return out
+
+
+def known_keys(index: Any) -> list[str]:
+    """Every key of `vals`, in order: one indexed step per distinct key (a skip scan of the
+    (key, num) index), not a read of every value."""
+    conn = index._connect()
+    out: list[str] = []
+    row = conn.execute("SELECT min(key) FROM vals").fetchone()
+    while row is not None and row[0] is not None:
+        out.append(row[0])
+        row = conn.execute("SELECT min(key) FROM vals WHERE key > ?", (row[0],)).fetchone()
+    return out
+
+
+def unknown_fields(index: Any, fields: Sequence[Field]) -> list[tuple[Field, str | None]]:
+    """The `vals` fields (config., flags., metrics., data., source.commit) no run of the index
+    has, each with the nearest name that some run does have (or None). Nothing when the index
+    has no runs: then every key is unknown and none is a typo."""
+    conn = index._connect()
+    missing = []
+    for field in dict.fromkeys(f for f in fields if f.kind == "val"):
+        if conn.execute("SELECT 1 FROM vals WHERE key = ? LIMIT 1", (field.key,)).fetchone():
+            continue
+        missing.append(field)
+    if not missing or conn.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is None:
+        return []
+    keys = known_keys(index)
+    return [(field, suggest(field, keys)) for field in missing]

@@ -233,6 +233,7 @@ class _Parser:
         self.params: list[Any] = []
         self.depth = 0
         self.conditions = 0
+        self.fields: list[Field] = []  # every field named, in order (for `fields_of`)
 
     # tokens
     @property
@@ -303,6 +304,7 @@ class _Parser:
         if self.conditions > MAX_CONDITIONS:
             raise self.error(f"too many conditions: at most {MAX_CONDITIONS}")
         field = parse_field(tok.text, self.src, tok.pos)
+        self.fields.append(field)
         self.advance()
         op_tok = self.tok
         negate = False
@@ -512,3 +514,10 @@ def compile_where(expr: str) -> tuple[str, list[Any]]:
     """
     parser = _Parser(expr)
     return parser.parse(), parser.params
+
+
+def fields_of(expr: str) -> list[Field]:
+    """The fields a --where expression names, in order (WhereError as `compile_where`)."""
+    parser = _Parser(expr)
+    parser.parse()
+    return parser.fields
