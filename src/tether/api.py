@@ -63,12 +63,16 @@ def snapshot(
     exclude: Sequence[str] = (),
     repos: Sequence[str] = (),
     enabled: bool = True,
+    max_file_size: str | int | None = None,
 ) -> Any:
-    """Snapshot the source (git working tree, or a copy outside git) into the run record."""
+    """Snapshot the source (git working tree, or a copy outside git) into the run record.
+    Untracked files above `max_file_size` ("50MB" by default, 0: no limit) are left out."""
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
         def update(o: RunOptions) -> None:
-            o.snapshot = SnapshotOptions(enabled, list(include), list(exclude), list(repos))
+            o.snapshot = SnapshotOptions(
+                enabled, list(include), list(exclude), list(repos), max_file_size
+            )
 
         return _with_options(f, update)
 
@@ -260,6 +264,7 @@ def experiment(
     include: list[str] | tuple[str, ...] = (),
     exclude: list[str] | tuple[str, ...] = (),
     repos: list[str] | tuple[str, ...] = (),
+    max_file_size: str | int | None = None,
     data: list[str] | tuple[str, ...] = (),
     track: list[str] | tuple[str, ...] = (),
     background_hash: bool = False,
@@ -270,20 +275,25 @@ def experiment(
     tags: tuple[str, ...] | list[str] = (),
     debug: bool = True,
     mlflow: bool = False,
+    secrets: list[str] | tuple[str, ...] = (),
 ) -> Any:
     """The composite decorator: config command line + run record + snapshot + data digests +
     previous stages + unsafe_debug.
 
     The function takes `cfg`, or `cfg, run`. From the command line, bad input prints one line and
     exits 2; an exception in the function marks the run failed and propagates. With
-    `mlflow=True` the run is also logged to MLflow, as `@tether.mlflow` does.
+    `mlflow=True` the run is also logged to MLflow, as `@tether.mlflow` does. `secrets`: config
+    keys whose values are recorded redacted (besides the default ones, and `--secret KEY` on
+    the command line; see docs/reproducibility.md).
     """
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         source = defaults if defaults is not None else locate_config(config, func)
         own = RunOptions(
             name=name,
-            snapshot=SnapshotOptions(snapshot, list(include), list(exclude), list(repos)),
+            snapshot=SnapshotOptions(
+                snapshot, list(include), list(exclude), list(repos), max_file_size
+            ),
             data_keys=list(data),
             data_paths=list(track),
             background_hash=background_hash,
@@ -291,6 +301,7 @@ def experiment(
             needed=needed,
             label=label,
             tags=list(tags),
+            secrets=list(secrets),
         )
         inner = (
             getattr(func, "__wrapped__", func)
@@ -316,6 +327,8 @@ def experiment(
             opts = own.merged(options_of(wrapper))
             if cli_args is not None and cli_args.needed:
                 opts.needed = True
+            if cli_args is not None and cli_args.secrets:
+                opts.secrets = [*opts.secrets, *cli_args.secrets]
             try:
                 if batch_requested(wrapper, cli_args):
                     # --task-to/--tasks/--n-jobs/--executor/... or @tether.parallel: a batch.

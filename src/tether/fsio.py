@@ -14,6 +14,34 @@ from typing import Any
 _TEMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{12}\.tmp$")
 ORPHAN_AGE = 600.0  # seconds: older than any write in flight, on this host or another
 _swept: set[str] = set()  # folders already cleaned by this process
+_umask: int | None = None  # where /proc cannot tell it: read once (see current_umask)
+
+
+def current_umask() -> int:
+    """This process's umask, without changing it: Linux reports it in /proc/self/status (the
+    set-and-restore of os.umask is not thread-safe: another thread creating a file in between
+    would get umask 0). Elsewhere it is read that way once and kept."""
+    global _umask
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    if _umask is None:
+        _umask = os.umask(0o022)
+        os.umask(_umask)
+    return _umask
+
+
+def follow_umask(path: str | os.PathLike[str], mode: int = 0o666) -> None:
+    """Give a file tether created the mode a file made by the user would have: `mode` less the
+    umask. For files created by code that picks its own mode (SQLite makes its databases 0644
+    whatever the umask), so a group sharing a runs root under umask 002 can write them. A file
+    of another owner is left as it is."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, mode & ~current_umask())
 
 
 def _alive(pid: int) -> bool:

@@ -28,6 +28,8 @@ from pathlib import Path
 from . import git
 from .capture.datahash.hashing import hash_data
 from .capture.environment import EnvChange, PackageChange, diff_environment
+from .capture.secrets import policy
+from .capture.unredact import declared_for, recover, terminal_prompt
 from .context import RUN_DIR_ENV, RUN_ID_ENV, RUNS_ENV
 from .errors import TetherError
 from .lock import RunLock, SourceRecord, dump_yaml
@@ -132,9 +134,11 @@ def verify_data(record: RunRecord) -> list[str]:
 
 
 @contextlib.contextmanager
-def worktree(repo: Path, commit: str) -> Iterator[Path]:
+def worktree(repo: Path, commit: str, at: Path | None = None) -> Iterator[Path]:
+    """`commit` checked out in a temporary worktree of `repo` (or at `at`, an empty folder:
+    a submodule's place in its superproject's worktree)."""
     with tempfile.TemporaryDirectory(prefix="tether-reproduce-") as tmp:
-        tree = Path(tmp) / "src"
+        tree = at or Path(tmp) / "src"
         _git(repo, "worktree", "add", "--detach", "-q", str(tree), commit)
         try:
             yield tree
@@ -142,6 +146,36 @@ def worktree(repo: Path, commit: str) -> Iterator[Path]:
             with contextlib.suppress(git.GitError):
                 git.run(repo, "worktree", "remove", "--force", str(tree), check=False)
                 git.run(repo, "worktree", "prune", check=False)
+
+
+def _submodules(
+    stack: contextlib.ExitStack, record: RunRecord, top: SourceRecord, tree: Path
+) -> list[str]:
+    """Check each submodule snapshot of `top` out at its place in `tree` (a worktree of the
+    submodule's own repository, parents before children); a warning for each that cannot be."""
+    warnings: list[str] = []
+    base = Path(top.root or top.path)
+    subs = [s for s in record.lock.sources if s.superproject is not None and s.commit and s.root]
+    for sub in sorted(subs, key=lambda s: len(Path(str(s.root)).parts)):
+        try:
+            rel = Path(str(sub.root)).relative_to(base)
+        except ValueError:
+            continue  # a submodule of another repository of the run: not checked out
+        try:
+            stack.enter_context(worktree(_repo_of(sub, record), str(sub.commit), at=tree / rel))
+        except TetherError as exc:
+            warnings.append(f"submodule {rel.as_posix()} is not in the re-run: {exc}")
+    return warnings
+
+
+def _skipped(lock: RunLock) -> list[str]:
+    """What the snapshots left out (untracked files above the size limit), one line a source."""
+    return [
+        f"the snapshot of {s.path} left out {', '.join(s.skipped)} (untracked, above the size "
+        "limit): the re-run does not have them"
+        for s in lock.sources
+        if s.skipped
+    ]
 
 
 def _map(path_text: str, top: Path, tree: Path) -> str:
@@ -228,6 +262,10 @@ def reproduce(
             "restore the data, or pass --force to reproduce anyway",
         )
     warnings: list[str] = []
+    # Secrets were recorded redacted: their values come from TETHER_SECRET_<KEY> or a prompt
+    # (before anything is checked out), and the re-run redacts the same keys again.
+    recovered = recover([lock.config, lock.flags], record.id[:13], terminal_prompt())
+    warnings += recovered.warnings
     git_sources = [s for s in lock.sources if s.commit]
     replay = Replay(run=record.id, name=lock.name, dir=str(record.dir))
     with contextlib.ExitStack() as stack:
@@ -239,6 +277,7 @@ def reproduce(
             src = git_sources[0]
             top = _repo_of(src, record)
             tree = stack.enter_context(worktree(top, str(src.commit)))
+            warnings += _submodules(stack, record, src, tree) + _skipped(lock)
             recorded_top = Path(src.root or (src.path if Path(src.path).is_absolute() else top))
             command = [command[0], *(_map(a, recorded_top, tree) for a in command[1:])]
             cwd = Path(_map(str(recorded_cwd), recorded_top, tree))
@@ -249,8 +288,10 @@ def reproduce(
                     note = _project_file(lock, recorded_top, tree, cwd)
                     warnings += [note] if note else []
             replay.worktree, replay.root = str(tree), str(recorded_top)
-        config = dict(lock.config)
+        command = [str(recovered.reveal(word)) for word in command]
+        config = recovered.reveal(dict(lock.config))
         config["save_dir"] = "???"
+        secret_env = policy(declared_for([lock.config, lock.flags])).env()
         config_file = tmp / "config.yaml"
         config_file.write_text(dump_yaml(config))
         replay_file = tmp / "reproduce.json"
@@ -268,7 +309,7 @@ def reproduce(
             proc = subprocess.run(
                 command,
                 cwd=cwd,
-                env=_child_env(store, config_file, id_file, replay_file),
+                env={**_child_env(store, config_file, id_file, replay_file), **secret_env},
                 stdout=None if stream else subprocess.DEVNULL,
                 stderr=None if stream else subprocess.DEVNULL,
             )

@@ -45,6 +45,7 @@ from .. import context
 from ..capture.environment import capture_environment
 from ..capture.output import Tee, _stamp
 from ..capture.resolvers import collecting, register
+from ..capture.secrets import redact_config, run_policy
 from ..clock import now_iso
 from ..config.compose import to_container
 from ..executors.taskpool import Claim, Outcome
@@ -181,6 +182,7 @@ class Recorder:
         self._last_sync = time.monotonic()
         self._dirty = False
         self._index: Any = None
+        self._journal = Store(root).journal
         self._thread = threading.Thread(target=self._loop, name="tether-records", daemon=True)
         self._thread.start()
 
@@ -188,10 +190,17 @@ class Recorder:
         with self._lock:
             self._started[record.id] = (time.monotonic(), _snapshot(record))
 
+    def intend(self, run_id: str, kind: str = "state") -> None:
+        """Announce in the change journal that a run's records are about to change, before
+        they are written: a worker killed before the index row leaves no lag (store/journal).
+        `kind` "created" where run.lock is (re)written."""
+        self._journal.append(run_id, kind)
+
     def ended(self, record: RunRecord) -> None:
         """Write the final state.json now (it supersedes a pending `running` one)."""
         with self._lock:
             self._started.pop(record.id, None)
+            self.intend(record.id)
             write_state(record.dir, record.state)
             self._rows[record.id] = _snapshot(record)
             self._dirty = True
@@ -207,6 +216,7 @@ class Recorder:
         with self._lock:
             for run_id, (t0, record) in list(self._started.items()):
                 if running_older_than is None or now - t0 >= running_older_than:
+                    self.intend(run_id)
                     write_state(record.dir, record.state)
                     self._rows.setdefault(run_id, record)
                     del self._started[run_id]
@@ -217,7 +227,7 @@ class Recorder:
         if self._index is None:
             self._index = Store(self.root).open_index()
         try:
-            self._index.upsert_many(batch, kind="state")
+            self._index.upsert_many(batch, kind="state", announced=True)
         except Exception as exc:  # the index is a cache: `tether runs reindex` rebuilds it
             print(f"tether: index not updated ({exc})", file=sys.stderr)
 
@@ -275,8 +285,10 @@ class ChildRuns:
         store_root: str,
         parent_dir: str,
         name: str,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self.func = func
+        self.secrets = secrets  # declared secret keys (capture.secrets): the locks redact them
         self.base_cfg = base_cfg
         self.task_to = task_to
         self.store_root = store_root
@@ -285,7 +297,7 @@ class ChildRuns:
         self._ready = False
 
     def __getstate__(self) -> dict[str, Any]:
-        keep = ("func", "base_cfg", "task_to", "store_root", "parent_dir", "name")
+        keep = ("func", "base_cfg", "task_to", "store_root", "parent_dir", "name", "secrets")
         return {k: self.__dict__[k] for k in keep}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -302,6 +314,7 @@ class ChildRuns:
         parent = read_lock(Path(self.parent_dir))
         self.parent_lock = parent
         self.env = capture_environment()
+        self._secrets = run_policy(self.secrets)
         self.wants_run = wants_run(self.func)
         self.stage_dirs: dict[str, Path] = {}
         for st in parent.stages:
@@ -400,7 +413,7 @@ class ChildRuns:
             name=self.name,
             created=created or now_iso(),
             command=list(p.command),
-            config=config,
+            config=redact_config(config, self._secrets),  # the task's code keeps the values
             sources=p.sources,
             data=p.data,
             stages=p.stages,
@@ -412,6 +425,7 @@ class ChildRuns:
     def prepare(self, run_id: str, item: Any, status: str = "queued") -> RunRecord:
         """Make a child run ahead of its task (under a scheduler: status `queued`)."""
         run_dir = self.root / run_id
+        self._writer.intend(run_id, "created")
         run_dir.mkdir(parents=True, exist_ok=True)
         _, container = self.config_for(item, run_dir)
         lock = self.new_lock(run_id, container)
@@ -450,6 +464,7 @@ class ChildRuns:
             # A run made ahead (queued) gets its lock again now, with this worker's env (host,
             # job id): run.lock is final from the moment the run starts.
             lock = self.new_lock(run_id, container, created)
+            self._writer.intend(run_id, "created")
             atomic_write_text(run_dir / "run.lock", self.lock_text(lock), durable=False)
             record = RunRecord(run_id, run_dir, lock, state, Attributes(), {})
         self._writer.started(record)
@@ -510,6 +525,7 @@ class ChildRuns:
         """A run for a task whose config cannot be made, recorded failed with the reason."""
         assert claim.run is not None
         lock = self.new_lock(claim.run, {"task": claim.item}, created)
+        self._writer.intend(claim.run, "created")
         atomic_write_text(run_dir / "run.lock", self.lock_text(lock), durable=False)
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         state = start_attempt(previous)

@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..capture.secrets import redact_config, run_policy
+from ..capture.unredact import recover, terminal_prompt
 from ..errors import TetherError
 from ..session.naming import function_run_name
 from ..session.options import RunOptions, SnapshotOptions
@@ -75,6 +77,9 @@ def run_decorated(
     extra = dict(getattr(cli_args, "extra", None) or {})
     popts = defaults.merged(extra)
     opts = dataclasses.replace(opts, name=opts.name or function_run_name(func))
+    declared = list(getattr(cli_args, "secrets", None) or ())  # --secret KEY
+    if declared:
+        opts.secrets = [*opts.secrets, *(k for k in declared if k not in opts.secrets)]
     if popts.retry_failed:
         result = retry_failed(
             func,
@@ -141,7 +146,9 @@ def run_tasks(
         "task_to": task_to,
         "tasks_key": list_key,
         "tasks_file": tasks_file,
-        "base_config": config_yaml(child_base),
+        # Recorded with its secrets redacted; `--retry-failed` asks for them again.
+        "base_config": redact_config(config_yaml(child_base), run_policy(opts.secrets)),
+        "secrets": list(opts.secrets),
     }
     t0 = time.monotonic()
     try:
@@ -156,6 +163,7 @@ def run_tasks(
                 store_root=str(parent.store.root),
                 parent_dir=str(parent.dir),
                 name=child_name,
+                secrets=tuple(opts.secrets),
             )
             result = execute(execu, pool, runner, parent, progress=progress)
     except TasksFailed as failed:
@@ -204,7 +212,8 @@ def retry_failed(
             f"{counts['total']} tasks completed)"
         )
         return result_of(record.id, pool)
-    base = base_config(meta.get("base_config") or {})
+    recorded = meta.get("base_config") or {}
+    base = base_config(recover([recorded], record.id[:13], terminal_prompt()).reveal(recorded))
     check_picklable(batch.execu, func, base)
     runner = ChildRuns(
         func,
@@ -213,6 +222,7 @@ def retry_failed(
         store_root=str(store.root),
         parent_dir=str(record.dir),
         name=str(meta.get("name") or record.name.removesuffix(BATCH_SUFFIX)),
+        secrets=tuple(str(k) for k in meta.get("secrets") or ()),
     )
     t0 = time.monotonic()
     try:

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..capture.output import LogFile
-from ..capture.secrets import for_workers, recover, redact_flat, run_policy
+from ..capture.secrets import for_workers, redact_flat, redact_text, run_policy
+from ..capture.unredact import recover
 from ..errors import TetherError
 from ..executors.taskpool import Claim, Outcome
 from ..fsio import atomic_write_json
@@ -217,7 +218,7 @@ def run_batch(
                 write_batch_file(parent.dir, op_name, batch.mode, trials, interrupted=interrupted)
 
             def note(line: str) -> None:
-                log.write("tether", line + "\n")
+                log.write("tether", redact_text(line) + "\n")  # the trials' secrets as tokens
 
             report.began(parent.id, batch, op_name)
             save()

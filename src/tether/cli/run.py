@@ -36,6 +36,13 @@ from .executor_options import executor_options, requested
 @click.option("--seed", type=int, metavar="S", help="Seed of --random (recorded either way).")
 @click.option("-y", "--yes", is_flag=True, help="Start a batch without asking.")
 @click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    metavar="KEY",
+    help="Record the value of flag KEY redacted (repeatable; see docs/reproducibility.md).",
+)
+@click.option(
     "--restart",
     metavar="RUN",
     help="Continue RUN (failed, terminated or unknown) in its own folder, as its next attempt.",
@@ -55,6 +62,7 @@ def run(
     max_runs: int | None,
     seed: int | None,
     yes: bool,
+    secrets: tuple[str, ...],
     restart: str | None,
 ) -> int:
     """Run operation OP of tether.toml with its flags set by FLAG=VALUE words.
@@ -78,6 +86,15 @@ def run(
     project = load_project()
     for warning in project.warnings:
         click.echo(f"tether: warning: {warning}", err=True)
+    if secrets:
+        import os
+
+        from ..capture.secrets import check_key_names, policy
+
+        project.secrets += check_key_names(secrets, "--secret")
+        # Every record this command makes, here and in the processes it starts (workers of a
+        # batch, the op's command), redacts the same keys.
+        os.environ.update(policy(project.secrets).env())
     if restart is not None:
         return _restart(ctx, project, restart, op, flags)
     names = sorted(project.ops)
@@ -131,10 +148,8 @@ def run(
     if batch is None:
         return _single(project, opdef, spec.fixed, store, label, tags, needed)
     if not yes and _interactive():
-        click.confirm(
-            f"Run {len(batch.trials)} trials of {op}?", default=True, abort=True, err=True
-        )
-    command = ["tether", "run", op, *flags]
+        click.confirm(f"Run {batch.total} trials of {op}?", default=True, abort=True, err=True)
+    command = ["tether", "run", op, *flags, *(w for k in secrets for w in ("--secret", k))]
     if label:
         command += ["--label", label]
     for tag in tags:
@@ -265,8 +280,9 @@ def _batch(
 
     staging = plan_staging(project, op, store)  # one choice of upstream runs for every trial
     check(plan_trial(project, op, batch.trials[0], store, staging))
+    # A bad trial stops the batch up front (a streamed batch: its trials are planned as drawn).
     for trial in batch.trials[1:]:
-        plan_trial(project, op, trial, store, staging)  # a bad trial stops the batch up front
+        plan_trial(project, op, trial, store, staging)
     executors = _requested()
     if executors.any:  # --executor / --n-jobs / --slurm-config: the trials on an executor
         from ..batches.ops import run_op_batch

@@ -1,6 +1,7 @@
 """The command line of a decorated main, split into a config file, flags and overrides.
 
 python train.py [CONFIG.yaml] [--experiment KEY] [a.b=1 ...] [key=@file.yaml] [+new=1]
+                [--secret KEY ...]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class CliArgs:
     print_config: bool = False
     help: bool = False
     needed: bool = False
+    secrets: list[str] = field(default_factory=list)  # --secret KEY: keys recorded redacted
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -31,6 +33,7 @@ _VALUE_FLAGS: dict[str, tuple[str, ...]] = {
     "config_file": ("--config", "-c"),
     "experiment": ("--experiment", "-e"),
     "overrides_path": ("--overrides-path", "--overrides_path"),
+    "secret": ("--secret",),
 }
 
 
@@ -90,6 +93,8 @@ def parse_argv(
                     args.experiment = value
                 elif name == "overrides_path":
                     args.overrides_paths.append(value)
+                elif name == "secret":
+                    args.secrets.append(value)
                 else:
                     args.extra[name] = value
             else:

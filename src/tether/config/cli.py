@@ -59,6 +59,7 @@ def help_text(prog: str, doc: str | None, cfg: Any, source: str) -> str:
         "  --overrides-path FILE        merge a YAML file of overrides",
         "  --print-config               print the resolved config and exit",
         "  --needed                     skip if a completed run has the same inputs",
+        "  --secret KEY                 record KEY's value redacted (repeatable)",
         "  -h, --help                   show this message and exit",
     ]
     return "\n".join(lines)
@@ -157,7 +158,7 @@ def load_for_call(
         args = parse_argv(sys.argv[1:], getattr(wrapper, "__tether_extra_flags__", None))
         recorded = os.environ.get("TETHER_REPRODUCE_CONFIG")
         if recorded:
-            args = CliArgs(config_file=recorded, needed=args.needed)
+            args = CliArgs(config_file=recorded, needed=args.needed, secrets=args.secrets)
             cfg = build_config(None, args)
             return cfg, args
         if args.help:

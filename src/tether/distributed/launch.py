@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import git
+from ..capture.secrets import SecretPolicy, redact_argv, run_policy
 from ..clock import now_iso
 from ..context import LAUNCH_ID_ENV, run_env
 from ..errors import TetherError
@@ -136,8 +137,9 @@ def launch_record(
     template: str | None = None,
     ranks: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The content of launch.json."""
+    """The content of launch.json (secrets on the command lines redacted)."""
     failed = [a.attempt for a in attempts if a.outcome not in ("completed", "running")]
+    argv = recorded_argv(argv)
     return {
         "schema": 1,
         "run": run_id,
@@ -146,7 +148,7 @@ def launch_record(
         "exit_code": exit_code,
         "command": argv,
         "display": display(argv),
-        "user_command": spec.command,
+        "user_command": recorded_argv(spec.command),
         "launcher": spec.launcher,
         "mpi": spec.flavour,
         "scheduler": spec.scheduler_name,
@@ -161,6 +163,16 @@ def launch_record(
         "duration_s": round(duration_s, 3),
         "ranks": ranks or [],  # what each attached rank recorded (ranks/<rank>/rank.json)
     }
+
+
+@functools.cache
+def _secrets() -> SecretPolicy:
+    return run_policy()  # the same for every record of this process: read once
+
+
+def recorded_argv(argv: list[str]) -> list[str]:
+    """A command line as the records show it: secret values redacted (capture.secrets)."""
+    return redact_argv(argv, _secrets(), declarations=False)
 
 
 def write_launch_json(record: dict[str, Any], paths: list[Path]) -> None:
@@ -255,7 +267,8 @@ class Attempts:
         number = len(self.attempts) + 1
         self.attempts.append(Attempt(number, now_iso()))
         self.log.write(
-            "tether", f"$ {display(self.argv)}  (attempt {number} of {self.retries + 1})\n"
+            "tether",
+            f"$ {display(recorded_argv(self.argv))}  (attempt {number} of {self.retries + 1})\n",
         )
         self.job = Child(self.argv, self._output, env=self.env, hint=LAUNCHER_HINT)
         self._t0 = time.monotonic()
@@ -406,7 +419,7 @@ def run_launch(
         stderr=stderr,
     )
     config = {
-        "command": list(spec.command),
+        "command": recorded_argv(list(spec.command)),
         "launcher": spec.launcher,
         "mpi": spec.flavour,
         "scheduler": spec.scheduler_name,
@@ -418,7 +431,7 @@ def run_launch(
         "template": template,
         "retries": retries,
         "idle_timeout": idle_timeout,
-        "launcher_args": list(spec.extra_args),
+        "launcher_args": recorded_argv(list(spec.extra_args)),
     }
     if json_out:
         status["paths"] = [Path(json_out).expanduser().absolute()]

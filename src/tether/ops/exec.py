@@ -28,6 +28,7 @@ from typing import IO, Any
 from .. import git
 from ..capture.lineage import stage_record
 from ..capture.output import LogFile
+from ..capture.secrets import redact_text, reveal_known, run_policy
 from ..context import run_env
 from ..errors import TetherError, did_you_mean
 from ..lock import RunLock, update_lock
@@ -40,7 +41,7 @@ from ..store import Store
 from ..store.layout import OUTPUT
 from .flags import flag_words, is_key, value_text
 from .scalars import Pattern, Scanner, compile_patterns
-from .staging import Staging, plan_staging, snapshot_patterns, stage
+from .staging import Staging, plan_staging, settle, snapshot_patterns, stage
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|(?<!\$)\{([^{}\s]*)\}")
 RECORD_EVERY_S = 0.2  # how often scalars found in the output are recorded
@@ -136,6 +137,8 @@ def fill(text: str, config: dict[str, Any], op: OpDef, *, quote: bool) -> str:
 
 def resolve_command(op: OpDef, config: dict[str, Any]) -> tuple[list[str], str]:
     """(argv, display) of the op's `exec` with placeholders filled."""
+    if op.unavailable is not None:  # exec names other platforms only (project/validate.py)
+        raise TetherError(f"ops.{op.name}.exec: {op.unavailable}", "add a command for it there")
     if isinstance(op.exec, str):
         text = fill(op.exec, config, op, quote=True).strip()
         if not text:
@@ -199,7 +202,9 @@ def _run_options(plan: Plan, *, needed: bool, label: str | None, tags: Sequence[
         tags=list(tags),
     )
     opts.stage_runs = dict(plan.staging.stage_runs)
+    opts.data_records = plan.staging.data_records  # dvcfile inputs: the .dvc file's md5s
     opts.flags = plan.flag_values
+    opts.secrets = list(plan.project.secrets)
     return opts
 
 
@@ -239,6 +244,8 @@ def child_env(plan: Plan, run_id: str, run_dir: Path, runs_root: Path) -> dict[s
         TETHER_PROJECT_DIR=str(plan.project.root),
         PYTHONUNBUFFERED="1",
     )
+    # What the command records when it attaches (its config) is redacted for the same keys.
+    env.update(run_policy(plan.project.secrets).env())
     return env
 
 
@@ -274,19 +281,27 @@ def run_trial(
                     on_start(run.id)
                 _ensure_stages(plan, run, store)
                 stage(plan.staging, run.dir, store)
-                config = dict(run.record.lock.config)
-                config["save_dir"] = str(run.dir)
-                argv, display = resolve_command(plan.op, config)
+                # run.lock's config holds the secrets redacted: the command gets the values,
+                # the echo (console, output.log) the record's tokens.
+                recorded = dict(run.record.lock.config)
+                recorded["save_dir"] = str(run.dir)
+                argv, _ = resolve_command(plan.op, reveal_known(recorded))
+                _, display = resolve_command(plan.op, recorded)
+                display = redact_text(display)
                 if echo is not None:
                     echo(display)
-                code = execute(
-                    argv,
-                    display=display,
-                    cwd=run.dir,
-                    env=child_env(plan, run.id, run.dir, store.root),
-                    patterns=plan.patterns,
-                    log_metrics=run.log_metrics,
-                )
+                try:
+                    code = execute(
+                        argv,
+                        display=display,
+                        cwd=run.dir,
+                        env=child_env(plan, run.id, run.dir, store.root),
+                        patterns=plan.patterns,
+                        log_metrics=run.log_metrics,
+                    )
+                finally:  # before the run's end writes its manifest: the inputs themselves
+                    for warning in settle(plan.staging, run.dir):
+                        print(f"tether: warning: {warning}", file=sys.stderr)
                 if code:
                     raise SystemExit(code)
         except Skipped as skip:

@@ -15,6 +15,8 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..capture.secrets import reveal_known
+from ..capture.unredact import recover, terminal_prompt
 from ..errors import TetherError
 from ..project.model import OpDef, Project
 from ..session.lifecycle import lifecycle
@@ -89,7 +91,11 @@ def restart_trial(
 ) -> TrialResult:
     """Run the op's command again in `record`'s folder, as the run's next attempt. Ctrl-C
     propagates (the attempt and the run are recorded terminated)."""
-    config = recorded_config(op, record)
+    recorded = recorded_config(op, record)
+    # Secrets are recorded redacted: this process's own values, else TETHER_SECRET_<KEY> or a
+    # prompt; the echo shows the record's tokens.
+    config = reveal_known(recorded)
+    config = recover([config], record.id[:13], terminal_prompt()).reveal(config)
     patterns = compile_patterns(op.output_scalars, f"ops.{op.name}.output-scalars")
     result = TrialResult(record.id, "completed")
     with working_dir(project.root):
@@ -98,7 +104,8 @@ def restart_trial(
                 if on_start is not None:
                     on_start(run.id)
                 filled = {**config, "save_dir": str(run.dir)}
-                argv, display = resolve_command(op, filled)
+                argv, _ = resolve_command(op, filled)
+                _, display = resolve_command(op, {**recorded, "save_dir": str(run.dir)})
                 plan = Plan(project, op, {}, filled, Staging(), patterns, argv, display)
                 if echo is not None:
                     echo(display)

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ..capture.output import OutputCapture
+from ..capture.secrets import redact_config, run_policy
 from ..capture.tracking import data_entries, hash_entries, mark_pending
 from ..clock import now_iso
 from ..context import (
@@ -201,7 +202,8 @@ def attach_run(
             mark_pending(entries)
         else:
             hash_entries(entries)
-        record.lock = merge_into_lock(record.dir, container, entries, stages)
+        recorded = redact_config(container, run_policy(opts.secrets))  # the code keeps cfg
+        record.lock = merge_into_lock(record.dir, recorded, entries, stages)
         store.index.upsert(record)
         if background and entries:
             # heavy: blake3 and the hash walker, only for a background hash

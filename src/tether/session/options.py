@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..capture.snapshot import SnapshotOptions
+from ..lock import DataRecord
 
 __all__ = ["ATTR", "RunOptions", "SnapshotOptions", "options_of"]
 
@@ -29,6 +30,8 @@ class RunOptions:
     label: str | None = None
     tags: list[str] = field(default_factory=list)
     flags: dict[str, Any] = field(default_factory=dict)  # an operation's flag values
+    secrets: list[str] = field(default_factory=list)  # keys recorded redacted (capture.secrets)
+    data_records: list[DataRecord] = field(default_factory=list)  # digests known (a .dvc file's)
 
     def merged(self, other: RunOptions) -> RunOptions:
         """`other` (an inner decorator) adds to self; explicit settings of self win."""
@@ -48,6 +51,7 @@ class RunOptions:
         out.label = self.label or other.label
         out.name = self.name or other.name
         out.flags = {**other.flags, **self.flags}
+        out.secrets = [*self.secrets, *(k for k in other.secrets if k not in self.secrets)]
         return out
 
 

@@ -12,6 +12,8 @@ from typing import Any
 from .. import git
 from ..capture.environment import capture_environment
 from ..capture.lineage import find_upstream, stage_record
+from ..capture.notebook import capture_notebook
+from ..capture.secrets import redact_argv, redact_config, redact_flat, run_policy
 from ..capture.snapshot import EarlySnapshot, publish_snapshot, take_snapshot
 from ..capture.tracking import data_entries, hash_entries, mark_pending
 from ..errors import TetherError
@@ -36,6 +38,7 @@ def prepare(
     """(the unsaved lock, the explicit run folder (`save_dir`) if any, the upstream folders by
     stage name, the data entries left for a background hash)."""
     container, collected = resolve_config(cfg, str(store.root))
+    secrets = run_policy(opts.secrets)
     explicit_dir = (
         None
         if container.get("save_dir") in MISSING_MARKS
@@ -55,15 +58,17 @@ def prepare(
     run_dir = explicit_dir or store.run_dir(lock.id)
     set_key(cfg, container, "save_dir", str(run_dir))
     lock.stages, folders = upstream_stages(store, opts, cfg, container, collected)
-    lock.config = container
-    lock.flags = dict(opts.flags)
+    # The record holds secrets redacted; the code keeps the real values (cfg, container).
+    lock.config = redact_config(container, secrets)
+    lock.flags = redact_flat(opts.flags, secrets)
+    lock.command = redact_argv(lock.command, secrets)  # after: the values seen above as well
     entries = data_entries(container, opts.data_keys, [*opts.data_paths, *collected.tracked])
     background = opts.background_hash and not opts.needed
     if background:
         mark_pending(entries)
     else:
         hash_entries(entries)
-    lock.data = entries
+    lock.data = [*entries, *opts.data_records]  # records known without hashing: as given
     if opts.snapshot.enabled:
         if early is not None and early.usable(opts.snapshot):
             lock.sources = early.result()
@@ -71,6 +76,7 @@ def prepare(
             lock.sources = take_snapshot(lock.id, opts.snapshot, run_dir, store.root)
         for src in lock.sources:
             publish_snapshot(src, lock.id)
+        lock.sources += capture_notebook(run_dir)  # started from Jupyter: its cells so far
     claim_reproduction(store, lock, folders)  # under `tether reproduce`: its inputs and layout
     return lock, explicit_dir, folders, entries if background else []
 
