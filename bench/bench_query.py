@@ -18,6 +18,14 @@ timed four ways over the same synthetic runs:
 Goals: at 100k runs the library query >= 1000x faster than the scan, the command end to end
 <= 0.05x the scan; at 5k runs the library query >= 10x faster than search_runs.
 
+Then the reconcile step of an ordinary listing: `tether runs -n 20` at 100k runs against
+`tether --help` (the interpreter and the CLI's start-up: the floor of any command), goal <=
+1.5x, with 0 change-journal entries pending (the ordinary case: three look-ups in the journal,
+no run folder read) and with 100 pending (entries naming 100 runs, as writers killed before
+their index update, or any other process's writes, leave them: their folders are read again).
+Before each timed listing with entries pending, 100 new ones are appended (untimed); the
+commands are interleaved.
+
 The runs are generated (files written directly, the index through `Index.rebuild`) into
 bench/results/query/ (git-ignored) and kept there for the next time; the MLflow store too.
 
@@ -25,7 +33,8 @@ bench/results/query/ (git-ignored) and kept there for the next time; the MLflow 
 
 Environment: BENCH_QUERY_SIZES (default 1000,10000,100000), BENCH_QUERY_MLFLOW (runs in the
 MLflow comparison, default 5000; 0 skips it), BENCH_REPEAT (timed repetitions of the fast
-measurements, default 30).
+measurements, default 30), BENCH_RECONCILE_RUNS (runs in the reconcile comparison, default
+100000; 0 skips it), BENCH_RECONCILE_PENDING (entries pending, default 0,100).
 """
 
 from __future__ import annotations
@@ -66,6 +75,7 @@ MLFLOW_ORDER = ["metrics.accuracy DESC"]
 GOAL_LIBRARY = 1000.0  # x faster than the scan, at 100k
 GOAL_CLI = 0.05  # x the scan's time, at 100k
 GOAL_MLFLOW = 10.0  # x faster than search_runs, at 5k
+GOAL_RECONCILE = 1.5  # `tether runs -n 20` at 100k runs, x `tether --help`
 STORE_DIR = RESULTS_DIR / "query"
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -343,6 +353,82 @@ def seeds_of(root: Path, ids: list[str]) -> list[int]:
     return [int(found[i]["config.seed"]) for i in ids]
 
 
+# -- the reconcile step of an ordinary listing -------------------------------------------------
+def reconcile_bench(n: int, pendings: list[int], repeat: int) -> tuple[list[str], dict[str, Any]]:
+    """`tether runs -n 20` with k journal entries pending, against `tether --help`."""
+    from tether.store import Store
+    from tether.store.journal import Journal
+
+    root = build_store(n)
+    Store(root).list(limit=1)  # applies what an earlier benchmark left pending
+    journal = Journal(root)
+    ids = [synth(i)["id"] for i in range(0, n, max(1, n // 1000))]
+    tether = venv_script("tether")
+    env = dict(os.environ, TETHER_RUNS=str(root))
+    help_cmd = Command("tether --help", [tether, "--help"], env=env)
+    listing = [tether, "runs", "-n", str(LIMIT)]
+    cmds = {k: Command(f"tether runs -n {LIMIT}, {k} pending", listing, env=env) for k in pendings}
+    timings = {k: Timing(c.label, list(c.argv)) for k, c in cmds.items()}
+    base = Timing(help_cmd.label, list(help_cmd.argv))
+    turn = 0
+
+    def add_pending(k: int) -> None:
+        nonlocal turn
+        for j in range(k):
+            journal.append(ids[(turn + j) % len(ids)], "state")
+        turn += k
+
+    for rep_no in range(repeat + 1):  # the first round warms up, untimed
+        (t,) = time_commands([help_cmd], 1, warmup=0)
+        if rep_no:
+            base.samples += t.samples
+        for k, cmd in cmds.items():
+            add_pending(k)
+            if k:
+                pending = journal.end() - (Store(root).index.position() or (None, 0))[1]
+                if pending != k:
+                    raise BenchError(f"{pending} journal entries pending, not {k}")
+            (t,) = time_commands([cmd], 1, warmup=0)
+            if rep_no:
+                timings[k].samples += t.samples
+    # The reconcile step alone, in this process: bringing an open index up to date.
+    steps: dict[int, Timing] = {}
+    for k in pendings:
+        steps[k] = Timing(f"reconcile step, {k} pending", [])
+        for _ in range(repeat):
+            store = Store(root)
+            store.index.position()  # opened and checked: not part of the step
+            add_pending(k)
+            start = time.perf_counter()
+            store._readable_index()
+            steps[k].samples.append(time.perf_counter() - start)
+            store.close_index()
+    print(f"{n} runs, reconcile on read:")
+    lines = []
+    result: dict[str, Any] = {"runs": n, "help_s": base.as_dict(), "pending": {}}
+    for k, t in timings.items():
+        ratio = t.median / base.median
+        print(
+            f"  {t.label:<32} median {fmt(t.median):>10}  min {fmt(t.best):>10}"
+            f"  ({len(t.samples)} runs)"
+        )
+        verdict = "OK" if ratio <= GOAL_RECONCILE else "MISSED"
+        lines.append(
+            f"{n} runs: {t.label} {fmt(t.median)} vs {base.label} {fmt(base.median)}: "
+            f"ratio {ratio:.2f} (goal <= {GOAL_RECONCILE}) {verdict}"
+        )
+        result["pending"][str(k)] = {
+            "listing_s": t.as_dict(),
+            "ratio": round(ratio, 3),
+            "step_s": steps[k].as_dict(),
+        }
+    print(f"  {base.label:<32} median {fmt(base.median):>10}  min {fmt(base.best):>10}")
+    for t in steps.values():
+        print(f"  {t.label:<32} median {fmt(t.median):>10}  min {fmt(t.best):>10}")
+        lines.append(f"{n} runs: {t.label}: {fmt(t.median)} (in process)")
+    return lines, result
+
+
 # -- report ---------------------------------------------------------------------------------
 def fmt(seconds: float) -> str:
     if seconds < 0.01:
@@ -351,8 +437,12 @@ def fmt(seconds: float) -> str:
 
 
 def main() -> int:
-    sizes = [int(s) for s in os.environ.get("BENCH_QUERY_SIZES", "1000,10000,100000").split(",")]
+    sizes = [
+        int(s) for s in os.environ.get("BENCH_QUERY_SIZES", "1000,10000,100000").split(",") if s
+    ]
     n_mlflow = int(os.environ.get("BENCH_QUERY_MLFLOW", "5000"))
+    n_reconcile = int(os.environ.get("BENCH_RECONCILE_RUNS", "100000"))
+    pendings = [int(k) for k in os.environ.get("BENCH_RECONCILE_PENDING", "0,100").split(",")]
     repeat = repeat_count(30)
     precompile_tether()
     print(f"query: where {WHERE!r}, sort {SORT!r}, first {LIMIT}")
@@ -441,6 +531,12 @@ def main() -> int:
                     "search_runs_s": ml.as_dict(),
                     "speedup": round(speedup, 1),
                 }
+        reconcile_result: dict[str, Any] | None = None
+        if n_reconcile > 0:
+            found_lines, reconcile_result = reconcile_bench(
+                n_reconcile, pendings, max(5, repeat // 2)
+            )
+            lines += found_lines
     except BenchError as exc:
         return fail(exc)
     print()
@@ -456,6 +552,7 @@ def main() -> int:
             "limit": LIMIT,
             "sizes": results,
             "mlflow": mlflow_result,
+            "reconcile": reconcile_result,
             "versions": found,
         },
     )

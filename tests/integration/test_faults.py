@@ -352,7 +352,7 @@ def test_source_copy_leaves_the_runs_root_out(world: World) -> None:
     for token in ("a", "b", "c", "d"):
         proc = world.python(script, f"token={token}", cwd=project, env={"TETHER_RUNS": str(runs)})
         assert proc.returncode == 0, proc.stderr
-    run_dirs = sorted(d for d in runs.iterdir() if d.is_dir())
+    run_dirs = sorted(d for d in runs.iterdir() if d.is_dir() and not d.name.startswith("."))
     assert len(run_dirs) == 4
     for run_dir in run_dirs:
         copied = sorted(

@@ -180,6 +180,80 @@ def test_a_rebuild_killed_midway_leaves_the_old_state(world: World, how: str) ->
     assert not list(world.runs.glob(".index.db.rebuild-*")) or how == "heal"
 
 
+MANY_RUNS = """
+import sys
+from tether.store import Store
+store = Store(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    store.create(store.new_lock(f"fit{i}", config={"i": i, "note": "x" * 40}))
+"""
+
+
+def _runs_leaf_pages(path: Path, needle: bytes) -> list[int]:
+    """The pages of index.db that are leaves of the `runs` table (a rowid table: b-tree page
+    type 13; the other tables are WITHOUT ROWID, index b-trees) holding `needle`."""
+    data = path.read_bytes()
+    size = int.from_bytes(data[16:18], "big") or 65536
+    return [
+        n
+        for n in range(1, len(data) // size)  # 0-based: page 1 (the header) is never chosen
+        if data[n * size] == 13 and needle in data[n * size : (n + 1) * size]
+    ]
+
+
+def test_a_damaged_page_met_midway_by_a_run_spec_is_healed(world: World) -> None:
+    """A page past the checks of opening (diagnose, probe): `tether show NAME` reads the runs
+    table to its end and meets it mid-query; the index is set aside, rebuilt, and answers."""
+    made = world.python("-c", MANY_RUNS, str(world.runs), "300")
+    assert made.returncode == 0, made.stderr
+    path = world.index_path()
+    _checkpoint(path)
+    _drop_wal(path)
+    pages = _runs_leaf_pages(path, b"fit150")
+    assert pages and pages[0] > 2, pages  # in the middle of the table, not its first leaf
+    size = int.from_bytes(path.read_bytes()[16:18], "big") or 65536
+    with open(path, "r+b") as fh:
+        fh.seek(pages[0] * size + 8)
+        fh.write(b"\xa5" * (size - 8))  # the page header stays: only its cells are garbage
+    conn = sqlite3.connect(path)
+    with pytest.raises(sqlite3.DatabaseError, match="malformed"):
+        conn.execute("SELECT * FROM runs").fetchall()
+    conn.close()
+    from tether.store.index import diagnose
+
+    assert diagnose(path) == ("ok", None)  # what every command checks first: passes
+    shown = world.tether("show", "fit150", "--json")
+    _no_traceback(shown)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["name"] == "fit150"
+    assert Path(f"{path}.damaged").is_file()
+    assert world.tether("check").returncode == 0
+    assert len(world.listing()) == 300
+
+
+def test_the_set_aside_copy_outlives_a_second_damage_before_a_rebuild(world: World) -> None:
+    _make_runs(world)
+    before = world.listing()
+    path = world.index_path()
+    _checkpoint(path)
+    first = b"\x00" * 100 + b"first damage" * 400
+    path.write_bytes(first)
+    _drop_wal(path)
+    marker = world.tmp / "midway"
+    proc = world.popen("-c", KILLED_REBUILD, str(marker), "heal", stdin=subprocess.PIPE)
+    wait_for(marker.exists, "the rebuild to be mid-way", proc=proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    damaged = Path(f"{path}.damaged")
+    assert damaged.read_bytes() == first  # set aside, and the rebuild did not succeed
+    second = b"\x00" * 100 + b"second damage" * 400
+    path.write_bytes(second)  # damage again before any rebuild succeeded
+    assert world.listing() == before
+    assert damaged.read_bytes() == first  # never replaced by the second copy
+    assert Path(f"{path}.damaged.1").read_bytes() == second
+    assert world.tether("check").returncode == 0
+
+
 @contextlib.contextmanager
 def _read_only(folder: Path) -> Iterator[Path]:
     """`folder` made read-only: chmod for a user, a read-only bind mount (or chattr +i) as

@@ -209,13 +209,15 @@ def test_concurrent_writers_lose_no_entry_and_leave_no_gap(tmp_path: Path):
 
 
 # -- the store on a shared filesystem ----------------------------------------------------------
-def test_on_a_local_disk_nothing_changes(tmp_path: Path, monkeypatch):
+def test_on_a_local_disk_the_index_is_in_the_runs_root(tmp_path: Path, monkeypatch):
     monkeypatch.setenv(mounts.SHARED_ENV, "0")
     store = Store(tmp_path / "runs")
     record = store.create(store.new_lock("train"))
     assert store.index_path == store.root / "index.db" and store.index_path.is_file()
-    assert store.journal is None and not (store.root / ".journal").exists()
+    # The same change journal as on a shared filesystem: reads reconcile with it.
+    assert [e.run for e in store.journal.read(0)[0]] == [record.id]
     assert [r.id for r in store.list()] == [record.id]
+    assert store.index.position() == (store.journal.ident(), 1)
 
 
 def test_each_host_keeps_its_own_cache_and_learns_from_the_journal(

@@ -4,11 +4,13 @@ Deleting it loses nothing: `Index.rebuild` recreates it exactly from the run fol
 metric values live in one key/value table (`vals`) indexed on (run, key) and (key, num), so a
 filter on any key is an indexed EXISTS sub-query however many runs there are.
 
-On a shared filesystem the index is a cache on this host's disk and has a `journal`: each
-`upsert` and `remove` then also appends an entry to the runs root's change journal, so the
-caches of other hosts learn of the change (store/cache.py applies what they wrote). Changes
-learned from the journal go in through `apply`, which writes no entry. The `meta` table keeps
-the journal's id and the number of the last entry applied.
+The index has the runs root's change journal (store/journal.py): a writer announces a change
+with `intend` before it writes the run's records and then upserts with `announced=True`; an
+`upsert` or `remove` not announced first appends its entry after. Every read first applies the
+entries it has not applied yet (store/cache.py), so a writer killed between its records and
+its upsert leaves no lag, and the caches of other hosts on a shared filesystem learn of the
+change. Changes learned from the journal go in through `applying`, which writes no entry. The
+`meta` table keeps the journal's id and the number of the last entry applied.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import disk_full
+from ..fsio import follow_umask
 from ..sqlite_retry import enable_wal, immediate
-from .journal import Journal
-from .records import IndexRow, RunRecord
-from .state import sql_status
+from .journal import COALESCE_S, Journal
+from .records import Attributes, IndexRow, RunRecord
+from .state import RunState, sql_status
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Versions that become this one in place, by these statements (no rebuild from the folders).
+_UPGRADES = {2: ("CREATE INDEX IF NOT EXISTS runs_status ON runs (status)",)}
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -74,6 +79,7 @@ CREATE TABLE IF NOT EXISTS stages (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS stages_upstream ON stages (upstream);
 CREATE INDEX IF NOT EXISTS runs_digest ON runs (lock_digest);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -118,19 +124,30 @@ def _value_pair(value: Any) -> tuple[float | None, str | None]:
     return None, json.dumps(value, sort_keys=True, default=str)
 
 
-def record_values(record: RunRecord) -> dict[str, Any]:
-    values = {f"config.{k}": v for k, v in flatten(record.lock.config).items()}
-    values.update({f"flags.{k}": v for k, v in flatten(record.lock.flags).items()})
-    for key, stats in record.metrics().items():
+def metric_values(summary: dict[str, Any]) -> dict[str, Any]:
+    """The `metrics.<key>.<stat>` values of a run's summary.json."""
+    values: dict[str, Any] = {}
+    for key, stats in (summary.get("metrics") or {}).items():
         if isinstance(stats, dict):
             for stat in ("last", "min", "max", "step"):
                 if stat in stats:
                     values[f"metrics.{key}.{stat}"] = stats[stat]
+    return values
+
+
+def record_values(record: RunRecord) -> dict[str, Any]:
+    values = {f"config.{k}": v for k, v in flatten(record.lock.config).items()}
+    values.update({f"flags.{k}": v for k, v in flatten(record.lock.flags).items()})
+    values.update(metric_values(record.summary))
     for data in record.lock.data:
         values[f"data.{data.path}"] = data.digest
     for source in record.lock.sources:
         if source.commit:
             values.setdefault("source.commit", source.commit)
+    # The effective project: an adoption (attrs/) wins over the id run.lock was written with.
+    project = record.attrs.project or record.lock.project_id
+    if project:
+        values["project"] = project
     return values
 
 
@@ -209,18 +226,28 @@ def diagnose(path: Path, *, thorough: bool = False) -> tuple[str, str | None]:
         conn.close()
 
 
-def set_aside(path: Path) -> None:
-    """Move a damaged index (and its WAL files) to `<path>.damaged*`, for inspection."""
+def set_aside(path: Path) -> Path:
+    """Move a damaged index (and its WAL files) to `<path>.damaged*`, for inspection; where.
+
+    A copy set aside before is never replaced: this one takes the next free name
+    (`index.db.damaged.1`, ...), so a second damage before a rebuild succeeded (the debris of
+    a killed rebuild, say) cannot destroy the first copy."""
+    dest = Path(f"{path}.damaged")
+    n = 0
+    while any(os.path.lexists(f"{dest}{s}") for s in ("", "-wal", "-shm")):
+        n += 1
+        dest = Path(f"{path}.damaged.{n}")
     for suffix in ("", "-wal", "-shm"):
         damaged = Path(f"{path}{suffix}")
         if damaged.exists():
-            os.replace(damaged, f"{path}.damaged{suffix}")
+            os.replace(damaged, f"{dest}{suffix}")
+    return dest
 
 
 class Index:
     def __init__(self, path: Path, journal: Journal | None = None) -> None:
         self.path = path
-        self.journal = journal  # set on a shared filesystem: changes made here are announced
+        self.journal = journal  # the runs root's change journal: changes are announced there
         self._conn: sqlite3.Connection | None = None
         self.was_reset = False  # an index of another schema was dropped on open
         self._hint: int | None = None  # a journal entry known to exist (finds the end sooner)
@@ -230,7 +257,12 @@ class Index:
         if self._conn is not None:
             return self._conn
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        new_file = not self.path.exists()
         conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        if new_file:
+            # SQLite creates the file 0644 whatever the umask (and its -wal/-shm files with
+            # the database's mode): the umask decides, as for the run folders' files.
+            follow_umask(self.path)
         conn.row_factory = sqlite3.Row
         conn.create_function("regexp", 2, _regexp, deterministic=True)
         conn.create_function("tether_status", 4, sql_status)  # `status` in --where (fields.py)
@@ -254,6 +286,14 @@ class Index:
             pass
         if row is not None and row[0] == SCHEMA_VERSION:
             return
+        if row is not None and row[0] in _UPGRADES:
+            try:
+                self._upgrade()
+                return
+            except sqlite3.OperationalError as exc:
+                if not is_damage(exc):
+                    return  # read-only or busy now: usable as it is, upgraded by a later writer
+                raise
         with self._tx() as c:
             row = None
             try:
@@ -273,36 +313,65 @@ class Index:
             c.execute("DELETE FROM schema_version")
             c.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
 
+    def _upgrade(self) -> None:
+        """An index of an older version that differs only by indexes: add them in place (a
+        table index, e.g. on `status` for the in-flight runs `tether runs` checks)."""
+        with self._tx() as c:
+            row = c.execute("SELECT version FROM schema_version").fetchone()
+            if row is None or row[0] not in _UPGRADES:
+                return  # another process upgraded it meanwhile
+            for statement in _UPGRADES[row[0]]:
+                c.execute(statement)
+            c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
     # -- writes -----------------------------------------------------------------------------
-    def upsert(self, record: RunRecord, kind: str = "update") -> None:
-        """Index one run's current files; `kind` (created, state, attrs, summary, ...) is what
-        the journal entry says changed, on a shared filesystem."""
+    def intend(self, run_id: str, kind: str) -> None:
+        """Announce, before writing them, that run `run_id`'s records are about to change
+        (`kind`: created, state, attrs, summary, ...): a writer killed before its upsert then
+        leaves an entry the next read applies from the folder. Raises OSError when the journal
+        cannot be written (the records could not be either)."""
+        self._announce(run_id, kind)
+
+    def upsert(self, record: RunRecord, kind: str = "update", *, announced: bool = False) -> None:
+        """Index one run's current files; `kind` is what the journal entry says changed, added
+        after the row unless the writer announced it before its records (`intend`)."""
         with self._tx() as c:
             self._upsert(c, record)
-        self._announce(record.id, kind)
+        if not announced:
+            self._announce(record.id, kind)
 
-    def upsert_many(self, records: Iterable[RunRecord], kind: str = "update") -> None:
+    def upsert_many(
+        self, records: Iterable[RunRecord], kind: str = "update", *, announced: bool = False
+    ) -> None:
         """Several runs in one transaction (a batch worker's runs)."""
         done = []
         with self._tx() as c:
             for record in records:
                 self._upsert(c, record)
                 done.append(record.id)
-        for run_id in done:
-            self._announce(run_id, kind)
+        if not announced:
+            for run_id in done:
+                self._announce(run_id, kind)
 
     def _announce(self, run_id: str, kind: str) -> None:
         if self.journal is None:
             return
-        if self._hint is None:
-            position = self.position()
-            self._hint = position[1] if position else 0
-        seq = self.journal.append(run_id, kind, hint=self._hint)
+        applied = None
+        if self._hint is None or kind in COALESCE_S:
+            # A coalesced kind needs what this host applied; either way a known entry.
+            try:
+                position = self.position()
+            except sqlite3.Error:  # a damaged index must not stop the announcement
+                position = None
+            applied = position[1] if position and position[0] is not None else 0
+            if self._hint is None:
+                self._hint = applied
+        seq = self.journal.append(run_id, kind, hint=self._hint, applied=applied)
         if seq is not None:
             self._hint = seq
 
@@ -344,10 +413,11 @@ class Index:
             [(record.id, k, *_value_pair(v)) for k, v in record_values(record).items()],
         )
 
-    def remove(self, run_id: str) -> None:
+    def remove(self, run_id: str, *, announced: bool = False) -> None:
         with self._tx() as c:
             self._remove(c, run_id)
-        self._announce(run_id, "removed")
+        if not announced:
+            self._announce(run_id, "removed")
 
     def _remove(self, c: sqlite3.Connection, run_id: str) -> None:
         for table, col in _RUN_TABLES:
@@ -524,6 +594,50 @@ class _Apply:
 
     def upsert(self, record: RunRecord) -> None:
         self._index._upsert(self._conn, record)
+
+    def has(self, run_id: str) -> bool:
+        return (
+            self._conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
+        )
+
+    def update_records(
+        self, run_id: str, state: RunState, attrs: Attributes, summary: dict[str, Any]
+    ) -> None:
+        """A run's state, label, tags and metrics, as its folder now has them; what run.lock
+        gave the row (name, config, stages, ...) stays: run.lock is not read again."""
+        c = self._conn
+        c.execute(
+            "UPDATE runs SET status = ?, started = ?, stopped = ?, host = ?, pid = ?, "
+            "proc_start = ?, exit_code = ?, label = ? WHERE id = ?",
+            (
+                state.status,
+                state.started,
+                state.stopped,
+                state.host,
+                state.pid,
+                state.proc_start,
+                state.exit_code,
+                attrs.label,
+                run_id,
+            ),
+        )
+        c.execute("DELETE FROM tags WHERE run = ?", (run_id,))
+        c.executemany(
+            "INSERT OR IGNORE INTO tags (run, tag) VALUES (?, ?)", [(run_id, t) for t in attrs.tags]
+        )
+        # The metrics.* keys of the (run, key) primary key: one range of it.
+        c.execute(
+            "DELETE FROM vals WHERE run = ? AND key >= 'metrics.' AND key < 'metrics/'", (run_id,)
+        )
+        c.executemany(
+            "INSERT OR REPLACE INTO vals (run, key, num, txt) VALUES (?, ?, ?, ?)",
+            [(run_id, k, *_value_pair(v)) for k, v in metric_values(summary).items()],
+        )
+        if attrs.project:  # adopted: no adoption leaves run.lock's project id in place
+            c.execute(
+                "INSERT OR REPLACE INTO vals (run, key, num, txt) VALUES (?, 'project', NULL, ?)",
+                (run_id, attrs.project),
+            )
 
     def remove(self, run_id: str) -> None:
         self._index._remove(self._conn, run_id)

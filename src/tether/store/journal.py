@@ -1,30 +1,40 @@
 """The change journal of a runs root: which runs changed, in order, safe with many hosts writing.
 
-On a shared filesystem (see tether.mounts) no host writes another's SQLite, so each keeps its
-own index cache and learns what others did from this journal. Every run creation, state write,
-label/tag/note, removal (and, at most every COALESCE_S, a live metrics update) appends one entry:
-`<runs root>/.journal/<shard>/<seq>`, a symbolic link whose target is the entry's text
-`<run id> <kind> <host> <time>`. Entries are numbered 1, 2, 3, ... with no gaps:
+Every writer of a run's records (creation, state, label/tag/note, removal, live metrics) first
+appends an entry naming the run, then writes the records, then updates the index. A reader
+(store/cache.py, before every listing) applies the entries after the last one its index applied
+by reading just those run folders again, so a writer killed anywhere after its entry (between
+its records and the index, or before it reached the index at all) leaves no lag: the next read
+fixes the run from its folder. The same journal serves a local disk (one index, `index.db` in
+the runs root) and a shared filesystem (see tether.mounts), where no host writes another's
+SQLite and each keeps its own index cache.
+
+An entry is `<runs root>/.journal/<shard>/<seq>`, a symbolic link whose target is the entry's
+text `<run id> <kind> <host> <time>`. Entries are numbered with no gaps:
 
 - A writer creates the name of the next number with `create_small` (symlink(2): one request,
   the text arrives with the name, EEXIST when another writer took that number first, then it
   tries the next). Appending to one file would not do: O_APPEND is not atomic across NFS
   clients. A writer only ever creates number n after seeing n-1 exist, so there are no gaps.
-- A reader remembers the last number it applied (in its cache) and reads n+1, n+2, ... until a
-  name is missing: an ordinary look with nothing new costs two small requests (the id, then
-  one missing name), however many runs and entries there are. Catching up reloads only the
-  runs the new entries name.
-- `.journal/id` names this journal; a reader whose cache remembers another id (the runs root
+- A reader remembers the last number it applied (in its index) and reads n+1, n+2, ... until a
+  name is missing: an ordinary look with nothing new costs three small requests (the id, one
+  missing name, and the name it applied last, which tells a compacted journal), however many
+  runs and entries there are.
+- `.journal/id` names this journal; a reader whose index remembers another id (the runs root
   was wiped and remade, the journal reset) rebuilds from the run folders.
 
-Shards of SHARD entries keep folders small. Entries are idempotent ("run X changed: read its
-folder again"), so a duplicate (an NFS retry) is harmless. The journal grows by a few entries per
-run (around 100 bytes each) and is never compacted by tether itself.
+Shards of SHARD entries keep folders small and bound the journal: once an index has applied
+every entry of a shard and KEEP_SHARDS newer shards exist, that shard is compacted (renamed
+away in one step, then removed). An index that fell behind the oldest shard kept (a host that
+did not list for a long time, on a shared filesystem) finds the name it applied last gone and
+rebuilds from the folders once. Entries are idempotent ("run X changed: read its folder
+again"), so a duplicate (an NFS retry) is harmless.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +46,9 @@ from .layout import JOURNAL
 from .state import hostname
 
 SHARD = 10_000
+KEEP_SHARDS = 2  # full shards kept behind the one an index applied last (other hosts' caches)
 ID_FILE = "id"
+_TRASH = ".compacted-"  # a shard renamed away, being removed
 COALESCE_S = {"summary": 30.0}  # kinds written at most this often per run and process
 INCOMPLETE_GRACE_S = 60.0  # a half-written entry (the no-symlink fallback) older than this: skip
 
@@ -44,7 +56,7 @@ INCOMPLETE_GRACE_S = 60.0  # a half-written entry (the no-symlink fallback) olde
 # journals this process made sure exist, and when each coalesced kind was last written per run.
 _known_end: dict[str, int] = {}
 _ready: set[str] = set()
-_last_written: dict[tuple[str, str, str], float] = {}
+_last_written: dict[tuple[str, str, str], tuple[float, int]] = {}
 
 
 @dataclass(frozen=True)
@@ -63,11 +75,24 @@ class Journal:
         self.dir = Path(root) / JOURNAL
         self._key = str(self.dir)
 
+    def shard(self, seq: int) -> int:
+        return seq // SHARD
+
     def path(self, seq: int) -> Path:
         return self.dir / f"{seq // SHARD:06d}" / f"{seq:010d}"
 
-    def _exists(self, seq: int) -> bool:
+    def exists(self, seq: int) -> bool:
+        """Whether entry `seq` is there (0, "nothing applied yet", always is)."""
         return seq <= 0 or os.path.lexists(self.path(seq))
+
+    def first(self) -> int:
+        """The number of the oldest entry kept (1 until a shard was compacted): one listing of
+        the journal folder, only where no known entry can start the search."""
+        try:
+            shards = [int(n) for n in os.listdir(self.dir) if len(n) == 6 and n.isdigit()]
+        except FileNotFoundError:
+            return 1
+        return max(1, min(shards) * SHARD) if shards else 1
 
     # -- identity ---------------------------------------------------------------------------
     def ident(self) -> str | None:
@@ -85,16 +110,22 @@ class Journal:
         return ident
 
     # -- writing ----------------------------------------------------------------------------
-    def append(self, run_id: str, kind: str, hint: int = 0) -> int | None:
-        """Add an entry saying run `run_id` changed; its number (None: coalesced away).
-        `hint`: an entry number known to exist (a cache's position), to find the end sooner."""
+    def append(
+        self, run_id: str, kind: str, hint: int = 0, applied: int | None = None
+    ) -> int | None:
+        """Add an entry saying run `run_id` changed (or is about to); its number (None:
+        coalesced away). `hint`: an entry number known to exist (an index's position), to find
+        the end sooner. `applied`: the entry this host's index applied last; a coalesced kind
+        is skipped only while this process's previous entry of it for the run is newer (still
+        to be applied here: that read will see this change too) and under COALESCE_S old (the
+        bound for other hosts, which may have applied it already)."""
         every = COALESCE_S.get(kind)
+        key = (self._key, run_id, kind)
+        now = time.monotonic()
         if every is not None:
-            key = (self._key, run_id, kind)
-            now = time.monotonic()
-            if now - _last_written.get(key, -every) < every:
+            last, last_seq = _last_written.get(key, (-every, 0))
+            if now - last < every and (applied is None or last_seq > applied):
                 return None
-            _last_written[key] = now
         if self._key not in _ready:
             self.ensure()
         text = f"{run_id} {kind} {hostname()} {now_iso()}"
@@ -109,23 +140,25 @@ class Journal:
                 continue
             seq += 1  # another writer took this number: the next one
         _known_end[self._key] = seq
+        if every is not None:
+            _last_written[key] = (now, seq)
         return seq
 
     # -- reading ----------------------------------------------------------------------------
     def end(self, hint: int = 0) -> int:
         """The number of the newest entry (0: none). `hint`: a number believed to exist.
 
-        Entries 1..end all exist, so a doubling probe from the hint and a bisection find the
+        Entries first()..end all exist, so a doubling probe from the hint and a bisection find the
         end in 2*log2(distance) look-ups.
         """
-        lo = hint if hint > 0 and self._exists(hint) else 0
+        lo = hint if hint > 0 and self.exists(hint) else self.first() - 1
         step, hi = 1, lo + 1
-        while self._exists(hi):
+        while self.exists(hi):
             lo, step = hi, step * 2
             hi = lo + step
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if self._exists(mid):
+            if self.exists(mid):
                 lo = mid
             else:
                 hi = mid
@@ -156,6 +189,32 @@ class Journal:
         if seq > _known_end.get(self._key, 0):
             _known_end[self._key] = seq
         return out, seq
+
+    # -- compaction -------------------------------------------------------------------------
+    def compact(self, applied: int) -> int:
+        """Remove the shards every entry of which an index has applied (`applied`: the entry
+        it applied last) and behind which KEEP_SHARDS full shards are kept; how many. A shard is
+        renamed away first (one step: a reader finds all of it or none), then removed."""
+        keep_from = applied // SHARD - KEEP_SHARDS
+        if keep_from <= 0:
+            return 0
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return 0
+        done = 0
+        for name in sorted(names):
+            if name.startswith(_TRASH):  # a removal killed midway: finish it
+                shutil.rmtree(self.dir / name, ignore_errors=True)
+            elif len(name) == 6 and name.isdigit() and int(name) < keep_from:
+                trash = self.dir / f"{_TRASH}{name}-{os.getpid()}"
+                try:
+                    os.rename(self.dir / name, trash)
+                except FileNotFoundError:
+                    continue  # another process compacts it
+                shutil.rmtree(trash, ignore_errors=True)
+                done += 1
+        return done
 
 
 def _abandoned(path: Path) -> bool:

@@ -1,8 +1,10 @@
 """The Store: create run folders, read them back, keep the index in step, resolve RUN specs.
 
-On a local disk the index is `<runs root>/index.db`. On a shared filesystem (tether.mounts) it
-is a cache on this host's disk that every write also announces in the runs root's change
-journal and every read first brings up to date from it (store/cache.py, store/journal.py).
+On a local disk the index is `<runs root>/index.db`; on a shared filesystem (tether.mounts) it
+is a cache on this host's disk. Either way every writer announces a change in the runs root's
+change journal before it writes the run's records, and every read first brings the index up to
+date from it (store/cache.py, store/journal.py): a writer killed between its records and the
+index leaves no lag.
 """
 
 from __future__ import annotations
@@ -58,9 +60,9 @@ class Store:
         return self._index_path
 
     @property
-    def journal(self) -> Journal | None:
-        """The change journal of a shared runs root (None on a local disk: no journal)."""
-        return Journal(self.root) if self.shared else None
+    def journal(self) -> Journal:
+        """The change journal of the runs root (`<root>/.journal`, on any disk)."""
+        return Journal(self.root)
 
     def open_index(self) -> Index:
         """A new connection to the index (SQLite connections stay in their thread)."""
@@ -162,24 +164,53 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreError(trouble(self.index_path, exc), _REINDEX) from None
 
-    def _upsert(self, record: RunRecord, kind: str) -> None:
-        self._guard(lambda: self.index.upsert(record, kind=kind))
+    def _upsert(self, record: RunRecord, kind: str, announced: bool) -> None:
+        """Index a run; `announced`: `_intend` announced the change before its records."""
+        self._guard(lambda: self.index.upsert(record, kind=kind, announced=announced))
 
     def _readable_index(self) -> Index:
-        """The index for reading; rebuilt from the folders first if an older schema was reset."""
+        """The index for reading, brought up to date from the change journal first (rebuilt
+        from the folders if an older schema was reset). An index that cannot be written now
+        (read-only file, locked past the busy timeout) is read as it is, with a notice."""
         index = self.index
         if self._index_was_missing:
             self._index_was_missing = False
             self.reindex()
         elif index.journal is not None:
             try:
-                catch_up(index, index.journal, self._current, self.scan)
+                catch_up(index, index.journal, self._current, self.scan, self._current_part)
             except OSError as exc:
                 raise StoreError(
                     f"the change journal of {self.root} cannot be read ({exc})",
                     "`tether runs reindex` rebuilds the index from the run folders",
                 )
+            except sqlite3.DatabaseError as exc:
+                if is_damage(exc):
+                    raise  # healed by _guard
+                print(
+                    f"tether: notice: {trouble(index.path, exc)}: listing without the latest "
+                    "changes",
+                    file=sys.stderr,
+                )
         return index
+
+    def _intend(self, run_id: str, kind: str) -> bool:
+        """Announce in the change journal that run `run_id` is about to change (before its
+        records are written): a writer killed before its upsert leaves no lag. False: not
+        announced (a full disk), so the upsert announces it after."""
+        try:
+            self.index.intend(run_id, kind)
+        except OSError as exc:
+            where = self.journal.dir
+            if is_disk_full(exc):
+                # The records come first: a failing run's final state may still fit (its
+                # reserve was freed for it), and the index row after it announces it.
+                return False
+            raise StoreError(
+                f"the change journal {where} cannot be written ({exc.strerror or exc})",
+                "set TETHER_RUNS or --runs-dir to a writable folder",
+            ) from None
+        return True
 
     def _current(self, run_id: str) -> RunRecord | None:
         """A run as its folder is now; None where a scan would not list it (gone, no run.lock,
@@ -191,6 +222,19 @@ class Store:
             return self.load_dir(path.resolve() if path.is_symlink() else path)
         except StoreError:
             return None
+
+    def _current_part(self, run_id: str) -> tuple[RunState, Attributes, dict[str, object]] | None:
+        """A run's state, attributes and summary as its folder is now (run.lock not read);
+        None where a scan would not list it."""
+        path = self.root / run_id
+        if not is_run_id(run_id) or not (path / LOCK).is_file():
+            return None
+        # The one reader of run files, given a stand-in for the run.lock it does not read.
+        part = self.load_dir(
+            path.resolve() if path.is_symlink() else path,
+            lock=RunLock(id=run_id, name="", created=""),
+        )
+        return part.state, part.attrs, part.summary
 
     def ensure_root(self) -> None:
         try:
@@ -233,6 +277,7 @@ class Store:
         """
         self.ensure_root()
         link = self.root / lock.id
+        announced = self._intend(lock.id, "created")
         if run_dir is None:
             run_dir = link
             # It may exist already: capture (a source copy) can write into it before the lock.
@@ -271,7 +316,7 @@ class Store:
         )
         write_state(run_dir, state)
         record = RunRecord(lock.id, run_dir, lock, state, Attributes(), {})
-        self._upsert(record, "created")
+        self._upsert(record, "created", announced)
         return record
 
     def new_lock(self, name: str, **fields: object) -> RunLock:
@@ -280,11 +325,13 @@ class Store:
 
     # -- updates ----------------------------------------------------------------------------
     def set_state(self, record: RunRecord, state: RunState) -> None:
+        announced = self._intend(record.id, "state")
         write_state(record.dir, state)
         record.state = state
-        self._upsert(record, "state")
+        self._upsert(record, "state", announced)
 
     def add_attr(self, record: RunRecord, kind: str, value: object) -> None:
+        announced = self._intend(record.id, "attrs")
         try:
             add_event(record.dir, kind, value)
         except OSError as exc:
@@ -292,31 +339,26 @@ class Store:
                 raise StoreError(disk_full(record.dir)) from None
             raise StoreError(f"run folder {record.dir} cannot be written ({exc.strerror})")
         record.attrs = read_attributes(record.dir)
-        self._upsert(record, "attrs")
+        self._upsert(record, "attrs", announced)
 
     def refresh(self, record: RunRecord, *, lock: bool = True) -> RunRecord:
         """Re-read a run's files and bring its index row up to date (`lock=False` keeps the
         run.lock already in memory: it is written once, so only a background hash changes it)."""
+        announced = self._intend(record.id, "refresh")  # before the read: changes made before
         fresh = self.load_dir(record.dir, lock=None if lock else record.lock)
-        self._upsert(fresh, "refresh")
+        self._upsert(fresh, "refresh", announced)
         return fresh
 
     # -- reading ----------------------------------------------------------------------------
     def load_dir(self, run_dir: Path, lock: RunLock | None = None) -> RunRecord:
         lock = lock or read_lock(run_dir)
-        summary: dict[str, object] = {}
-        try:
-            with open(run_dir / SUMMARY, encoding="utf-8") as fh:
-                summary = json.load(fh)
-        except (OSError, ValueError):
-            pass
         return RunRecord(
             id=lock.id,
             dir=run_dir,
             lock=lock,
             state=read_state(run_dir),
             attrs=read_attributes(run_dir),
-            summary=summary,
+            summary=_read_summary(run_dir),
         )
 
     def load(self, run_id: str) -> RunRecord:
@@ -354,7 +396,7 @@ class Store:
             index = self.index
             if index.journal is not None:
                 return rebuild(index, index.journal, self.scan)
-            return index.rebuild(self.scan())
+            return index.rebuild(self.scan())  # the in-memory index of a read-only root
 
         return self._guard(again)
 
@@ -389,8 +431,11 @@ class Store:
 
     # -- RUN specs --------------------------------------------------------------------------
     def resolve(self, spec: str) -> builtins.list[IndexRow]:
-        """RUN: an index from the listing (1 = newest), a slice `1:5`, or an id or name prefix."""
-        spec = spec.strip()
+        """RUN: an index from the listing (1 = newest), a slice `1:5`, or an id or name prefix.
+        A damaged page met midway (past the checks of opening) heals the index and answers."""
+        return self._guard(lambda: self._resolve(spec.strip()))
+
+    def _resolve(self, spec: str) -> builtins.list[IndexRow]:
         self._readable_index()
         if not spec:
             raise RunNotFound("empty run reference", "give an index, a slice or an id prefix")
@@ -444,6 +489,15 @@ class Store:
 _T = TypeVar("_T")
 _REINDEX = "`tether runs reindex` rebuilds the index from the run folders"
 _MAX_RUN_DIGITS = 18  # the longest run index or slice end that fits SQLite's 64-bit integers
+
+
+def _read_summary(run_dir: Path) -> dict[str, object]:
+    try:
+        with open(run_dir / SUMMARY, encoding="utf-8") as fh:
+            summary = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
 
 
 def _like(prefix: str) -> str:
