@@ -221,3 +221,31 @@ class Child:
         """Let the output readers finish (each waits at most `timeout` seconds)."""
         for t in self.pumps:
             t.join(timeout=timeout)
+
+
+def detach(
+    argv: list[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    pass_fds: tuple[int, ...] = (),
+    quiet: bool = True,
+) -> subprocess.Popen[bytes]:
+    """Start a process that outlives this one (work after a run, such as its MLflow sync): a
+    session of its own, so this process's end or Ctrl-C does not reach it; stdin from
+    /dev/null; stdout and stderr to /dev/null when `quiet`, else this process's own (no pipe
+    that would break when this process exits); `pass_fds` stay open in it."""
+    sink = subprocess.DEVNULL if quiet else None
+    try:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=None if env is None else dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=sink,
+            start_new_session=True,
+            pass_fds=pass_fds,
+        )
+    except OSError as exc:
+        raise TetherError(f"cannot start {argv[0]!r}: {exc.strerror}")

@@ -28,7 +28,10 @@ from typing import Any
 import pytest
 
 import tether
+from tether.clock import parse_iso
 from tether.track.metrics_file import read_metrics
+from tether.track.sinks.mlflow_after import wait_for_sync
+from tether.track.sinks.mlflow_names import original_key
 
 BIN = Path(sys.executable).parent
 
@@ -74,6 +77,19 @@ def sink_state(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "summary.json").read_text())["sinks"]["mlflow"]
 
 
+def synced(run_dir: Path, timeout: float = 240) -> dict[str, Any]:
+    """The run's MLflow record once the sync after the run has ended: waits (bounded) on the
+    run's sync lock, which the run's process takes before it starts the background sync."""
+    assert wait_for_sync(run_dir, timeout), f"the MLflow sync of {run_dir} runs after {timeout} s"
+    state = sink_state(run_dir)
+    assert state["status"] != "pending", state
+    return state
+
+
+def store_record(run_dir: Path, key: str) -> dict[str, Any]:
+    return dict(sink_state(run_dir)["stores"][key])
+
+
 def history(c: Any, run_id: str, key: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in c.get_metric_history(run_id, key))
 
@@ -108,8 +124,9 @@ def test_params_metrics_artifacts_and_status_on_the_sqlite_store(store_uri: str)
         return run
 
     run = train.cli([])
-    state = sink_state(run.dir)
+    state = synced(run.dir)
     assert state["status"] == "ok" and state["rows"] == 1201
+    assert state["ended"] == "completed" and list(state["stores"]) == [store_uri]
     assert state["uri"] == store_uri and state["experiment"] == "train"
     c = client(store_uri)
     got = c.get_run(state["run_id"])
@@ -122,7 +139,8 @@ def test_params_metrics_artifacts_and_status_on_the_sqlite_store(store_uri: str)
     assert params["model.depth"] == "2" and params["many.k149"] == "149"
     assert params["save_dir"] == str(run.dir)
     assert len(history(c, state["run_id"], "train/loss")) == 1200
-    assert got.data.metrics["eval/acc"] == 0.9 and got.data.metrics["odd key_1"] == 1.0
+    assert got.data.metrics["eval/acc"] == 0.9 and got.data.metrics["odd key:40:1"] == 1.0
+    assert original_key("odd key:40:1") == "odd key@1"
     assert artifacts(c, state["run_id"]) == [
         "tether/config.yaml",
         "tether/output.log",
@@ -146,7 +164,7 @@ def test_a_failed_run_is_failed_in_mlflow(store_uri: str) -> None:
     with pytest.raises(RuntimeError):
         boom.cli([])
     record = tether.open_store().resolve_one("1")
-    got = client(store_uri).get_run(sink_state(record.dir)["run_id"])
+    got = client(store_uri).get_run(synced(record.dir)["run_id"])
     assert got.info.status == "FAILED"
     assert got.data.metrics == {"x": 1.0}
 
@@ -156,7 +174,7 @@ def test_open_run_updates_in_place_and_new_supersedes(store_uri: str) -> None:
         run.add_sink("mlflow")
         for step in range(3):
             run.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
-    first = sink_state(run.dir)["run_id"]
+    first = synced(run.dir)["run_id"]
     c = client(store_uri)
 
     # In place (the default): the same MLflow run gets the new metric and artifact.
@@ -203,7 +221,7 @@ def test_a_resumed_run_continues_its_mlflow_run_and_logs_only_new_params(store_u
     with tether.start_run({"lr": 0.1, "epochs": 2}, name="train", snapshot=False) as run:
         run.add_sink("mlflow")
         run.log_metrics({"loss": 1.0}, step=0)
-    first = sink_state(run.dir)["run_id"]
+    first = synced(run.dir)["run_id"]
     # The same tether run logs again with a config that gained a key and changed one:
     with tether.open_run(run.id, mlflow=False) as again:
         again.record.lock.config = {"lr": 0.2, "epochs": 2, "warmup": 5}
@@ -227,7 +245,7 @@ def test_mlflow_decorator_alone_starts_a_run(store_uri: str) -> None:
     run_id = fit({"k": 3})
     record = tether.open_store().load(run_id)
     assert record.status == "completed"
-    state = sink_state(record.dir)
+    state = synced(record.dir)
     got = client(store_uri).get_run(state["run_id"])
     assert state["experiment"] == "alone"
     assert got.data.params["k"] == "3" and got.data.metrics["score"] == 6
@@ -259,7 +277,7 @@ def test_sync_backfills_runs_made_while_mlflow_could_not_be_imported(
         cwd=tmp_path,
     )
     assert made.returncode == 0, made.stderr
-    assert "metric sink 'mlflow' failed (open, 1 try)" in made.stderr
+    assert "metric sink 'mlflow' failed (open, 1 try)" in made.stderr  # at once, in the run
     store = tether.open_store()
     records = [store.load(r.id) for r in store.list()]
     assert [r.status for r in records] == ["completed", "completed"]
@@ -313,7 +331,7 @@ def test_many_runs_opening_a_fresh_store_at_once(runs_root: Path, tmp_path: Path
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     store = tether.open_store()
-    states = [sink_state(store.load(r.id).dir) for r in store.list()]
+    states = [synced(store.load(r.id).dir) for r in store.list()]
     assert [s["status"] for s in states] == ["ok"] * 3, states
     assert len({s["run_id"] for s in states}) == 3
     assert len({s["experiment_id"] for s in states}) == 1
@@ -389,7 +407,7 @@ def test_a_live_server_and_the_server_going_away_mid_run(
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         # A run through the server: params, metrics, artifacts.
         with tether.start_run({"lr": 0.1}, name="remote", snapshot=False) as run:
-            run.add_sink("mlflow")
+            run.add_sink("mlflow", live=True)  # rows go as they are flushed
             for step in range(5):
                 run.log_metrics({"loss": 1 / (step + 1)}, step=step)
         state = sink_state(run.dir)
@@ -402,7 +420,7 @@ def test_a_live_server_and_the_server_going_away_mid_run(
 
         # The server goes away in the middle of the next run.
         with tether.start_run({"lr": 0.2}, name="remote", snapshot=False) as broken:
-            broken.add_sink("mlflow")
+            broken.add_sink("mlflow", live=True)
             for step in range(3):
                 broken.log_metrics({"loss": float(step)}, step=step)
             broken.flush()
@@ -429,3 +447,258 @@ def test_a_live_server_and_the_server_going_away_mid_run(
         assert after["status"] == "ok" and after["run_id"] == state["run_id"]
         assert history(c, after["run_id"], "loss") == [(s, float(s)) for s in range(6)]
         assert c.get_run(after["run_id"]).info.status == "FINISHED"
+
+
+# -- one record per store ---------------------------------------------------------------------
+def made_without_mlflow(rows: int = 25) -> Any:
+    """A finished run with `rows` rows (keys `loss`, `top@1`, `top_1`) and no MLflow entry."""
+    with tether.start_run({"lr": 0.1}, name="train", snapshot=False) as run:
+        for step in range(rows):
+            run.log_metrics({"loss": 1 / (step + 1), "top@1": step, "top_1": -step}, step=step)
+    assert "sinks" not in json.loads((run.dir / "summary.json").read_text())
+    return run
+
+
+def one_mlflow_run(uri: str, experiment: str = "train") -> Any:
+    c = client(uri)
+    found = c.search_runs([c.get_experiment_by_name(experiment).experiment_id])
+    assert len(found) == 1, [r.info.run_id for r in found]
+    return c, found[0]
+
+
+def test_sync_to_a_then_b_then_a_leaves_each_point_once_in_each_store(
+    store_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps it behind a switch
+    run = made_without_mlflow()
+    other = (tmp_path / "filestore").as_uri()  # a file store keeps repeated points
+    explicit = ["--tracking-uri", other]
+    steps = [([], store_uri), (explicit, other), ([], store_uri), (explicit, other)]
+    for i, (args, uri) in enumerate(steps):
+        done = tether_cli("mlflow", "sync", run.id[:13], "--json", *args)
+        assert done.returncode == 0, done.stderr
+        [result] = json.loads(done.stdout)
+        assert result["uri"] == uri
+        assert (result["action"], result["rows"]) == (("created", 25) if i < 2 else ("updated", 0))
+    state = sink_state(run.dir)
+    assert sorted(state["stores"]) == sorted([store_uri, other])
+    assert state["uri"] == store_uri  # the explicit one was for those calls only
+    for uri in (store_uri, other):
+        record = state["stores"][uri]
+        assert record["status"] == "ok" and record["rows"] == 25 and record["params"] == 2
+        c, got = one_mlflow_run(uri)
+        assert record["run_id"] == got.info.run_id and got.info.status == "FINISHED"
+        assert history(c, got.info.run_id, "loss") == [(s, 1 / (s + 1)) for s in range(25)]
+        # Keys MLflow refuses are escaped, not merged into their look-alikes.
+        assert history(c, got.info.run_id, "top:40:1") == [(s, float(s)) for s in range(25)]
+        assert history(c, got.info.run_id, "top_1") == [(s, float(-s)) for s in range(25)]
+        assert {original_key(k) for k in got.data.metrics} == {"loss", "top@1", "top_1"}
+
+
+def test_an_explicit_store_failing_leaves_the_others_record_alone(store_uri: str) -> None:
+    run = made_without_mlflow(3)
+    first = tether_cli("mlflow", "sync", run.id[:13])
+    assert first.returncode == 0, first.stderr
+    assert ": created MLflow run " in first.stdout
+    home = store_record(run.dir, store_uri)
+    gone = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    failed = tether_cli("mlflow", "sync", run.id[:13], "--tracking-uri", gone)
+    assert failed.returncode == 1
+    assert ": failed: open: " in failed.stdout and "127.0.0.1" in failed.stdout
+    state = sink_state(run.dir)
+    assert state["stores"][store_uri] == home  # untouched
+    assert state["stores"][gone]["status"] == "failed" and state["stores"][gone]["rows"] == 0
+    assert "Connection refused" in state["stores"][gone]["error"]
+    assert state["uri"] == store_uri and state["status"] == "ok" and "error" not in state
+    # A plain sync still goes to the home store, and finds its MLflow run there.
+    again = tether_cli("mlflow", "sync", run.id[:13])
+    assert again.returncode == 0, again.stderr
+    assert f": updated MLflow run {home['run_id']} in train (0 new metric rows)" in again.stdout
+    assert len(history(client(store_uri), home["run_id"], "loss")) == 3
+
+
+# -- the sync after a run ---------------------------------------------------------------------
+WITH_MLFLOW = """
+import sys
+import tether
+
+@tether.experiment(defaults={"lr": 0.1, "api_token": "s3cret"}, snapshot=False, mlflow=True)
+def main(cfg, run):
+    for step in range(30):
+        run.log_metrics({"loss": 1 / (step + 1), "acc@1": step / 30}, step=step)
+    (run.dir / "report.md").write_text("# report\\n")
+
+main.cli([])
+print("mlflow imported:", "mlflow" in sys.modules)
+"""
+
+
+def test_a_run_with_mlflow_is_synced_after_it_complete_and_never_imports_mlflow(
+    store_uri: str, runs_root: Path, tmp_path: Path
+) -> None:
+    made = subprocess.run(
+        [sys.executable, "-c", WITH_MLFLOW],
+        env=dict(os.environ, TETHER_RUNS=str(runs_root)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert made.returncode == 0, made.stderr
+    assert "mlflow imported: False" in made.stdout  # MLflow's import is the background's
+    # `--wait` waits for the background sync, then sends what it missed: nothing.
+    waited = tether_cli("mlflow", "sync", "--wait", "--timeout", "240", "--json")
+    assert waited.returncode == 0, waited.stderr
+    [result] = json.loads(waited.stdout)
+    assert (result["action"], result["rows"], result["uri"]) == ("updated", 0, store_uri)
+    record = tether.open_store().load(result["id"])
+    state = synced(record.dir)
+    assert state["status"] == "ok" and state["rows"] == 30 and state["ended"] == "completed"
+    c, got = one_mlflow_run(store_uri, "main")
+    assert got.info.run_id == state["run_id"] == result["mlflow_run"]
+    assert got.info.status == "FINISHED"
+    stopped = parse_iso(record.state.stopped)
+    assert stopped is not None and got.info.end_time == int(stopped.timestamp() * 1000)
+    assert got.data.params["lr"] == "0.1"
+    assert got.data.params["api_token"] == record.lock.config["api_token"]  # as recorded
+    assert history(c, got.info.run_id, "loss") == [(s, 1 / (s + 1)) for s in range(30)]
+    assert len(history(c, got.info.run_id, "acc:40:1")) == 30
+    assert artifacts(c, got.info.run_id) == [
+        "tether/config.yaml",
+        "tether/output.log",
+        "tether/report.md",
+        "tether/run.lock",
+        "tether/summary.json",
+    ]
+
+
+def test_a_background_sync_that_fails_is_recorded_and_the_next_sync_completes_it(
+    store_uri: str, runs_root: Path, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder should be\n")
+    uri = f"sqlite:///{blocker / 'mlflow.db'}"
+    env = dict(os.environ, TETHER_RUNS=str(runs_root), MLFLOW_TRACKING_URI=uri)
+    made = subprocess.run(
+        [sys.executable, "-c", WITH_MLFLOW],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert made.returncode == 0, made.stderr
+    [row] = tether.open_store().list()
+    state = synced(Path(row.dir))
+    assert state["status"] == "failed" and state["uri"] == uri, state
+    assert "not-a-folder" in state["error"] or "Not a directory" in state["error"], state
+    assert tether.open_store().load(row.id).status == "completed"  # the run is not touched
+
+    blocker.unlink()
+    blocker.mkdir()
+    again = tether_cli("mlflow", "sync", row.id[:13], env={"MLFLOW_TRACKING_URI": uri})
+    assert again.returncode == 0, again.stderr
+    assert ": created MLflow run " in again.stdout and "(30 new metric rows)" in again.stdout
+    after = sink_state(Path(row.dir))
+    assert after["status"] == "ok" and after["rows"] == 30 and "error" not in after
+    c, got = one_mlflow_run(uri, "main")
+    assert got.info.status == "FINISHED" and len(history(c, got.info.run_id, "loss")) == 30
+
+
+ATTACHED = """
+import tether
+history = tether.History(sinks=["mlflow"])  # the run this process was started for
+for step in range(4):
+    history.update({"x": float(step)}, step=step)
+history.close()
+"""
+
+
+def test_a_process_attached_to_a_run_sends_its_rows_when_its_history_closes(
+    store_uri: str, runs_root: Path, tmp_path: Path
+) -> None:
+    from tether.context import run_env
+
+    with tether.start_run({"lr": 0.1}, name="owner", snapshot=False) as run:
+        env = dict(os.environ, **run_env(run.dir, run.id, runs_root))
+        done = subprocess.run(
+            [sys.executable, "-c", ATTACHED], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        # Its owner (this process) records the run's end, not the attached one: no sync after
+        # the run from there; the rows went when its History closed.
+        assert not (run.dir / ".mlflow-sync.lock").exists()
+        state = sink_state(run.dir)
+        assert state["status"] == "ok" and state["rows"] == 4, state
+    assert history(client(store_uri), state["run_id"], "x") == [(s, float(s)) for s in range(4)]
+
+
+# -- names ------------------------------------------------------------------------------------
+def test_every_key_gets_a_name_mlflow_accepts_reads_back_and_keeps_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    need_mlflow()
+    from mlflow.utils.validation import _validate_metric_name, _validate_param_name
+
+    from tether.track.sinks.mlflow_names import mlflow_key, store_key
+
+    keys = [
+        "train/loss", "acc_1", "top@1", "top_1", "top:40:1", "a:b", "a b", "/abs", "a//b",
+        "a/", "..", ".", "x/../y", "é", "loss€", "", "%", "a\nb", "k" * 300, "k" * 299 + "@",
+    ]  # fmt: skip
+    names = [mlflow_key(k) for k in keys]
+    assert len(set(names)) == len(keys)  # no two keys merge
+    for key, name in zip(keys, names, strict=True):
+        _validate_metric_name(name)  # MLflow's own checks: no exception
+        _validate_param_name(name)
+        assert len(name) <= 250
+        if len(key) < 200:
+            assert original_key(name) == key
+    assert [mlflow_key(k) for k in ("train/loss", "acc_1", "top@1")] == [
+        "train/loss",
+        "acc_1",
+        "top:40:1",
+    ]
+    # One store, however its URI is written.
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "m.db"
+    assert store_key("sqlite:///m.db") == store_key(f"sqlite:///{db}") == f"sqlite:///{db}"
+    assert store_key("HTTP://Example.org:5000/") == "http://example.org:5000"
+    assert store_key("mlruns") == store_key((tmp_path / "mlruns").as_uri())
+
+
+def test_a_run_whose_sync_runs_is_skipped_or_waited_for(store_uri: str) -> None:
+    from tether.track.sinks.mlflow_after import sync_lock
+
+    run = made_without_mlflow(2)
+    with sync_lock(run.dir) as held:  # as a background sync holds it
+        assert held.acquired
+        skipped = tether_cli("mlflow", "sync", run.id[:13])
+        assert skipped.returncode == 0, skipped.stderr
+        assert f": skipped: an MLflow sync of it runs (pid {os.getpid()});" in skipped.stdout
+        waited = tether_cli("mlflow", "sync", run.id[:13], "--wait", "--timeout", "0.5")
+        assert waited.returncode == 1
+        assert ": failed: its MLflow sync (pid " in waited.stdout and "after 0.5 s" in waited.stdout
+    assert "sinks" not in json.loads((run.dir / "summary.json").read_text())  # nothing sent
+    free = tether_cli("mlflow", "sync", run.id[:13], "--wait")
+    assert free.returncode == 0 and ": created MLflow run " in free.stdout, free.stderr
+
+
+def test_in_a_batch_job_the_run_waits_at_exit_for_its_sync(
+    store_uri: str, runs_root: Path, tmp_path: Path
+) -> None:
+    env = dict(os.environ, TETHER_RUNS=str(runs_root), PBS_JOBID="7.server")
+    made = subprocess.run(
+        [sys.executable, "-c", WITH_MLFLOW],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert made.returncode == 0, made.stderr
+    assert "tether: waiting for the MLflow sync of 1 run(s)" in made.stderr
+    [row] = tether.open_store().list()
+    assert wait_for_sync(Path(row.dir), 0)  # done before the process exited: the job may end
+    state = sink_state(Path(row.dir))
+    assert state["status"] == "ok" and state["rows"] == 30 and state["ended"] == "completed"

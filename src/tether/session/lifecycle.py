@@ -101,6 +101,7 @@ def lifecycle(
     store.set_state(record, start_attempt(record.state))
     reserve = _reserve(record)
     outcome = Outcome()
+    run.records_end = True  # sinks may work after the end (Sink.ended, below)
     try:
         with recording(run, capture, on_error, outcome):
             yield run
@@ -134,6 +135,7 @@ def lifecycle(
             _end_state(store, record, status, exit_code, error, report=failed)
             with contextlib.suppress(TetherError, OSError):
                 write_manifest(record.dir, record.id)  # every file of the folder, as it ends
+            run._ended()  # the record is complete: e.g. the MLflow sync starts in the background
             store.close_index()
 
 

@@ -60,6 +60,8 @@ class Run:
         self.attached = False
         # A rank other than 0 of an attached run: where its own files go (ranks/<rank>/).
         self.rank_dir: Path | None = None
+        # This process records the run's end (session.lifecycle): sinks may work after it.
+        self.records_end = False
         for request in _take_sink_requests():
             # A factory makes a fresh sink per run; names and Sink classes load as usual.
             made = request() if callable(request) and not isinstance(request, type) else request
@@ -153,3 +155,8 @@ class Run:
         """The run ends: flush and close its History and sinks (`status`: its final status)."""
         if self._history_core is not None:
             self._history_core.close(status)
+
+    def _ended(self) -> None:
+        """The run's record is complete: sinks that work after the run start (Sink.ended)."""
+        if self._history_core is not None:
+            self._history_core.ended()

@@ -202,18 +202,29 @@ class Core:
         if self.summary_path is None:
             return
         summary = self.summary(self._on_disk() if self.run is not None else None)
+        # A connection of this thread's own: SQLite connections stay in their thread. The
+        # change is announced before summary.json is written, so a process killed before its
+        # index row leaves an entry the next listing applies (coalesced: store/journal.py).
+        index = self.run.store.open_index() if self.run is not None else None
+        announced = False
+        if index is not None and self.run is not None:
+            try:
+                index.intend(self.run.record.id, "summary")
+                announced = True
+            except Exception as exc:
+                log.debug("live metrics not announced in the change journal: %s", exc)
         try:
             atomic_write_json(self.summary_path, summary, durable=False)
         except OSError as exc:
+            if index is not None:
+                index.close()
             self._report_file_error(self._write_error(self.summary_path, exc))
             return
-        if self.run is not None:
+        if index is not None and self.run is not None:
             record = self.run.record
             record.summary = summary
-            # A connection of this thread's own: SQLite connections stay in their thread.
-            index = self.run.store.open_index()
             try:
-                index.upsert(record, kind="summary")  # journalled at most every 30 s
+                index.upsert(record, kind="summary", announced=announced)
             except Exception as exc:
                 log.debug("index not updated with live metrics: %s", exc)
             finally:
@@ -414,6 +425,9 @@ class Core:
             ctx.run_name = record.name
             ctx.config = dict(record.lock.config or {})
             ctx.runs_root = Path(self.run.store.root)
+            # A run this process records the end of (not a finished one re-opened): sinks may
+            # work after it (Sink.ended, called by `ended` below).
+            ctx.after_end = self.status is None and bool(getattr(self.run, "records_end", False))
             ctx.started = record.state.started
             ctx.stopped = record.state.stopped
             ctx.label = record.attrs.label
@@ -424,6 +438,9 @@ class Core:
                     break
         elif self.path is not None:
             ctx.runs_root = self.path.parent
+        if self.path is not None:
+            path = self.path
+            ctx.rows = lambda start: iter_metrics(path, start=start)
         return ctx
 
     def _feed(self, runner: SinkRunner, rows: list[Row], first: int) -> None:
@@ -573,6 +590,13 @@ class Core:
         if needed or self._thread is not None:
             self.request(closing=True, timeout=timeout)
         _live.discard(self)
+
+    def ended(self) -> None:
+        """The run's record is complete (session.lifecycle): sinks that work after the run
+        start now (Sink.ended); a failure is reported as the sink's other failures are."""
+        for runner in list(self.runners):
+            if runner.opened and not runner.failed:
+                runner.call("ended", runner.sink.ended, self.context(runner))
 
 
 def distributed() -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -53,6 +53,10 @@ class SinkContext:
     state: dict[str, Any] = field(default_factory=dict)  # what the sink recorded last time
     new: bool = False  # open a fresh destination that supersedes the recorded one
     extra_artifacts: list[Path] = field(default_factory=list)  # registered by open_run users
+    # This process records the run's end (session.lifecycle): `Sink.ended` follows `close`.
+    after_end: bool = False
+    # The rows of the run's metrics.jsonl from a row number on (a sink that sends them late).
+    rows: Callable[[int], Iterator[Row]] | None = None
 
     def artifact_files(self) -> list[Path]:
         """The run's record files that exist (run.lock, output.log, report.md, summary.json,
@@ -86,8 +90,15 @@ class Sink:
         """Finish: `status` is the run's final status (`completed`, `failed`, `terminated`),
         or None when only the History closes. Upload artifacts here (`ctx.artifact_files()`)."""
 
+    def ended(self, ctx: SinkContext) -> None:
+        """The run's record is complete (final state.json, manifest.json), in the process that
+        recorded it (`ctx.after_end` is true at `close` then): work after the run starts here
+        (the MLflow sink's background sync). Not called by `open_run`, a batch task's run or a
+        process attached to a run."""
+
     def info(self) -> dict[str, Any]:
-        """What to remember in summary.json (`sinks.<name>`), handed back as `ctx.state`."""
+        """What to remember in summary.json (`sinks.<name>`), handed back as `ctx.state`; a
+        key given as None is left out."""
         return {}
 
 
@@ -161,7 +172,7 @@ class SinkRunner:
             state.update(self.sink.info())
         except Exception:
             pass
-        return state
+        return {k: v for k, v in state.items() if v is not None}
 
     def call(self, what: str, fn: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
         """(True, result) when `fn(*args)` succeeded within the tries; (False, None) when not."""

@@ -1,9 +1,17 @@
 """The `mlflow` sink: a tether run mirrored as an MLflow run.
 
-- Tracking URI: the sink's `tracking_uri`, else `MLFLOW_TRACKING_URI`, else
-  `sqlite:///<runs root>/mlflow.db` (embedded, no server; artifacts beside it in
-  `mlartifacts/`). Experiment: the sink's `experiment`, else `MLFLOW_EXPERIMENT_NAME`, else
-  the run's name.
+- When: after the run, by default. A run that tether records in this process sends nothing
+  while it runs and never imports MLflow: at its end a background process syncs the finished
+  run from its files (tether.track.sinks.mlflow_after), so MLflow costs the run a process
+  start, not MLflow's import and store set-up. `live=True` (or `TETHER_MLFLOW_LIVE=1`) sends
+  rows as they are flushed instead; so does the sink of a finished run (`open_run`, `tether
+  mlflow sync`) and of a process attached to a run another process records.
+- Tracking URI: the sink's `tracking_uri`, else `MLFLOW_TRACKING_URI`, else the run's home
+  store (mlflow_state), else `sqlite:///<runs root>/mlflow.db` (embedded, no server;
+  artifacts beside it in `mlartifacts/`). Experiment: the sink's `experiment`, else
+  `MLFLOW_EXPERIMENT_NAME`, else the one recorded for that store, else the run's name.
+  `remember=False` (an explicit `tether mlflow sync --tracking-uri`) records that store's state
+  without making it the home store.
 - The database and the experiment are made under a file lock (`<db>.lock`) the first time, so
   runs fanned out at once do not race on a fresh SQLite store (`ensure_experiment`).
 - The MLflow run carries the tether run id as the tag `tether.run_id`; a run that logs again
@@ -11,11 +19,11 @@
   `new=True` a new MLflow run supersedes it: `tether.status` becomes `deprecated` on the old
   one and `active` on the new one, which names the old one in `tether.supersedes`.
 - Params: the flattened config of run.lock, 100 per request; params are immutable in MLflow,
-  so only new keys are logged on resume (a changed value is left as it was and listed in
-  summary.json under `sinks.mlflow.param_conflicts`).
-- Metrics: `log_batch`, 1,000 values per request, timestamps from the rows' `t` (so MLflow
-  drops exact repeats and a backfill can be sent twice) and steps from their `step` (or their
-  row number).
+  so only new keys are logged on resume (a changed value is left as it was and listed in the
+  store's record under `param_conflicts`).
+- Metrics: `log_batch`, 1,000 values per request, timestamps from the rows' `t` and steps from
+  their `step` (or their row number); each store's record counts the rows it holds, so only
+  the rest are sent. Keys are mapped to MLflow names reversibly (mlflow_names).
 - At the end: run.lock, config.yaml, output.log, summary.json, report.md and its PNGs (and
   files given to `run.log_artifact`) as artifacts, and the status (FINISHED, FAILED, KILLED).
 """
@@ -23,22 +31,27 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
-import posixpath
 import re
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...clock import parse_iso
+from ...clock import now_iso, parse_iso
 from ...lock import dump_yaml
 from ...store.index import flatten
 from ...store.state import BUSY
 from .base import Row, Sink, SinkContext
+from .mlflow_after import start_sync
+from .mlflow_names import mlflow_key, original_key, store_key
+from .mlflow_state import FAILED, OK, PENDING, home_of, stores_of, summarise
+
+__all__ = ["MlflowSink", "ensure_experiment", "mlflow_key", "original_key", "store_key"]
 
 TAG_RUN_ID = "tether.run_id"
 TAG_STATUS = "tether.status"
@@ -50,11 +63,14 @@ ARTIFACTS_DIR = "mlartifacts"
 MAX_METRICS = 1000  # per log_batch request (MLflow's REST limit)
 MAX_PARAMS = 100
 MAX_PARAM_VALUE = 6000
-MAX_KEY = 250
 STATUS = {"completed": "FINISHED", "failed": "FAILED", "terminated": "KILLED", "unknown": "FAILED"}
+LIVE_ENV = "TETHER_MLFLOW_LIVE"
+# What a sink that sends after the run tells History it holds: everything, so no row is read
+# back from metrics.jsonl for it now (the background sync reads the file).
+HOLDS_ALL = 1 << 62
+CHUNK_ROWS = 5000  # rows read from metrics.jsonl at a time when a run is sent at its close
 
 _ensured: set[tuple[str, str]] = set()
-_BAD = re.compile(r"[^/\w.\- :]")
 
 
 def default_uri(runs_root: Path | None) -> str:
@@ -70,16 +86,6 @@ def sqlite_path(uri: str) -> Path | None:
     if not uri.startswith("sqlite:///"):
         return None
     return Path(uri[len("sqlite:///") :].split("?", 1)[0])
-
-
-def mlflow_key(key: str) -> str:
-    """A metric or param name MLflow accepts (no odd characters, no `..` or leading `/`)."""
-    name = _BAD.sub("_", key)
-    parts = [p if p not in (".", "..") else "_" for p in name.split("/") if p]
-    name = "/".join(parts) or "_"
-    if posixpath.normpath(name) != name:
-        name = name.replace(".", "_")
-    return name[:MAX_KEY]
 
 
 def ms(iso: str | None) -> int | None:
@@ -162,6 +168,13 @@ def ensure_experiment(uri: str, name: str) -> tuple[str, Any]:
         return str(experiment_id), client
 
 
+def _one_line(what: str, exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
+    if isinstance(exc, ImportError):
+        text += " (install it: pip install 'tether[mlflow]')"
+    return f"{what}: {text}"
+
+
 class MlflowSink(Sink):
     name = "mlflow"
 
@@ -170,44 +183,92 @@ class MlflowSink(Sink):
         tracking_uri: str | None = None,
         experiment: str | None = None,
         artifacts: bool = True,
+        live: bool | None = None,
+        remember: bool = True,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.artifacts = artifacts
+        self.live = live
+        self.remember = remember
+        self.after = False  # send after the run, from a background process
         self.client: Any = None
         self.uri: str | None = None
+        self.key: str | None = None  # store_key(uri)
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.experiment_name: str | None = None
         self.created = False
         self.supersedes: str | None = None
         self.conflicts: list[str] = []
+        self.rows = 0  # rows of metrics.jsonl the store holds
+        self.sent = 0  # rows sent by this sink
+        self.params = 0
+        self.error: str | None = None
+        self.ended_as: str | None = None
+        self.synced: str | None = None
+        self.started: int | None = None  # pid of the background sync
+        self._stores: dict[str, dict[str, Any]] | None = None  # summary.json's, at open
+        self._home: str | None = None
         self._keys: dict[str, str] = {}
+
+    def _guard(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call fn, remembering its error for this store's record (the runner retries)."""
+        try:
+            out = fn(*args)
+        except Exception as exc:
+            self.error = _one_line(what, exc)
+            raise
+        self.error = None
+        return out
 
     # -- opening ----------------------------------------------------------------------------
     def open(self, ctx: SinkContext) -> int | None:
-        # The sink's own setting, the environment's, where this run went before, the default.
-        uri = resolve_uri(
+        self._stores = stores_of(ctx.state)
+        self._home = home_of(ctx.state)
+        # The sink's own setting, the environment's, the run's home store, the default.
+        self.uri = resolve_uri(
             self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or ctx.state.get("uri"),
             ctx.runs_root,
         )
-        self.uri = uri
-        name = (
+        self.key = store_key(self.uri)
+        record = self._stores.get(self.key) or {}
+        # What the store holds until this sink knows better (kept if opening fails).
+        self.run_id = record.get("run_id")
+        self.experiment_id = record.get("experiment_id")
+        self.rows = int(record.get("rows") or 0)
+        self.params = int(record.get("params") or 0)
+        self.experiment_name = (
             self.experiment
             or os.environ.get("MLFLOW_EXPERIMENT_NAME")
-            or ctx.state.get("experiment")
+            or record.get("experiment")
             or ctx.run_name
             or "tether"
         )
-        self.experiment_name = name
-        self.experiment_id, client = ensure_experiment(uri, name)
+        live = self.live if self.live is not None else os.environ.get(LIVE_ENV) == "1"
+        # A running run (not a finished one re-opened) waits: at its end it is synced in the
+        # background (`ended`), or, where this process does not record its end, at `close`.
+        self.after = ctx.status is None and not live and ctx.run_dir is not None
+        if self.after:
+            return int(self._guard("open", self._open_after))
+        return self._guard("open", self._open_live, ctx, record)
+
+    def _open_after(self) -> int:
+        # Checked now, without importing it: a missing MLflow is one line in the run's log.
+        if importlib.util.find_spec("mlflow") is None:
+            raise ModuleNotFoundError("No module named 'mlflow'")
+        return HOLDS_ALL
+
+    def _open_live(self, ctx: SinkContext, record: dict[str, Any]) -> int:
+        assert self.uri is not None and self.experiment_name is not None
+        self.experiment_id, client = ensure_experiment(self.uri, self.experiment_name)
         self.client = client
-        previous = self._find(ctx)
-        held: int | None = 0
+        previous = self._find(ctx, record)
+        self.run_id, held = None, 0
         if previous is not None and not ctx.new:
             self.run_id = previous.info.run_id
-            same = ctx.state.get("uri") == uri and ctx.state.get("run_id") == self.run_id
-            held = int(ctx.state.get("rows") or 0) if same else 0
+            if record.get("run_id") == self.run_id:
+                held = int(record.get("rows") or 0)
             if ctx.status is None and previous.info.status != "RUNNING":
                 client.update_run(self.run_id, status="RUNNING")  # the run resumes
         else:
@@ -220,15 +281,16 @@ class MlflowSink(Sink):
                 client.set_tag(self.run_id, TAG_SUPERSEDES, old)
                 self.supersedes = old
         assert self.run_id is not None
+        self.rows = held
         self._tags(ctx)
         self._params(ctx, None if self.created else previous)
         return held
 
-    def _find(self, ctx: SinkContext) -> Any:
-        """The MLflow run of this tether run: the recorded one, else the newest active one
-        tagged with its id."""
+    def _find(self, ctx: SinkContext, record: dict[str, Any]) -> Any:
+        """The MLflow run of this tether run: the one recorded for this store, else the newest
+        active one tagged with its id."""
         client = self.client
-        recorded = ctx.state.get("run_id") if ctx.state.get("uri") == self.uri else None
+        recorded = record.get("run_id")
         if recorded:
             try:
                 run = client.get_run(recorded)
@@ -304,6 +366,7 @@ class MlflowSink(Sink):
         items = [Param(k, v) for k, v in new.items()]
         for i in range(0, len(items), MAX_PARAMS):
             self.client.log_batch(self.run_id, params=items[i : i + MAX_PARAMS])
+        self.params = len(have) + len(new)
 
     # -- rows -------------------------------------------------------------------------------
     def _key(self, key: str) -> str:
@@ -313,6 +376,11 @@ class MlflowSink(Sink):
         return name
 
     def write(self, rows: Sequence[Row], first: int) -> None:
+        if self.after:
+            return  # the background sync reads them from metrics.jsonl
+        self._guard("write", self._write, rows, first)
+
+    def _write(self, rows: Sequence[Row], first: int) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -327,11 +395,37 @@ class MlflowSink(Sink):
                 metrics.append(Metric(self._key(key), float(value), stamp, step))
         for i in range(0, len(metrics), MAX_METRICS):
             self.client.log_batch(self.run_id, metrics=metrics[i : i + MAX_METRICS])
+        self.rows = max(self.rows, first + len(rows))
+        self.sent += len(rows)
 
     # -- the end ----------------------------------------------------------------------------
     def close(self, status: str | None, ctx: SinkContext) -> None:
+        if self.after:
+            if ctx.after_end:
+                return  # `ended` starts the background sync once the record is complete
+            # This process does not record the run's end (a batch task's run, a process
+            # attached to a run): it sends the run now, as the background sync would.
+            self.after = False
+            self._guard("close", self._catch_up, status, ctx)
+            return
         if self.client is None or self.run_id is None:
             return
+        self._guard("close", self._close, status, ctx)
+
+    def _catch_up(self, status: str | None, ctx: SinkContext) -> None:
+        assert self._stores is not None and self.key is not None
+        start = self._open_live(ctx, self._stores.get(self.key) or {})
+        chunk: list[Row] = []
+        for row in ctx.rows(start) if ctx.rows is not None else ():
+            chunk.append(row)
+            if len(chunk) >= CHUNK_ROWS:
+                self._write(chunk, start)
+                start, chunk = start + len(chunk), []
+        if chunk:
+            self._write(chunk, start)
+        self._close(status, ctx)
+
+    def _close(self, status: str | None, ctx: SinkContext) -> None:
         if self.artifacts:
             self._artifacts(ctx)
         final = status or ctx.status
@@ -340,6 +434,16 @@ class MlflowSink(Sink):
         end = ms(ctx.stopped) if ctx.status is not None else None
         self.client.set_terminated(
             self.run_id, status=STATUS.get(final or "completed", "FINISHED"), end_time=end
+        )
+        self.ended_as, self.synced = final or "completed", now_iso()
+
+    def ended(self, ctx: SinkContext) -> None:
+        """The run's record is complete: start its sync in the background."""
+        if not self.after or ctx.run_dir is None or ctx.runs_root is None:
+            return
+        assert self.uri is not None and self.experiment_name is not None
+        self.started = self._guard(
+            "start", start_sync, ctx.run_dir, ctx.runs_root, self.uri, self.experiment_name
         )
 
     def _artifacts(self, ctx: SinkContext) -> None:
@@ -361,18 +465,42 @@ class MlflowSink(Sink):
                 folder = "artifacts"
             client.log_artifact(run_id, str(path), folder)
 
-    def info(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.uri:
-            out["uri"] = self.uri
-        if self.experiment_name:
-            out["experiment"] = self.experiment_name
-        if self.experiment_id:
-            out["experiment_id"] = self.experiment_id
-        if self.run_id:
-            out["run_id"] = self.run_id
-        if self.supersedes:
-            out["supersedes"] = self.supersedes
+    # -- what summary.json remembers --------------------------------------------------------
+    def record(self) -> dict[str, Any]:
+        """This store's record (mlflow_state), as it stands."""
+        assert self._stores is not None and self.key is not None
+        out = dict(self._stores.get(self.key) or {})
+        out["uri"] = self.uri
+        for key, value in (
+            ("experiment", self.experiment_name),
+            ("experiment_id", self.experiment_id),
+            ("run_id", self.run_id),
+            ("supersedes", self.supersedes),
+            ("ended", self.ended_as),
+            ("synced", self.synced),
+        ):
+            if value:
+                out[key] = value
+        out["rows"], out["params"] = self.rows, self.params
         if self.conflicts:
             out["param_conflicts"] = self.conflicts
+        if self.error:
+            out["status"], out["error"] = FAILED, self.error
+        else:
+            out.pop("error", None)
+            out["status"] = PENDING if self.after else OK
+        if self.after:  # what an earlier sync sent the run's end with is not this end
+            out.pop("ended", None)
+            out.pop("synced", None)
+        return out
+
+    def info(self) -> dict[str, Any]:
+        if self._stores is None or self.key is None:
+            return {}  # not opened: summary.json keeps what it had
+        stores = dict(self._stores)
+        stores[self.key] = self.record()
+        home = self.key if self.remember else self._home
+        out = summarise(stores, home)
+        # The runner's own counts are of this call's store: only the home store's go on top.
+        out["retries"] = None
         return out
