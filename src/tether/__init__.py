@@ -32,6 +32,9 @@ _API = {
     "open_store": "tether.store",
     "Store": "tether.store",
     "TetherError": "tether.errors",
+    # Runs as data (pandas and polars are imported only by .to_pandas() / .to_polars()).
+    "runs": "tether.track.frames",
+    "metrics": "tether.track.frames",
     "ConfigError": "tether.errors",
 }
 

@@ -14,8 +14,12 @@ from .main import store_from
 
 
 @click.command()
-@run_argument("old")
-@run_argument("new")
+@run_argument("runs", metavar="OLD NEW", nargs=-1)
+@click.option(
+    "--where",
+    metavar="EXPR",
+    help="OLD and NEW count the runs matching EXPR, as `tether runs --where` numbers them.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option(
     "--no-code",
@@ -23,8 +27,10 @@ from .main import store_from
     help="Leave out the code patch; the Code section still lists the changed files.",
 )
 @click.pass_context
-def diff(ctx: click.Context, old: str, new: str, as_json: bool, no_code: bool) -> None:
-    """Show what differs between runs OLD and NEW.
+def diff(
+    ctx: click.Context, runs: tuple[str, ...], where: str | None, as_json: bool, no_code: bool
+) -> None:
+    """Show what differs between runs OLD and NEW (two RUN specs, or one slice of two: 1:2).
 
     Config: added, removed and changed keys (dotted). Code: `git diff` between the two source
     snapshot commits (or the files that differ between two source copies). Data: tracked paths
@@ -33,10 +39,13 @@ def diff(ctx: click.Context, old: str, new: str, as_json: bool, no_code: bool) -
     exits 0: it is a report.
     """
     from ..diffing import diff_runs
+    from ..store.selection import select_runs
 
     store = store_from(ctx)
-    a = store.resolve_one(old)
-    b = store.resolve_one(new)
+    picked = select_runs(store, runs, where=where)
+    if len(picked) != 2:
+        raise click.UsageError(f"diff takes two runs, OLD and NEW; these select {len(picked)}")
+    a, b = (store.load(row.id) for row in picked)
     color = not as_json and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     result = diff_runs(a, b, patch=not no_code, color=color)
     if as_json:

@@ -1,20 +1,24 @@
-"""Charts of logged metrics: in the terminal (plotext) and as PNG files (matplotlib, headless).
+"""Charts of logged metrics: in the terminal (plotext) and as PNG, SVG or PDF files (matplotlib,
+headless).
 
 Keys are grouped by their prefix before the first '/': `train/loss` and `train/acc` share the
 chart `train`, `eval/*` get the chart `eval`, keys without a prefix share the chart `metrics`.
-Several runs are compared with one chart per key and a line per run. The x axis is the logged
+Several runs are compared with one chart per key and a line per run (labelled by the caller: the
+command line names the config values that differ, tether.track.sweep). The x axis is the logged
 `step`, or the position of the value among the key's values when it was logged without one.
 
 Both libraries come with the `plots` extra (`pip install 'tether[plots]'`) and are imported only
-when a chart is drawn. PNGs are drawn on matplotlib's Agg canvas without pyplot, so they work on
-a machine without a display and leave the backend of a notebook or GUI session alone.
+when a chart is drawn. Files are drawn on a matplotlib Figure without pyplot, so they work on a
+machine without a display and leave the backend of a notebook or GUI session alone.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import io
 import math
 import os
+import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -23,12 +27,16 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import TetherError, did_you_mean
+from ..fsio import atomic_write_bytes
 from .metrics_file import Series, metrics_path, read_metrics, to_series
 
 DEFAULT_GROUP = "metrics"  # the chart of keys without a '/' prefix
 PLOTS_DIR = "plots"  # <run>/plots/<chart>.png
 TERMINAL_POINTS = 1000  # more points than this per line are thinned for the terminal
 PNG_POINTS = 20000
+FORMATS = ("png", "svg", "pdf")  # what chart files can be
+DEFAULT_SIZE = (720, 400)  # pixels per chart
+MIN_SIDE, MAX_SIDE = 50, 10000
 # Without colour, lines are told apart by their marker (shown in the legend).
 MARKERS = ("•", "x", "+", "o", "*", "#", "@", "%")
 
@@ -59,7 +67,10 @@ class Chart:
 
     @property
     def filename(self) -> str:
-        return safe_name(self.name) + ".png"
+        return self.file_name("png")
+
+    def file_name(self, fmt: str) -> str:
+        return f"{safe_name(self.name)}.{fmt}"
 
 
 def safe_name(name: str) -> str:
@@ -209,8 +220,11 @@ def render_text(
     width: int | None = None,
     height: int | None = None,
     color: bool | None = None,
+    title: str | None = None,
+    legend: bool = True,
 ) -> str:
-    """The charts as terminal text, one under the other (ANSI colours when `color`)."""
+    """The charts as terminal text, one under the other (ANSI colours when `color`); `title`
+    and `legend` as in `Style`."""
     plt = _plotext()
     width, height = default_size(width, height)
     color = use_color() if color is None else color
@@ -219,7 +233,7 @@ def render_text(
         plt.clear_figure()
         plt.limitsize(False, False)  # the size asked for, not clipped to the terminal's
         plt.plotsize(width, height)
-        plt.title(chart.name)
+        plt.title(Style(title=title).title_of(chart, len(charts) == 1))
         plt.xlabel(chart.xlabel)
         drawn = 0
         all_x: list[float] = []
@@ -230,7 +244,8 @@ def render_text(
                 continue
             marker = "hd" if color else MARKERS[i % len(MARKERS)]
             side = "right" if i == right else "left"
-            plt.plot(xs, ys, label=line.label, marker=marker, yside=side)
+            label = line.label if legend else None
+            plt.plot(xs, ys, label=label, marker=marker, yside=side)
             all_x += xs
             drawn += 1
         if not drawn:
@@ -254,58 +269,136 @@ def _matplotlib() -> tuple[Any, Any, Any]:
         from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise MissingDependency(
-            "PNG charts need matplotlib", "pip install 'tether[plots]' (or matplotlib)"
+            "chart files need matplotlib", "pip install 'tether[plots]' (or matplotlib)"
         )
     return Figure, FigureCanvasAgg, MaxNLocator
+
+
+@dataclass
+class Style:
+    """How chart files look: `size` in pixels (width, height) per chart, a `title` (one chart:
+    its title; several: put before each chart's name), and whether lines get a `legend`."""
+
+    size: tuple[int, int] = DEFAULT_SIZE
+    title: str | None = None
+    legend: bool = True
+    dpi: int = 100
+
+    def title_of(self, chart: Chart, alone: bool) -> str:
+        if not self.title:
+            return chart.name
+        return self.title if alone else f"{self.title}: {chart.name}"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`--size 1200x600` as (1200, 600) pixels; TetherError naming the value otherwise."""
+    m = re.fullmatch(r"\s*([0-9]{2,5})\s*[xX×]\s*([0-9]{2,5})\s*", text)
+    if not m or not all(MIN_SIDE <= int(g) <= MAX_SIDE for g in m.groups()):
+        raise TetherError(
+            f"--size {text!r}: expected WIDTHxHEIGHT in pixels, each {MIN_SIDE} to {MAX_SIDE}",
+            "for example --size 1200x600",
+        )
+    return int(m.group(1)), int(m.group(2))
+
+
+def format_of(path: str | os.PathLike[str]) -> str | None:
+    """The chart format a file name asks for (`out.svg` -> "svg"), None for no suffix (a
+    folder); TetherError for a suffix that is no chart format."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if not suffix:
+        return None
+    if suffix not in FORMATS:
+        raise TetherError(
+            f"{path}: charts are written as {', '.join(FORMATS)}, not {suffix!r}",
+            "end the file name in .png, .svg or .pdf, or give a folder",
+        )
+    return suffix
+
+
+def _draw(ax: Any, chart: Chart, style: Style, title: str, locator: Any) -> None:
+    right = right_axis(chart)
+    axes = [ax, ax.twinx()] if right is not None else [ax]
+    drawn = 0
+    all_x: list[float] = []
+    for i, line in enumerate(chart.lines):
+        xs, ys = _thin(*line.series.finite(), PNG_POINTS)
+        if not xs:
+            continue
+        on = axes[1] if i == right else ax
+        color = f"C{i % 10}"
+        marker = "o" if len(xs) <= 30 else None
+        on.plot(xs, ys, label=line.label, color=color, marker=marker, ms=3)
+        if right is not None:
+            on.set_ylabel(line.label, color=color)
+        all_x += xs
+        drawn += 1
+    if not drawn:
+        ax.text(0.5, 0.5, "no finite values", ha="center", va="center")
+    if all_x and all(float(x).is_integer() for x in all_x):
+        ax.xaxis.set_major_locator(locator(integer=True))
+    ax.set_title(title)
+    ax.set_xlabel(chart.xlabel)
+    ax.grid(True, alpha=0.3)
+    if drawn and style.legend:
+        handles = [h for a in axes for h in a.get_legend_handles_labels()[0]]
+        axes[-1].legend(handles, [h.get_label() for h in handles], loc="best", fontsize="small")
+
+
+def render_file(charts: Sequence[Chart], fmt: str, style: Style | None = None) -> bytes:
+    """The charts drawn into one image of format `fmt` (png, svg or pdf), one under the other,
+    each `style.size` pixels."""
+    figure_cls, canvas_cls, locator = _matplotlib()
+    style = style or Style()
+    width, height = style.size
+    fig = figure_cls(figsize=(width / style.dpi, height * len(charts) / style.dpi), dpi=style.dpi)
+    canvas_cls(fig)
+    for n, chart in enumerate(charts, 1):
+        ax = fig.add_subplot(len(charts), 1, n)
+        _draw(ax, chart, style, style.title_of(chart, len(charts) == 1), locator)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    # No creation date in SVG and PDF metadata: a file says when it was drawn by its mtime.
+    metadata = {"Date": None} if fmt in ("svg", "pdf") else None
+    fig.savefig(buf, format=fmt, dpi=style.dpi, metadata=metadata)
+    return buf.getvalue()
+
+
+def save_charts(
+    charts: Sequence[Chart],
+    target: str | os.PathLike[str],
+    fmt: str | None = None,
+    style: Style | None = None,
+) -> list[Path]:
+    """Write the charts: into a folder (one `<chart>.<fmt>` each), or, when `target` has a
+    chart suffix (`out.png`), into that one file (the charts one under the other). `fmt`
+    defaults to the suffix, else png. Returns the paths written. Each file is written to a
+    temporary name and renamed, so a reader never sees half an image."""
+    target = Path(target)
+    suffix = format_of(target)
+    if suffix is not None:
+        if fmt is not None and fmt != suffix:
+            raise TetherError(
+                f"{target}: a .{suffix} file name for {fmt} charts",
+                f"end it in .{fmt}, or give a folder",
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, render_file(charts, suffix, style), durable=False)
+        return [target]
+    fmt = fmt or "png"
+    target.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for chart in charts:
+        path = target / chart.file_name(fmt)
+        atomic_write_bytes(path, render_file([chart], fmt, style), durable=False)
+        paths.append(path)
+    return paths
 
 
 def save_pngs(
     charts: Sequence[Chart], folder: str | os.PathLike[str], *, dpi: int = 100
 ) -> list[Path]:
-    """One PNG per chart, `<folder>/<chart>.png` (720x400 pixels at the default dpi); returns
-    the paths. Each file is written to a temporary name and renamed, so a reader never sees half
-    an image."""
-    figure_cls, canvas_cls, max_n_locator = _matplotlib()
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for chart in charts:
-        fig = figure_cls(figsize=(7.2, 4.0), dpi=dpi)
-        canvas_cls(fig)
-        ax = fig.add_subplot()
-        right = right_axis(chart)
-        axes = [ax, ax.twinx()] if right is not None else [ax]
-        drawn = 0
-        all_x: list[float] = []
-        for i, line in enumerate(chart.lines):
-            xs, ys = _thin(*line.series.finite(), PNG_POINTS)
-            if not xs:
-                continue
-            on = axes[1] if i == right else ax
-            color = f"C{i % 10}"
-            marker = "o" if len(xs) <= 30 else None
-            on.plot(xs, ys, label=line.label, color=color, marker=marker, ms=3)
-            if right is not None:
-                on.set_ylabel(line.label, color=color)
-            all_x += xs
-            drawn += 1
-        if not drawn:
-            ax.text(0.5, 0.5, "no finite values", ha="center", va="center")
-        if all_x and all(float(x).is_integer() for x in all_x):
-            ax.xaxis.set_major_locator(max_n_locator(integer=True))
-        ax.set_title(chart.name)
-        ax.set_xlabel(chart.xlabel)
-        ax.grid(True, alpha=0.3)
-        if drawn:
-            handles = [h for a in axes for h in a.get_legend_handles_labels()[0]]
-            axes[-1].legend(handles, [h.get_label() for h in handles], loc="best", fontsize="small")
-        fig.tight_layout()
-        path = folder / chart.filename
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, format="png", dpi=dpi)
-        os.replace(tmp, path)
-        paths.append(path)
-    return paths
+    """One PNG per chart, `<folder>/<chart>.png` (720x400 pixels at the default dpi)."""
+    return save_charts(charts, Path(folder), "png", Style(dpi=dpi))
 
 
 def default_png_dir(source: str | os.PathLike[str]) -> Path:
