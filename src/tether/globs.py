@@ -15,6 +15,13 @@ lists (tests/unit/test_globs.py checks it against git): it follows git's wildmat
 (WM_PATHNAME) on the bytes of the path, including its quirks (a `**` right after the literal
 start of a pattern counts as starting a folder; a pattern also matches itself literally; a
 malformed `[` set matches nothing).
+
+A pattern written `regex:EXPR` is a Python regular expression instead (`regex:.*_v[0-9]+\\.csv`):
+it must match the whole posix path relative to the base folder, or a folder above it, as a glob
+does (`regex:data/(train|test)` selects everything in those two folders). Git has no regular
+expressions: a regex pattern has no pathspecs (`Glob.regex` is true), so a git listing is
+narrowed by `Glob.selects` afterwards. A pattern that does not compile is one TetherError
+naming it.
 """
 
 from __future__ import annotations
@@ -23,9 +30,12 @@ import functools
 import re
 from collections.abc import Iterable, Sequence
 
+from .errors import TetherError
+
 _SPECIAL = b"*?[\\"
 _ALL_BYTES = frozenset(range(256))
 _SLASH = ord("/")
+REGEX_PREFIX = "regex:"
 
 
 def _chars(text: bytes) -> frozenset[int]:
@@ -65,15 +75,43 @@ def _encode(path: str) -> bytes:
     return path.encode("utf-8", "surrogateescape")
 
 
+def is_regex(pattern: str) -> bool:
+    """Written `regex:EXPR`: a regular expression, not a glob."""
+    return pattern.strip().startswith(REGEX_PREFIX)
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why a `regex:` pattern does not compile (None when it does, or is no regex), for the
+    one-line messages of the callers that name where the pattern was written."""
+    if not is_regex(pattern):
+        return None
+    expr = _regex_text(pattern)
+    if not expr:
+        return "the expression after 'regex:' is empty"
+    try:
+        re.compile(expr)
+    except (re.error, OverflowError, RecursionError, ValueError) as exc:
+        return f"not a regular expression ({exc})"
+    return None
+
+
+def _regex_text(pattern: str) -> str:
+    # Only the leading whitespace goes: a trailing space may be part of the expression.
+    return pattern.lstrip()[len(REGEX_PREFIX) :]
+
+
 def is_anchored(pattern: str) -> bool:
-    """A leading `/`, or a `/` before the last character: matched from the base folder only."""
+    """A leading `/`, or a `/` before the last character: matched from the base folder only
+    (a `regex:` pattern always is: it matches the whole path)."""
+    if is_regex(pattern):
+        return True
     p = pattern.strip()
     return p.startswith("/") or "/" in p.rstrip("/")
 
 
 def has_magic(pattern: str) -> bool:
-    """Has a wildcard (else it names one path)."""
-    return any(c in pattern for c in "*?[")
+    """Has a wildcard (else it names one path); a `regex:` pattern always has."""
+    return is_regex(pattern) or any(c in pattern for c in "*?[")
 
 
 def to_glob(pattern: str, *, anchored: bool = False) -> str:
@@ -209,13 +247,16 @@ def _wild_regex(glob: bytes) -> re.Pattern[bytes] | None:
 class Glob:
     """One compiled pattern (a plain class: a dataclass costs a millisecond of import)."""
 
-    __slots__ = ("_literal", "_regex", "glob", "pattern")
+    __slots__ = ("_literal", "_regex", "_text_regex", "glob", "pattern", "regex")
 
-    def __init__(self, pattern: str, glob: str) -> None:
+    def __init__(self, pattern: str, glob: str, regex: re.Pattern[str] | None = None) -> None:
         self.pattern = pattern  # as written
-        self.glob = glob  # the git glob it stands for ("" when it names nothing)
-        self._literal = _encode(glob)
-        self._regex = _wild_regex(self._literal) if glob else None
+        # The git glob it stands for ("" when it names nothing); a `regex:` pattern's text.
+        self.glob = glob
+        self.regex = regex is not None  # `regex:EXPR`: no git pathspec can stand for it
+        self._text_regex = regex  # matched on the text of the path, as the user wrote it
+        self._literal = b"" if regex is not None else _encode(glob)
+        self._regex = _wild_regex(self._literal) if glob and regex is None else None
 
     def __repr__(self) -> str:
         return f"Glob({self.pattern!r} -> {self.glob!r})"
@@ -224,6 +265,8 @@ class Glob:
         """The path itself (posix, relative to the base folder) matches."""
         if not self.glob:
             return False
+        if self._text_regex is not None:
+            return self._text_regex.fullmatch(path) is not None
         data = _encode(path)
         return data == self._literal or bool(self._regex and self._regex.fullmatch(data))
 
@@ -231,6 +274,8 @@ class Glob:
         """The path, or a folder above it, matches: what git's pathspecs select."""
         if not self.glob:
             return False
+        if self._text_regex is not None:
+            return self._selects_text(path, self._text_regex)
         data = _encode(path)
         cut = len(data)
         while True:
@@ -241,17 +286,29 @@ class Glob:
             if cut <= 0:
                 return False
 
+    @staticmethod
+    def _selects_text(path: str, regex: re.Pattern[str]) -> bool:
+        cut = len(path)
+        while cut > 0:
+            if regex.fullmatch(path, 0, cut):
+                return True
+            cut = path.rfind("/", 0, cut)
+        return False
+
     def covers_dir(self, folder: str) -> bool:
         """Everything below `folder` is selected (so a walk need not enter it)."""
         if self.selects(folder):
             return True
+        if self.regex:
+            return False  # what a regex makes of the paths below is known only path by path
         if self.glob.endswith("/**") and len(self.glob) > 3:
             return compile_glob("/" + self.glob[:-3]).selects(folder)
         return False
 
     def pathspecs(self, *, exclude: bool = False) -> list[str]:
-        """The git pathspecs that select the same paths."""
-        if not self.glob:
+        """The git pathspecs that select the same paths (none for a `regex:` pattern: the
+        caller narrows git's listing with `selects`)."""
+        if not self.glob or self.regex:
             return []
         magic = ":(exclude,glob)" if exclude else ":(glob)"
         specs = [self.glob] if self.glob.endswith("/**") else [self.glob, self.glob + "/**"]
@@ -260,7 +317,17 @@ class Glob:
 
 @functools.lru_cache(maxsize=1024)
 def compile_glob(pattern: str, *, anchored: bool = False) -> Glob:
-    """A pattern of this dialect, ready to match paths relative to its base folder."""
+    """A pattern of this dialect, ready to match paths relative to its base folder; a
+    `regex:` pattern that does not compile is a TetherError naming it."""
+    if is_regex(pattern):
+        problem = regex_problem(pattern)
+        if problem is not None:
+            raise TetherError(
+                f"pattern {pattern!r}: {problem}",
+                "write a Python regular expression after 'regex:', such as 'regex:.*\\.csv'",
+            )
+        text = _regex_text(pattern)
+        return Glob(pattern, text, re.compile(text, re.DOTALL))
     return Glob(pattern, to_glob(pattern, anchored=anchored))
 
 
@@ -288,6 +355,8 @@ def split_patterns(patterns: Sequence[str]) -> tuple[list[str], list[str]]:
 def rebase(pattern: str, folder: str) -> str:
     """A pattern relative to `folder` (posix, relative to a top folder) as one relative to the
     top: `*.py` under `proj` -> `/proj/**/*.py`, `src/a.py` -> `/proj/src/a.py`."""
+    if is_regex(pattern):
+        return f"{REGEX_PREFIX}{re.escape(folder)}/(?:{_regex_text(pattern)})"
     p = pattern.strip()
     if is_anchored(p):
         return f"/{folder}/{p.lstrip('/')}"

@@ -189,10 +189,11 @@ def test_run_stages_inputs_records_digests_lineage_and_scalars(project: Path):
     assert prepare["label"] == "first" and train["tags"] == ["smoke"]
     run_dir = Path(train["dir"])
     assert f"run id {train['id']}" in proc.stdout
-    # Staged: source copied, upstream output and project file linked.
+    # Staged: source copied, upstream output and project file linked (hard links once the run
+    # has ended: ops.staging.settle).
     assert (run_dir / "train.py").read_text() == TRAIN and not (run_dir / "train.py").is_symlink()
-    assert os.readlink(run_dir / "rows.txt") == str(Path(prepare["dir"]) / "rows.txt")
-    assert os.readlink(run_dir / "data/labels.txt") == str(project / "data/labels.txt")
+    assert os.path.samefile(run_dir / "rows.txt", Path(prepare["dir"]) / "rows.txt")
+    assert os.path.samefile(run_dir / "data/labels.txt", project / "data/labels.txt")
     assert (run_dir / "model.txt").read_text() == "lr=0.5 rows=4 labels=2\n"
     lock = lock_of(train)
     assert lock["command"] == ["tether", "run", "train", "lr=0.5"]
@@ -235,7 +236,7 @@ def test_where_and_stage_name_select_and_record_the_upstream(project: Path):
     assert [(s["name"], s["run"]) for s in lock["stages"]] == [("data", chosen["id"])]
     assert [d["path"] for d in lock["data"]] == [str(Path(chosen["dir"]) / "rows.txt")]
     run_dir = Path(report["dir"])
-    assert os.readlink(run_dir / "in/rows.txt") == str(Path(chosen["dir"]) / "rows.txt")
+    assert os.path.samefile(run_dir / "in/rows.txt", Path(chosen["dir"]) / "rows.txt")
     history = json.loads((run_dir / "history.json").read_text())
     assert [h["config"]["rows"] for h in history] == [3, 2]
     assert "prepare  completed  as data" in tether("lineage", "1", cwd=project).stdout

@@ -190,3 +190,74 @@ def test_split_and_rebase():
     assert rebase("src/a.py", "proj") == "/proj/src/a.py"
     assert rebase("/data", "proj") == "/proj/data"
     assert rebase("data/", "proj") == "/proj/**/data/"
+
+
+# -- regex: patterns ----------------------------------------------------------------------------
+def test_regex_patterns_match_the_whole_path_or_a_folder_above_it():
+    csv = compile_glob(r"regex:.*\.csv")
+    assert csv.regex and csv.pathspecs() == [] and csv.pathspecs(exclude=True) == []
+    assert select(FILES, [r"regex:.*\.csv"]) == ["data2/x.csv", "data/a.csv", "data/sub/b.csv"]
+    # A whole-path match, as a glob's: `a\.csv` is the top-level file only.
+    assert not compile_glob(r"regex:a\.csv").selects("data/a.csv")
+    assert compile_glob(r"regex:data/a\.csv").selects("data/a.csv")
+    # A folder that matches selects what is inside it.
+    sub = compile_glob("regex:data/(sub|none)")
+    assert sub.selects("data/sub/deep/c.py") and not sub.selects("data/a.csv")
+    assert not sub.match("data/sub/b.csv") and sub.match("data/sub")
+    assert not sub.covers_dir("data") and sub.covers_dir("data/sub")
+    assert select(FILES, ["*.py"], [r"regex:(src|lib)/.*"]) == [
+        "top.py",
+        "database.py",
+        "data/sub/deep/c.py",
+        "dir.py/inside.txt",
+        "with space/file name.py",
+        "x/.hidden/h.py",
+        "tests/test_a.py",
+        "tests/unit/test_b.py",
+        "caf\u00e9.py",
+    ]
+    assert select(FILES, ["regex:caf\u00e9\\.py"]) == ["caf\u00e9.py"]
+
+
+def test_regex_patterns_split_rebase_and_report_bad_expressions():
+    from tether.errors import TetherError
+    from tether.globs import has_magic, is_anchored, regex_problem
+
+    assert split_patterns(["regex:a.*", "-regex:b.*"]) == (["regex:a.*"], ["regex:b.*"])
+    assert is_anchored(r"regex:.*\.py") and has_magic("regex:abc")
+    rebased = rebase(r"regex:.*\.py", "with space")
+    assert compile_glob(rebased).selects("with space/file name.py")
+    assert not compile_glob(rebased).selects("src/a.py")
+    assert compile_glob(rebase("regex:a|b", "p")).selects("p/b")  # the alternation stays inside
+    assert not compile_glob(rebase("regex:a|b", "p")).selects("b")
+    assert regex_problem("*.py") is None and regex_problem("regex:ok") is None
+    assert regex_problem("regex:") == "the expression after 'regex:' is empty"
+    with pytest.raises(TetherError) as info:
+        compile_glob("regex:[unclosed")
+    assert str(info.value) == (
+        "pattern 'regex:[unclosed': not a regular expression (unterminated character set at "
+        "position 0); write a Python regular expression after 'regex:', such as 'regex:.*\\.csv'"
+    )
+
+
+def test_regex_patterns_narrow_a_git_snapshot(repo: Path, tmp_path: Path):
+    from tether.capture.source import snapshot_repo
+
+    work = tmp_path / "work"
+    shutil.copytree(repo, work)
+    record = snapshot_repo(
+        work,
+        "01a2336e-0000-7000-8000-000000000000",
+        include=[r"regex:(src|tests)/.*\.py"],
+        exclude=[r"regex:.*/test_b\.py"],
+        publish=False,
+    )
+    assert record.commit
+    listed = set(_git(work, "ls-tree", "-r", "--name-only", record.commit).split("\n")) - {""}
+    assert listed == {"src/a.py", "src/x/y.py", "src/x/z/w.py", "tests/test_a.py"}
+    only_out = snapshot_repo(
+        work, "01a2336e-0000-7000-8000-000000000001", exclude=["regex:(src|data)/.*"], publish=False
+    )
+    kept = set(_git(work, "ls-tree", "-r", "--name-only", only_out.commit or "").split("\n"))
+    assert "top.py" in kept and "data2/x.csv" in kept
+    assert not {p for p in kept if p.startswith(("src/", "data/"))}

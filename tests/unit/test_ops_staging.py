@@ -196,7 +196,7 @@ def test_bad_target_and_type(tmp_path: Path):
     assert [str(e) for e in plan_staging(project, op, store).errors()] == [
         "ops.train.depends[0].target: '../x' must be a folder inside the run folder",
         "ops.train.depends[1].type: unknown dependency type 'run-file'; expected one of: "
-        "project-files, run-files, runs-summary",
+        "project-files, run-files, runs-summary, dvcfile",
     ]
 
 

@@ -355,7 +355,7 @@ def test_unknown_top_level_key_warns(tmp_path: Path):
     write(tmp_path, "tether.toml", 'projct-id = "x"\n[ops.a]\nexec = "e"\n')
     assert load_project().warnings == [
         "tether.toml:1:1: projct-id: unknown top-level key, ignored; expected one of "
-        "project-id, runs-dir, ops (did you mean 'project-id'?)"
+        "project-id, runs-dir, snapshot, secrets, ops, runs (did you mean 'project-id'?)"
     ]
 
 
@@ -522,10 +522,6 @@ def test_bad_platform_tables(tmp_path: Path):
         "tether.toml:2:1: ops.train.exec.macos: unknown platform; expected one of linux, "
         "darwin, windows (did you mean 'darwin'?)"
     )
-    text = '[ops.train]\nexec = {darwin = "m", windows = "w"}\n'
-    assert problem(tmp_path, "tether.toml", text) == (
-        "tether.toml:2:1: ops.train.exec: expected a command for linux, found only darwin, windows"
-    )
     text = "[ops.train]\nexec = {}\n"
     assert problem(tmp_path, "tether.toml", text) == (
         "tether.toml:2:1: ops.train.exec: expected a command for linux, found an empty table"
@@ -534,6 +530,74 @@ def test_bad_platform_tables(tmp_path: Path):
     assert problem(tmp_path, "tether.toml", text) == (
         "tether.toml:2:1: ops.train.exec.linux: expected a string or a list of strings, "
         "found a table"
+    )
+
+
+def test_an_op_without_a_command_for_this_platform_is_unavailable_not_invalid(tmp_path: Path):
+    write(
+        tmp_path,
+        "tether.toml",
+        '[ops.train]\nexec = {darwin = "m", windows = "w"}\n[ops.ok]\nexec = "echo ok"\n',
+    )
+    ops = load_project().ops
+    assert ops["train"].unavailable == "no command for linux (exec has only darwin, windows)"
+    assert ops["train"].exec == ""
+    assert ops["ok"].unavailable is None and ops["ok"].exec == "echo ok"
+
+
+def test_unavailable_op_is_listed_and_refused_with_one_line(tmp_path: Path):
+    from tests.conftest import run_cli
+
+    (tmp_path / "tether.toml").write_text(
+        '[ops.win]\nexec = {windows = "dir"}\n[ops.ok]\nexec = "echo ok"\n'
+    )
+    proc = run_cli("ops", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "win\n  unavailable here: no command for linux (exec has only windows)" in proc.stdout
+    listed = {op["name"]: op for op in json.loads(run_cli("ops", "--json", cwd=tmp_path).stdout)}
+    assert listed["win"]["available"] is False and listed["ok"]["available"] is True
+    proc = run_cli("run", "win", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "tether: error: ops.win.exec: no command for linux (exec has only windows); "
+        "add a command for it there\n"
+    )
+    assert run_cli("run", "ok", cwd=tmp_path).returncode == 0
+
+
+# -- file patterns ------------------------------------------------------------------------------
+def test_a_bad_regex_pattern_is_one_problem_naming_it(tmp_path: Path):
+    text = '[ops.train]\nexec = "t"\nsourcecode = ["*.py", "-regex:(x", "regex:.*\\\\.csv"]\n'
+    assert problem(tmp_path, "tether.toml", text) == (
+        "tether.toml:3:23: ops.train.sourcecode[1]: pattern 'regex:(x': not a regular "
+        "expression (missing ), unterminated subpattern at position 0)"
+    )
+    text = '[ops.train]\nexec = "t"\ndepends = [{type = "project-files", files = "regex:"}]\n'
+    assert problem(tmp_path, "tether.toml", text) == (
+        "tether.toml:3:37: ops.train.depends[0].files: pattern 'regex:': the expression "
+        "after 'regex:' is empty"
+    )
+    write(tmp_path, "tether.toml", '[ops.t]\nexec = "t"\nsourcecode = ["regex:src/.*\\\\.py"]\n')
+    assert load_project().ops["t"].sourcecode == ["regex:src/.*\\.py"]
+
+
+def test_dvcfile_dependencies(tmp_path: Path):
+    write(tmp_path, "tether.toml", '[ops.t]\nexec = "t"\ndepends = ["dvcfile: data.csv"]\n')
+    (dep,) = load_project().ops["t"].depends
+    assert (dep.type, dep.files) == ("dvcfile", ["data.csv"])
+    text = '[ops.t]\nexec = "t"\ndepends = ["dvcfile:"]\n'
+    assert problem(tmp_path, "tether.toml", text) == (
+        "tether.toml:3:12: ops.t.depends[0]: expected 'files' for a dvcfile dependency, found none"
+    )
+    text = '[ops.t]\nexec = "t"\ndepends = ["dvcfile: data/*.csv"]\n'
+    assert problem(tmp_path, "tether.toml", text) == (
+        "tether.toml:3:12: ops.t.depends[0]: expected the path of data DVC tracks (data.csv) "
+        "or of its .dvc file, found 'data/*.csv'"
+    )
+    text = '[ops.t]\nexec = "t"\n[ops.u]\nexec = "u"\ndepends = ["dvcfile: op=t d.csv"]\n'
+    assert problem(tmp_path, "tether.toml", text) == (
+        "tether.toml:5:12: ops.u.depends[0].op: not used by a dvcfile dependency (only "
+        "run-files and runs-summary select runs)"
     )
 
 
@@ -548,7 +612,7 @@ DEP_HEAD = '[ops.prepare]\nexec = "p"\n\n[ops.train]\nexec = "t"\n'
             '\n[[ops.train.depends]]\ntype = "project-files"\nfiles = ["a"]\n\n'
             '[[ops.train.depends]]\ntype = "run-file"\nop = "prepare"\n',
             "tether.toml:12:1: ops.train.depends[1].type: expected one of project-files, "
-            "run-files, runs-summary, found 'run-file' (did you mean 'run-files'?)",
+            "run-files, runs-summary, dvcfile, found 'run-file' (did you mean 'run-files'?)",
         ),
         (
             "depends = [{}]",
@@ -593,7 +657,7 @@ DEP_HEAD = '[ops.prepare]\nexec = "p"\n\n[ops.train]\nexec = "t"\n'
         (
             'depends = [{files = ["a"]}]',
             "tether.toml:6:12: ops.train.depends[0]: expected a 'type' (project-files, run-files, "
-            "runs-summary), found none",
+            "runs-summary, dvcfile), found none",
         ),
         (
             'depends = [{type = "project-files", files = "a", file = "b"}]',

@@ -413,7 +413,7 @@ def _err(expr: str) -> str:
         (
             "xyz = 1",
             "unknown field 'xyz'; fields: id, name, op, status, label, tag, started, stopped, "
-            "created, host, parent, source.commit, config.<key>, flags.<name>, "
+            "created, host, parent, source.commit, project, config.<key>, flags.<name>, "
             "metrics.<key>[.last|.min|.max|.step], data.<path>",
             1,
         ),

@@ -174,11 +174,22 @@ def snapshot_repo(
         drop: list[str] = []
         if _specs(exc):
             drop += _ls(top, env, *_specs(exc))
+        # `regex:` patterns have no pathspec: git's listing is narrowed by matching it here.
+        listed = _ls(top, env) if any(g.regex for g in (*inc, *exc)) else []
+        drop += [p for p in listed if any(g.regex and g.selects(p) for g in exc)]
         if include:
             for g in inc:
-                if not g.pathspecs() or not _ls(top, env, *g.pathspecs()):
+                if g.regex:
+                    if not any(g.selects(p) for p in listed):
+                        log.warning(
+                            "snapshot include pattern %r matches no file in %s", g.pattern, top
+                        )
+                elif not g.pathspecs() or not _ls(top, env, *g.pathspecs()):
                     log.warning("snapshot include pattern %r matches no file in %s", g.pattern, top)
-            drop += _ls(top, env, ".", *_specs(inc, exclude=True))
+            if any(g.regex for g in inc):
+                drop += [p for p in listed if not matches(p, inc)]
+            else:
+                drop += _ls(top, env, ".", *_specs(inc, exclude=True))
         if drop:
             _git(
                 top,

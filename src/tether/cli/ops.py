@@ -35,6 +35,8 @@ def op_json(op: Any) -> dict[str, Any]:
         ],
         "output_scalars": op.output_scalars,
         "needed": op.needed,
+        "available": op.unavailable is None,
+        "unavailable": op.unavailable,  # why not, on this machine
     }
 
 
@@ -44,7 +46,8 @@ def ops(as_json: bool) -> None:
     """List the operations of tether.toml with their descriptions and flags.
 
     Each flag shows its default, then its description and the config file it came from.
-    `tether run OP name=value` sets a flag.
+    `tether run OP name=value` sets a flag. An operation whose `exec` has no command for this
+    platform is listed as unavailable here.
     """
     from ..project.parse import load_project
 
@@ -62,6 +65,8 @@ def ops(as_json: bool) -> None:
         if i:
             click.echo("")
         click.echo(f"{op.name:<{width}}  {op.description or ''}".rstrip())
+        if op.unavailable is not None:
+            click.echo(f"  unavailable here: {op.unavailable}")
         if not op.flags:
             click.echo("  (no flags)")
             continue

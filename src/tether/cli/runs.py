@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from .adopt import adopt, project_where
 from .main import store_from
 
 
@@ -37,6 +38,9 @@ def _list_options(f: click.decorators.FC) -> click.decorators.FC:
         "--where",
         metavar="EXPR",
         help="Only runs matching EXPR: 'op = train and config.lr >= 0.01' (see docs/queries.md).",
+    )(f)
+    f = click.option(
+        "--project", metavar="ID|this", help="Only the runs of project ID ('this': this one's)."
     )(f)
     f = click.option("-a", "--all", "show_all", is_flag=True, help="Show every run.")(f)
     f = click.option(
@@ -81,6 +85,7 @@ def _list(
     where: str | None,
     sort: str | None,
     columns: str | None,
+    project: str | None = None,
 ) -> None:
     from ..store.select import count, short_ids_of, values_of
     from ..store.sorting import parse_columns
@@ -90,6 +95,7 @@ def _list(
     if len(given) > 1:
         raise click.UsageError(f"{', '.join(given[:-1])} and {given[-1]} do not go together")
     fields = parse_columns(columns) if columns else project_columns()
+    where = project_where(project, where)  # --project ID|this (cli/adopt.py)
     store = store_from(ctx)
     _reconcile(store)
     rows = store.query(where=where, sort=sort, limit=None if show_all else limit)
@@ -335,3 +341,6 @@ def reindex(ctx: click.Context) -> None:
     click.echo(f"indexed {n} run{'s' if n != 1 else ''} in {store.root}")
     for problem in store.skipped:
         click.echo(f"skipped: {problem}", err=True)
+
+
+runs.add_command(adopt)  # `tether runs adopt` (cli/adopt.py)

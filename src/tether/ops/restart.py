@@ -12,6 +12,7 @@ History resumes after the last step the run recorded, so no step is written twic
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,7 +25,7 @@ from ..session.run import Run
 from ..store import RunRecord, Store
 from .exec import Plan, TrialResult, build_config, child_env, execute, resolve_command, working_dir
 from .scalars import compile_patterns
-from .staging import Staging
+from .staging import settle, staged_links
 
 BATCH_SUFFIX = "+batch"  # a batch's parent run: its trials are retried, not restarted
 RESTARTABLE = ("failed", "terminated", "unknown", "queued")
@@ -106,17 +107,23 @@ def restart_trial(
                 filled = {**config, "save_dir": str(run.dir)}
                 argv, _ = resolve_command(op, filled)
                 _, display = resolve_command(op, {**recorded, "save_dir": str(run.dir)})
-                plan = Plan(project, op, {}, filled, Staging(), patterns, argv, display)
+                # The inputs the first attempt staged; links it left (it was killed) settle now.
+                staged = staged_links(run.dir)
+                plan = Plan(project, op, {}, filled, staged, patterns, argv, display)
                 if echo is not None:
                     echo(display)
-                code = execute(
-                    argv,
-                    display=display,
-                    cwd=run.dir,
-                    env=child_env(plan, run.id, run.dir, store.root),
-                    patterns=patterns,
-                    log_metrics=run.log_metrics,
-                )
+                try:
+                    code = execute(
+                        argv,
+                        display=display,
+                        cwd=run.dir,
+                        env=child_env(plan, run.id, run.dir, store.root),
+                        patterns=patterns,
+                        log_metrics=run.log_metrics,
+                    )
+                finally:
+                    for warning in settle(staged, run.dir):
+                        print(f"tether: warning: {warning}", file=sys.stderr)
                 if code:
                     raise SystemExit(code)
         except SystemExit as exc:

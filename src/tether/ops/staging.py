@@ -8,9 +8,14 @@
 - `run-files` dependencies: files of the latest completed run of an operation (optionally
   filtered by `where`), linked; that run is recorded as an upstream stage.
 - `runs-summary` dependencies: a JSON file with the summaries of the selected runs.
+- `dvcfile` dependencies: files DVC tracks (`data.csv`, described by `data.csv.dvc`), linked;
+  run.lock's `data` records the md5 and path the `.dvc` file's `outs` give (algo `dvc-md5`),
+  so tether never reads the data to hash it.
 
 Linked inputs are hashed into run.lock's `data` before the run starts, so `--needed` and
-`tether diff` see when they change.
+`tether diff` see when they change. When the run ends (`settle`), each link tether made is
+replaced by a hard link to the same file (a copy across filesystems): the run folder then holds
+its inputs themselves, so an archive or a sync carries them.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +32,8 @@ from typing import Any
 
 from .. import git
 from ..errors import TetherError
-from ..globs import compile_glob, has_magic, matches, rebase, split_patterns
+from ..globs import compile_glob, has_magic, is_regex, matches, rebase, split_patterns
+from ..lock import DataRecord
 from ..project.model import DependencyDef, OpDef, Project
 from ..session.replay import Replay, pinned
 from ..store import Store
@@ -68,7 +75,9 @@ SKIP_DIRS = frozenset(
 )
 MAX_SOURCE_FILES = 2000
 MAX_SOURCE_BYTES = 8 * 1024 * 1024
-DEP_TYPES = ("project-files", "run-files", "runs-summary")
+DEP_TYPES = ("project-files", "run-files", "runs-summary", "dvcfile")
+DVC_SUFFIX = ".dvc"
+DVC_ALGO = "dvc-md5"  # the digest DVC wrote into the .dvc file (not one tether computed)
 
 
 @dataclass
@@ -87,6 +96,7 @@ class ResolvedDep:
     upstream: list[IndexRow] = field(default_factory=list)
     paths: list[StagedPath] = field(default_factory=list)
     data: list[str] = field(default_factory=list)  # paths hashed into run.lock
+    records: list[DataRecord] = field(default_factory=list)  # dvcfile: digests as recorded
     summary_file: str | None = None  # runs-summary: where the JSON goes
     error: TetherError | None = None
 
@@ -104,6 +114,11 @@ class Staging:
     @property
     def data_paths(self) -> list[str]:
         return [p for d in self.deps for p in d.data]
+
+    @property
+    def data_records(self) -> list[DataRecord]:
+        """Data records known without hashing (a `.dvc` file's md5s), for run.lock as given."""
+        return [r for d in self.deps for r in d.records]
 
     @property
     def stage_runs(self) -> dict[str, str]:
@@ -241,7 +256,8 @@ def snapshot_patterns(
 def _files_under(base: Path, pattern: str, fences: Sequence[Path] = ()) -> list[str]:
     """Paths relative to `base` a dependency glob names: a literal path as is, else the files
     it matches (anchored at `base`)."""
-    pattern = pattern.strip().lstrip("/")
+    if not is_regex(pattern):
+        pattern = pattern.strip().lstrip("/")
     if not has_magic(pattern):
         target = base / pattern
         return [Path(pattern).as_posix()] if target.exists() or target.is_symlink() else []
@@ -342,6 +358,8 @@ def resolve_dep(
             _resolve_project_files(project, dep, out, store)
         elif dep.type == "run-files":
             _resolve_run_files(dep, out, store, replay)
+        elif dep.type == "dvcfile":
+            _resolve_dvcfile(project, dep, out)
         elif dep.type == "runs-summary":
             name = dep.name or "runs-summary"
             out.summary_file = _target(dep, name if name.endswith(".json") else name + ".json")
@@ -376,6 +394,92 @@ def _resolve_project_files(
                 raise TetherError(f"{out.key_path}: {pattern!r} leads outside the project")
             out.paths.append(StagedPath(root / rel, _target(dep, rel), False, out.key_path))
             out.data.append(rel)
+
+
+def _resolve_dvcfile(project: Project, dep: DependencyDef, out: ResolvedDep) -> None:
+    """`dvcfile: data.csv` (or `data.csv.dvc`): the outs of the .dvc file, linked, with the md5
+    and size DVC recorded for them as run.lock data records."""
+    root = project.root
+    if not dep.files:
+        raise TetherError(f"{out.key_path}.files: dvcfile needs a path, such as data.csv")
+    for name in dep.files:
+        rel = Path(name.strip().lstrip("/")).as_posix()
+        dvc_rel = rel if rel.endswith(DVC_SUFFIX) else rel + DVC_SUFFIX
+        outs = read_dvc_outs(root, dvc_rel, out.key_path)
+        if not rel.endswith(DVC_SUFFIX):
+            outs = [o for o in outs if o.path == rel]
+            if not outs:
+                raise TetherError(
+                    f"{dvc_rel}: its outs do not list {rel}",
+                    f"name the .dvc file itself ({dvc_rel}) to take all its outs",
+                )
+        for record in outs:
+            source = root / record.path
+            if not (source.exists() or source.is_symlink()):
+                raise TetherError(
+                    f"{out.key_path}: {record.path} (tracked by {dvc_rel}) is not in {root}",
+                    f"fetch it first: dvc pull {dvc_rel}",
+                )
+            out.paths.append(StagedPath(source, _target(dep, record.path), False, out.key_path))
+            out.records.append(record)
+
+
+def read_dvc_outs(root: Path, dvc_rel: str, key_path: str) -> list[DataRecord]:
+    """The `outs` of a .dvc file (paths relative to `root`): each needs `path` and `md5`, as
+    `dvc add` writes them; a missing or malformed file is one TetherError naming it."""
+    import yaml  # heavy: only an op with a dvcfile dependency reads YAML
+
+    path = root / dvc_rel
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TetherError(
+            f"{key_path}: {dvc_rel} does not exist in {root}",
+            "a dvcfile dependency reads the .dvc file `dvc add` writes beside the data",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TetherError(f"{dvc_rel}: cannot be read ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise TetherError(f"{dvc_rel}{where}: not valid YAML", "expected `outs:` entries") from None
+    outs = data.get("outs") if isinstance(data, dict) else None
+    if not isinstance(outs, list) or not outs:
+        raise TetherError(
+            f"{dvc_rel}: expected an `outs:` list, found {_shown(outs)}",
+            "`dvc add DATA` writes one",
+        )
+    base = Path(dvc_rel).parent
+    records = []
+    for i, item in enumerate(outs):
+        rel = item.get("path") if isinstance(item, dict) else None
+        md5 = item.get("md5") if isinstance(item, dict) else None
+        if not isinstance(rel, str) or not rel.strip() or not isinstance(md5, str) or not md5:
+            raise TetherError(
+                f"{dvc_rel}: outs[{i}]: expected `md5` and `path`, found {_shown(item)}",
+                "`dvc add DATA` writes them",
+            )
+        joined = os.path.normpath((base / rel).as_posix()).replace(os.sep, "/")
+        if joined.startswith("../") or joined == ".." or Path(rel).is_absolute():
+            raise TetherError(f"{dvc_rel}: outs[{i}].path {rel!r} leads outside the project")
+        size, files = item.get("size"), item.get("nfiles")
+        records.append(
+            DataRecord(
+                path=joined,
+                algo=DVC_ALGO,
+                digest=md5,
+                files=files if isinstance(files, int) else 1,
+                bytes=size if isinstance(size, int) else 0,
+            )
+        )
+    return records
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _pinned_rows(store: Store, ids: Sequence[str], key_path: str) -> list[IndexRow]:
@@ -519,6 +623,68 @@ def stage(staging: Staging, run_dir: Path, store: Store) -> None:
             done.append(dep.summary_file)
     if done:
         (run_dir / STAGED_LIST).write_text("".join(d + "\n" for d in done), encoding="utf-8")
+
+
+def settle(staging: Staging, run_dir: Path) -> list[str]:
+    """The run ends: each symbolic link `stage` made (still pointing where it pointed it)
+    becomes the file itself, a hard link on the same filesystem, else a copy; a linked folder
+    becomes a folder of them. What the command made or replaced is left alone. Returns one
+    warning per link kept (it could not be replaced)."""
+    warnings = []
+    for path in staging.paths:
+        if path.copy:
+            continue
+        dest = run_dir / path.dest
+        try:
+            if not dest.is_symlink() or os.readlink(dest) != str(path.source):
+                continue  # not staged by this run, or replaced by the command
+            if not path.source.exists():
+                continue  # its file is gone: the link stays as it was recorded
+            _replace_link(dest, path.source)
+        except OSError as exc:
+            warnings.append(f"{path.dest}: kept as a link to {path.source} ({exc.strerror or exc})")
+    return warnings
+
+
+def staged_links(run_dir: Path) -> Staging:
+    """The links an earlier attempt of a run staged and did not settle (it was killed): those
+    STAGED_LIST names that are still absolute symlinks, for `settle` at the end of a restart."""
+    try:
+        listed = (run_dir / STAGED_LIST).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return Staging()
+    links = []
+    for rel in listed:
+        dest = run_dir / rel
+        if rel and dest.is_symlink():
+            target = Path(os.readlink(dest))
+            if target.is_absolute():  # `stage` links absolute paths; anything else is not ours
+                links.append(StagedPath(target, rel, False, STAGED_LIST))
+    return Staging(sources=links)
+
+
+def _replace_link(dest: Path, target: Path) -> None:
+    """`dest`, a symlink to `target`, replaced by the file (or folder) itself: built beside it
+    in a folder of tether's own, then renamed over it."""
+    scratch = Path(tempfile.mkdtemp(prefix=".tether-settle-", dir=dest.parent))
+    try:
+        built = scratch / dest.name
+        if target.is_dir():
+            shutil.copytree(target, built, symlinks=True, copy_function=_link_or_copy)
+            dest.unlink()  # a rename cannot put a folder over a symlink
+            os.rename(built, dest)
+        else:
+            _link_or_copy(str(target), str(built))
+            os.replace(built, dest)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _link_or_copy(source: str, dest: str) -> None:
+    try:
+        os.link(source, dest, follow_symlinks=True)
+    except OSError:  # another filesystem (EXDEV), or one without hard links
+        shutil.copy2(source, dest)
 
 
 def _summary(store: Store, row: IndexRow) -> dict[str, Any]:

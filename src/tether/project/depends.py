@@ -1,4 +1,7 @@
-"""The inputs of an operation: its `depends` key, and the check that they form no cycle."""
+"""The inputs of an operation: its `depends` key, and the check that they form no cycle.
+
+Also the check of every file pattern the project file holds (`sourcecode`, `files`): a
+`regex:` pattern must compile (tether.globs owns the dialect)."""
 
 from __future__ import annotations
 
@@ -6,12 +9,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..globs import has_magic, regex_problem
 from .document import Checker, Doc
 from .messages import KeyPath, dym, keypath, one_of, parse_keypath
 from .model import DependencyDef, Project
 
 DEP_KEYS = ("type", "files", "op", "where", "name", "target")
-DEP_TYPES = ("project-files", "run-files", "runs-summary")
+DEP_TYPES = ("project-files", "run-files", "runs-summary", "dvcfile")
 SHORTHAND_KEYS = ("op", "name", "target")
 _SHORT_KEY = re.compile(r"([A-Za-z][A-Za-z_-]*)=(.*)\Z", re.S)
 
@@ -22,6 +26,23 @@ class DependsReader(Checker):
     def __init__(self, doc: Doc) -> None:
         super().__init__(doc)
         self.op_names: list[str] = []  # every operation of the file, valid or not
+
+    def globs(self, value: Any, segs: KeyPath, excludes: bool = False) -> list[str]:
+        """File patterns as `Checker.globs` takes them, each `regex:` one compiled: one that
+        does not is an error naming it."""
+        out = super().globs(value, segs, excludes)
+        items = value if isinstance(value, list) else [value]
+        bad = set()
+        for index, item in enumerate(items):
+            if not isinstance(item, str):
+                continue
+            text = item.strip()[1:] if excludes and item.strip().startswith("-") else item
+            problem = regex_problem(text)
+            if problem is not None:
+                where: KeyPath = (*segs, index) if isinstance(value, list) else segs
+                self.error(where, f"pattern {text!r}: {problem}")
+                bad.add(item)
+        return [g for g in out if g not in bad]
 
     def depends(self, op: str, value: Any, segs: KeyPath) -> list[DependencyDef]:
         items = value if isinstance(value, list) else [value]
@@ -86,16 +107,27 @@ class DependsReader(Checker):
             target = Path(dep.target)
             if target.is_absolute() or ".." in target.parts or dep.target.startswith(("/", "\\")):
                 self.expected((*segs, "target"), "a folder inside the run folder", dep.target)
-        if dep.type == "project-files":
+        if dep.type in ("project-files", "dvcfile"):
             for key in ("op", "where"):
                 if key in table:
                     self.error(
                         (*segs, key),
-                        "not used by a project-files dependency (only run-files and "
+                        f"not used by a {dep.type} dependency (only run-files and "
                         "runs-summary select runs)",
                     )
             if "files" not in table:
-                self.error(segs, "expected 'files' for a project-files dependency, found none")
+                self.error(segs, f"expected 'files' for a {dep.type} dependency, found none")
+            if dep.type == "dvcfile":
+                for index, name in enumerate(dep.files):
+                    if has_magic(name):
+                        where: KeyPath = (*segs, "files", index)
+                        if isinstance(item, str):
+                            where = segs
+                        self.expected(
+                            where,
+                            "the path of data DVC tracks (data.csv) or of its .dvc file",
+                            name,
+                        )
         elif dep.type in ("run-files", "runs-summary"):
             if dep.type == "run-files" and "op" not in table:
                 self.error(segs, "expected 'op', the operation whose runs it reads, found none")

@@ -46,6 +46,9 @@ class OpDef:
     depends: list[DependencyDef] = field(default_factory=list)
     output_scalars: bool | list[str] = True  # True: the default patterns; list: custom regexes
     needed: bool = False
+    # Why it cannot run on this machine: `exec` has commands for other platforms only (None:
+    # it can). The rest of the project stays usable; `tether run` of this op says why not.
+    unavailable: str | None = None
 
     def defaults(self) -> dict[str, Any]:
         return {name: flag.default for name, flag in self.flags.items()}
@@ -58,6 +61,7 @@ class Project:
     runs_dir: Path | None = None
     ops: dict[str, OpDef] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)  # config keys recorded redacted
 
     @property
     def root(self) -> Path:

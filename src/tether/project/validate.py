@@ -18,7 +18,8 @@ from .flags import FlagReader
 from .messages import KeyPath, dym, found, one_of
 from .model import OpDef, Project
 
-TOP_KEYS = ("project-id", "runs-dir", "ops")
+# snapshot: capture.snapshot reads it; secrets: capture.secrets (keys recorded redacted)
+TOP_KEYS = ("project-id", "runs-dir", "snapshot", "secrets", "ops", "runs")  # runs: `tether runs`
 OP_KEYS = ("exec", "description", "config", "sourcecode", "depends", "output-scalars", "needed")
 PLATFORMS = ("linux", "darwin", "windows")
 
@@ -77,6 +78,8 @@ class Validator(FlagReader, DependsReader):
                 project.runs_dir = path if path.is_absolute() else self.root / path
             else:
                 self.expected(("runs-dir",), "a folder path", value)
+        if "secrets" in data:
+            project.secrets = self.secret_keys(data["secrets"])
         ops = data.get("ops", {})
         if not isinstance(ops, dict):
             self.expected(("ops",), "a table of operations", ops)
@@ -88,6 +91,16 @@ class Validator(FlagReader, DependsReader):
                 project.ops[op.name] = op
         self.check_cycles(project)
         return project
+
+    def secret_keys(self, value: Any) -> list[str]:
+        """`secrets = ["api_key", "db.token"]`: config keys recorded redacted."""
+        if isinstance(value, list) and all(
+            isinstance(k, str) and k.strip() and not any(c.isspace() for c in k.strip())
+            for k in value
+        ):
+            return [k.strip() for k in value]
+        self.expected(("secrets",), 'a list of config key names, such as ["api_key"]', value)
+        return []
 
     def project_id(self, value: Any) -> str | None:
         if isinstance(value, str):
@@ -114,11 +127,12 @@ class Validator(FlagReader, DependsReader):
             if str(key) not in OP_KEYS:
                 self.unknown_key((*segs, str(key)), OP_KEYS)
         command: str | list[str] | None = None
+        unavailable: str | None = None
         if "exec" in value:
-            command = self.exec_(value["exec"], (*segs, "exec"))
+            command, unavailable = self.exec_(value["exec"], (*segs, "exec"))
         else:
             self.error(segs, "expected an 'exec' command, found none")
-        op = OpDef(name=name, exec=command if command is not None else "")
+        op = OpDef(name=name, exec=command if command is not None else "", unavailable=unavailable)
         if "description" in value:
             op.description = self.string(value["description"], (*segs, "description"))
         if "config" in value:
@@ -141,34 +155,35 @@ class Validator(FlagReader, DependsReader):
             self.check_placeholders(op, (*segs, "exec"))
         return op
 
-    def exec_(self, value: Any, segs: KeyPath) -> str | list[str] | None:
-        if isinstance(value, dict):
-            platform = current_platform()
-            picked: str | list[str] | None = None
-            for key, command in value.items():
-                word = str(key)
-                if word not in PLATFORMS:
-                    self.error(
-                        (*segs, word),
-                        f"unknown platform; expected one of {one_of(PLATFORMS)}"
-                        f"{dym(word, PLATFORMS, _PLATFORM_ALIASES)}",
-                    )
-                    continue
-                if isinstance(command, dict):
-                    self.expected((*segs, word), "a string or a list of strings", command)
-                    continue
-                checked = self.command(command, (*segs, word))
-                if word == platform:
-                    picked = checked
-            if platform not in value:
-                present = [str(k) for k in value if str(k) in PLATFORMS]
+    def exec_(self, value: Any, segs: KeyPath) -> tuple[str | list[str] | None, str | None]:
+        """(the command for this platform, why there is none): a table of platforms without
+        this one makes the op unavailable here, not the project file invalid."""
+        if not isinstance(value, dict):
+            return self.command(value, segs), None
+        platform = current_platform()
+        picked: str | list[str] | None = None
+        for key, command in value.items():
+            word = str(key)
+            if word not in PLATFORMS:
                 self.error(
-                    segs,
-                    f"expected a command for {platform}, found "
-                    + (f"only {', '.join(present)}" if present else found(value)),
+                    (*segs, word),
+                    f"unknown platform; expected one of {one_of(PLATFORMS)}"
+                    f"{dym(word, PLATFORMS, _PLATFORM_ALIASES)}",
                 )
-            return picked
-        return self.command(value, segs)
+                continue
+            if isinstance(command, dict):
+                self.expected((*segs, word), "a string or a list of strings", command)
+                continue
+            checked = self.command(command, (*segs, word))
+            if word == platform:
+                picked = checked
+        if platform in value:
+            return picked, None
+        present = [str(k) for k in value if str(k) in PLATFORMS]
+        if not present:  # no command for any platform: a mistake, not a choice
+            self.error(segs, f"expected a command for {platform}, found {found(value)}")
+            return None, None
+        return None, f"no command for {platform} (exec has only {', '.join(present)})"
 
     def command(self, value: Any, segs: KeyPath) -> str | list[str] | None:
         if isinstance(value, str):

@@ -18,7 +18,7 @@ from .layout import ATTRS
 from .records import Attributes
 from .state import hostname
 
-KINDS = ("label", "tag", "untag", "note")
+KINDS = ("label", "tag", "untag", "note", "project")  # project: `tether runs adopt`
 
 
 _AUTHOR: tuple[str, str] | None = None  # (who, file-name slug), looked up once per process
@@ -98,6 +98,8 @@ def read_attributes(run_dir: Path) -> Attributes:
             tags[value] = None
         elif kind == "untag":
             tags.pop(value, None)
+        elif kind == "project" and isinstance(value, str):
+            out.project = value  # the latest adoption wins, as the latest label does
         elif kind == "note":
             out.notes.append({"t": event.get("t"), "author": event.get("author"), "text": value})
     out.tags = list(tags)

@@ -147,7 +147,7 @@ def record_values(record: RunRecord) -> dict[str, Any]:
     # The effective project: an adoption (attrs/) wins over the id run.lock was written with.
     project = record.attrs.project or record.lock.project_id
     if project:
-        values["project"] = project
+        values["project"] = str(project).strip().lower()  # as written in tether.toml: any case
     return values
 
 

@@ -15,6 +15,7 @@ class Attributes:
     label: str | None = None
     tags: list[str] = field(default_factory=list)
     notes: list[dict[str, Any]] = field(default_factory=list)
+    project: str | None = None  # `tether runs adopt`: the project id that replaces run.lock's
 
 
 @dataclass
