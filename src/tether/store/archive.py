@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from .. import git
 from ..clock import now_iso
 from ..errors import StoreError, TetherError
+from ..fsio import follow_umask
 from ..git import SNAPSHOT_REF
 from ..ids import is_run_id
 from .archive_checks import (
@@ -175,6 +176,7 @@ def export_runs(
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    follow_umask(tmp)  # mkstemp makes it 0600: the archive gets the mode of any file made here
     with tempfile.TemporaryDirectory(prefix="tether-export-") as scratch:
         try:
             bundles: list[tuple[str, Path]] = []

@@ -131,13 +131,14 @@ def delete(store: Store, run_id: str, *, force: bool = False, author: str | None
         "target": str(record.dir) if entry.is_symlink() else None,
     }
     _write_meta(trash, run_id, meta)
+    store.index.intend(run_id, "removed")  # before the move: a kill after it leaves no lag
     try:
         os.rename(entry, dest)
     except OSError as exc:
         with contextlib.suppress(OSError):
             (trash / f"{run_id}.json").unlink()
         raise StoreError(f"cannot move run {run_id} to the trash ({exc.strerror})")
-    store.index.remove(run_id)
+    store.index.remove(run_id, announced=True)
     return dest
 
 
@@ -229,11 +230,12 @@ def restore(store: Store, entry: TrashEntry) -> RunRecord:
             f"run {entry.id[:13]}: its folder {entry.target} is gone",
             "purge it from the trash",
         )
+    store.index.intend(entry.id, "created")  # before the move: a kill after it leaves no lag
     os.rename(entry.path, dest)
     with contextlib.suppress(OSError):
         (trash_dir(store) / f"{entry.id}.json").unlink()
     record = store.load(entry.id)
-    store.index.upsert(record)
+    store.index.upsert(record, announced=True)
     return record
 
 
