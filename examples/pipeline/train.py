@@ -1,7 +1,10 @@
 """Stage 2: fit a logistic regression on split.npz (linked in by `tether run`), a few epochs.
 
-Each epoch continues from the last one (warm start) and prints its step and scores, which
-tether turns into metrics: `step: 2  loss: 0.0812  accuracy: 0.9711`.
+Each epoch continues from the last one (warm start) for max_iter/epochs passes over the data
+and prints its step and scores, which tether turns into metrics:
+`step: 2  loss: 0.0631  accuracy: 0.9644`. The solver is SAG, whose iterations are passes over
+the data: the loss goes down epoch by epoch. (lbfgs, the default, converges on these 1347
+samples within the first epoch's iterations, so every later epoch printed the same loss.)
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ def main() -> None:
     x_train, y_train = split["x_train"], split["y_train"]
     x_val, y_val = split["x_test"], split["y_test"]
     per_epoch = max(1, args.max_iter // args.epochs)
-    clf = LogisticRegression(C=args.C, max_iter=per_epoch, warm_start=True)
+    clf = LogisticRegression(
+        C=args.C, max_iter=per_epoch, warm_start=True, solver="sag", random_state=0
+    )
     model = make_pipeline(StandardScaler(), clf)
     warnings.simplefilter("ignore", ConvergenceWarning)
     for epoch in range(1, args.epochs + 1):

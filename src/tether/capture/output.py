@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import sys
 import threading
 import time
@@ -15,6 +16,15 @@ from ..clock import iso_from_timestamp
 
 def _stamp() -> str:
     return iso_from_timestamp(time.time(), 3) + " "
+
+
+# A line that starts with a date and time already (a logging format with %(asctime)s, ISO or
+# logging's default) is copied as it is: a second stamp in front of it says nothing more.
+_STAMPED = re.compile(r"\[?\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d")
+
+
+def _line(line: str) -> str:
+    return line + "\n" if _STAMPED.match(line) else _stamp() + line + "\n"
 
 
 class LogFile:
@@ -32,14 +42,14 @@ class LogFile:
             pending = self._partial.get(stream, "") + text
             *lines, rest = pending.split("\n")
             for line in lines:
-                self._fh.write(_stamp() + line + "\n")
+                self._fh.write(_line(line))
             self._partial[stream] = rest
 
     def close(self) -> None:
         with self._lock:
             for rest in self._partial.values():
                 if rest:
-                    self._fh.write(_stamp() + rest + "\n")
+                    self._fh.write(_line(rest))
             self._partial.clear()
             self._fh.close()
 
@@ -82,6 +92,7 @@ class OutputCapture:
         self.log: LogFile | None = None
         self._saved: tuple[TextIO, TextIO] | None = None
         self._handler: logging.Handler | None = None
+        self._level: int | None = None  # root's level before tether lowered it
 
     def start(self) -> None:
         self.log = LogFile(self.path)
@@ -96,7 +107,11 @@ class OutputCapture:
         else:
             handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(fmt)
-        if root.level > logging.INFO or root.level == logging.NOTSET:
+        # Only logging nobody configured is brought down to INFO (root's default is WARNING):
+        # a level the user set (basicConfig(level=...), another root level) is theirs to keep.
+        self._level = None
+        if not root.handlers and root.level in (logging.WARNING, logging.NOTSET):
+            self._level = root.level
             root.setLevel(logging.INFO)
         root.addHandler(handler)
         self._handler = handler
@@ -108,8 +123,12 @@ class OutputCapture:
 
     def stop(self) -> None:
         if self._handler is not None:
-            logging.getLogger().removeHandler(self._handler)
+            root = logging.getLogger()
+            root.removeHandler(self._handler)
             self._handler = None
+            if self._level is not None and root.level == logging.INFO:  # as tether left it
+                root.setLevel(self._level)
+            self._level = None
         if self._saved is not None:
             for stream in (sys.stdout, sys.stderr):
                 try:

@@ -57,15 +57,52 @@ def label(ctx: click.Context, runs: str, text: str | None, clear: bool) -> None:
             click.echo(f"{_who(record, shorts)}: label {text!r}")
 
 
-@click.command(epilog=RUNS_HELP)
+class TagCommand(click.Command):
+    """`tether tag 1 +good -cpu`: `+TAG` adds TAG and `-TAG` removes it, as typed.
+
+    Click would read `-cpu` as the options -c -p -u, so the words are sorted out before it
+    parses: `-TAG` becomes `--remove TAG`, `+TAG` and a plain `TAG` become TAG arguments, and
+    every argument goes after a `--` (a tag may start with `-` once written `+-x` or after the
+    user's own `--`). `-h`, `--help`, `-r TAG` and `--remove[=]TAG` keep their meaning (`-rTAG`
+    is the tag `rTAG` removed, not `-r TAG`)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        options: list[str] = []
+        words: list[str] = []
+        rest = iter(args)
+        for arg in rest:
+            if arg == "--":
+                words.extend(rest)
+                break
+            if arg in ("-r", "--remove"):
+                value = next(rest, None)
+                if value is None:  # `-r` last: click says it needs a value (or completes one)
+                    return super().parse_args(ctx, [*words, arg])
+                options += [arg, value]
+            elif arg.startswith("--") or arg == "-h":
+                options.append(arg)
+            elif arg.startswith("-") and len(arg) > 1:
+                options += ["--remove", arg[1:]]
+            elif arg.startswith("+") and len(arg) > 1 and words:
+                words.append(arg[1:])
+            else:
+                words.append(arg)
+        return super().parse_args(ctx, [*options, "--", *words])
+
+
+@click.command(cls=TagCommand, epilog=RUNS_HELP)
 @click.argument("runs", metavar="RUNS", shell_complete=complete_runs)
-@click.argument("tags", metavar="[TAG]...", nargs=-1)
+@click.argument("tags", metavar="[+TAG|-TAG]...", nargs=-1)
 @click.option(
     "-r", "--remove", "removed", multiple=True, metavar="TAG", help="Remove TAG (repeatable)."
 )
 @click.pass_context
 def tag(ctx: click.Context, runs: str, tags: tuple[str, ...], removed: tuple[str, ...]) -> None:
-    """Add TAGs to RUNS, or --remove them. With no TAG, print the tags of RUNS."""
+    """Add and remove tags of RUNS: `tether tag 1 +good -cpu` adds `good` and removes `cpu`
+    (a TAG without + is added too; --remove TAG removes). With no TAG, print the tags of RUNS.
+
+    Words after `--` are tags to add as written: `tether tag 1 -- -odd` adds `-odd`.
+    """
     for t in (*tags, *removed):
         if not t.strip():
             raise click.UsageError("a TAG is empty")

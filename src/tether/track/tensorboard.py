@@ -95,7 +95,18 @@ def _read_folder(event_accumulator: Any, folder: Path) -> dict[str, list[tuple[f
         # 0 keeps every event: the default reservoir samples, and could miss the min or max.
         size_guidance={event_accumulator.SCALARS: 0, event_accumulator.TENSORS: 0},
     )
-    acc.Reload()
+    # TensorBoard logs at INFO what is normal for a finished run ("No path found after ...");
+    # under logging brought down to INFO that would reach the console. Its logger is quieted
+    # while reading, unless the user gave it a level of their own.
+    quiet = logging.getLogger("tensorboard")
+    unset = quiet.level == logging.NOTSET
+    if unset:
+        quiet.setLevel(logging.WARNING)
+    try:
+        acc.Reload()
+    finally:
+        if unset:
+            quiet.setLevel(logging.NOTSET)
     tags = acc.Tags()
     series: dict[str, list[tuple[float, int, float]]] = {}
     for tag in tags.get("scalars", []):
