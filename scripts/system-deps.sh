@@ -24,14 +24,29 @@ command -v sshfs >/dev/null 2>&1 || need+=(sshfs)
 if ! [ -x /usr/lib/openssh/sftp-server ] && ! [ -x /usr/libexec/openssh/sftp-server ]; then
   need+=(openssh-sftp-server)
 fi
-if [ ${#need[@]} -eq 0 ]; then
-  exit 0
+# The completion tests drive the real shells (tests/cli/test_completion_shells.py).
+command -v zsh >/dev/null 2>&1 || need+=(zsh)
+command -v fish >/dev/null 2>&1 || need+=(fish)
+# Debian's Chromium for the browser tests (Playwright drives it through executable_path:
+# no browser download): tests/web, and the SVG charts of tests/cli/test_sweep_report.py.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing system packages: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "missing system packages (install them as root): ${need[*]}" >&2
+  fi
 fi
-if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing system packages: ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-else
-  echo "missing system packages (install them as root): ${need[*]}" >&2
+# nushell, the fourth completion shell, comes from the npm registry (Debian has no package).
+if ! command -v nu >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v npm >/dev/null 2>&1; then
+    echo "installing nushell from the npm registry"
+    npm install -g --silent nushell >/dev/null 2>&1 || echo "nushell: npm install failed" >&2
+  else
+    echo "missing nu (install it as root: npm install -g nushell)" >&2
+  fi
 fi
+exit 0
