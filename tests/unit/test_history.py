@@ -312,12 +312,21 @@ def test_run_log_metrics_goes_through_the_runs_history(runs_root: Path) -> None:
         run.log_metrics({"loss": 0.1})
 
 
+def _live_value(tsv: str) -> str | None:
+    """The train/loss cell of the first row of `tether runs --tsv`."""
+    lines = tsv.splitlines()
+    if len(lines) < 2 or "train/loss" not in lines[0].split("\t"):
+        return None
+    return lines[1].split("\t")[lines[0].split("\t").index("train/loss")]
+
+
 def test_tether_runs_and_show_see_live_values(runs_root: Path, cli: Any) -> None:
     with tether.start_run({}, name="live", snapshot=False) as run:
         h = History(run=run, flush_every=0.05)
         h.update({"train/loss": 0.75}, step=3)
         wait_for(
-            lambda: "train/loss=0.75" in cli("runs").stdout, "tether runs to show the live value"
+            lambda: _live_value(cli("runs", "--tsv").stdout) == "0.75",
+            "tether runs to show the live value",
         )
         shown = json.loads(cli("show", "1", "--json").stdout)
         assert shown["state"]["status"] == "running"
