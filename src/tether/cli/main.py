@@ -69,8 +69,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "completion": (
         "tether.cli.completion",
         "completion",
-        "Print the shell completion script for bash, zsh or fish.",
+        "Print the shell completion script for bash, zsh, fish or nu.",
     ),
+    "help": ("tether.cli.help", "help_cmd", "Print a docs page (tether help TOPIC), or list them."),
+    "view": ("tether.cli.view", "view", "Serve the runs in a browser and over an HTTP API."),
 }
 
 
@@ -132,10 +134,22 @@ def store_from(ctx: click.Context) -> Any:
     return open_store(obj.get("runs_dir"))
 
 
+def lower_first(message: str) -> str:
+    """click capitalises its messages ("No such option"); tether's voice starts lower case.
+    A word in capitals (an environment variable, `PATH`) is left as it is."""
+    if len(message) > 1 and message[0].isupper() and message[1].islower():
+        return message[0].lower() + message[1:]
+    return message
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes print one line and exit 2 (traceback with TETHER_DEBUG=1)."""
     from ..errors import TetherError
 
+    if "_TETHER_COMPLETE" in os.environ:  # a shell asks what completes a word: completion.py
+        from .completion import register
+
+        register()
     try:
         rc = cli.main(args=argv, prog_name="tether", standalone_mode=False)
     except TetherError as exc:
@@ -151,11 +165,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.UsageError as exc:
         # One line, like every other user mistake; --help has the rest.
         where = exc.ctx.command_path if exc.ctx is not None else "tether"
-        message = exc.format_message().rstrip(".")
+        message = lower_first(exc.format_message().rstrip("."))
         click.echo(f"tether: error: {message}; see `{where} --help`", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"tether: error: {lower_first(exc.format_message().rstrip('.'))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("tether: interrupted", err=True)
