@@ -7,6 +7,7 @@ Reads are counted by wrapping `reader._read_file`, the one function that opens d
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import subprocess
 import sys
@@ -29,8 +30,10 @@ from tether.capture.datahash import (
     hash_data_background,
     reader,
     wait_for_data,
+    walk,
 )
 from tether.capture.datahash import hashing as hashing_mod
+from tether.capture.datahash import manifest as manifest_mod
 from tether.capture.datahash.cache import HashCache, default_cache_dir, default_cache_path
 from tether.lock import DataRecord, RunLock, locked_run_lock, read_lock, write_lock
 
@@ -180,6 +183,149 @@ def test_names_with_tabs_newlines_and_non_utf8_bytes(tmp_path: Path):
     )
     assert d.digest == b3(text)
     assert d.files == 4
+
+
+# Digests computed by the code of before the single-pass reader (issue 19): a stored run keeps
+# matching its data only while these stay exactly the same.
+_PINNED_SIZES = {
+    "empty": 0,
+    "one": 1,
+    "k1.bin": 1024,
+    "a/k16.bin": 16 << 10,
+    "a/b/c/deep.txt": 77,
+    "a/big.bin": 1048576 + 12345,
+    "a/big2.bin": 3 * 1048576,
+    "a/huge.bin": (9 << 20) + 7,
+    "a.txt": 5,
+    "a-b/x": 3,
+    "a0/y": 9,
+    "z/edge.bin": 1048576 - 1,
+    "z/mid.bin": 300_000,
+    "odd/tab\tname": 4,
+    "odd/back\\slash": 2,
+    "odd/sub/n": 1,
+}
+_PINNED = {
+    "": ("774be75dbe26baa41fed513771bb1f43d08806b4b4bc55a27413ced30fe7a86c", 16, 15009925),
+    "a": ("cbd52ea6ecc41dffb5172e5173a076324862f4a33f2815fcc6e87c4597c3129c", 5, 13660301),
+    "a/big.bin": ("cfa796e8147e2a0725ac4884c412845979ee3e1579535756c99c1e90445a57f1", 1, 1060921),
+    "empty": ("af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262", 1, 0),
+    "emptydir": ("253e7634b75bbd48072033de743c2624d58cdb78e79f039604d8336aba2b9902", 0, 0),
+    "odd": ("738db423e8f815e37ea29bb8c128ad7fd036b0051771e65c5c6128353977f34e", 3, 7),
+}
+
+
+def build_pinned_tree(root: Path) -> Path:
+    rng = random.Random(19)
+    for rel, size in _PINNED_SIZES.items():
+        write(root / rel, rng.randbytes(size))
+    (root / "emptydir" / "inner").mkdir(parents=True)
+    return root
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_digests_of_a_fixed_tree_never_change(tmp_path: Path, threads: int):
+    root = build_pinned_tree(tmp_path / "tree")
+    paths = [root / rel if rel else root for rel in _PINNED]
+    want = [_PINNED[rel] for rel in _PINNED]
+    cold = hash_data(paths, threads=threads)
+    assert [(d.digest, d.files, d.bytes) for d in cold] == want
+    stats = HashStats()
+    warm = hash_data(paths, threads=threads, stats=stats)  # every answer from the stat cache
+    assert stats.files_read == 0
+    assert warm == cold
+    # One file edited: only its folders' digests move, and moving it back restores them.
+    victim = root / "a" / "b" / "c" / "deep.txt"
+    old = victim.read_bytes()
+    write(victim, b"x" + old[1:])
+    os.utime(victim, (OLD + 1, OLD + 1))
+    edited = hash_data(paths, threads=threads)
+    assert [d.digest != c.digest for d, c in zip(edited, cold, strict=True)] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
+    write(victim, old)
+    assert hash_data(paths, threads=threads) == cold
+
+
+def test_composed_manifest_matches_the_reference(tmp_path: Path):
+    # Files and folders whose names sort around each other ("a.txt" < "a/" < "a0"), odd
+    # characters, non-UTF-8 bytes: the per-folder composition gives manifest.manifest's bytes.
+    root = tmp_path / "t"
+    rels = ["a.txt", "a/x", "a/b/y", "a0", "a-b/z", "a/b.c", "b", "tab\tdir/n", "s\\/k", "zz/q"]
+    for i, rel in enumerate(rels):
+        write(root / rel, bytes([i]) * (i + 1))
+    write(Path(os.fsdecode(os.fsencode(str(root)) + b"/caf\xe9/f")), b"4")
+    write(root / "café" / "g", b"5")
+    entries: list[walk.Entry] = []
+    walk.scan(str(root), entries.append, lambda f: entries.extend(f.make_entries()))
+    for e in entries:
+        e.digest = blake3.blake3(Path(e.path).read_bytes()).digest()
+    reference = b3(manifest_mod.manifest(entries))
+    assert len(entries) == 12
+    for threads in (1, 3):
+        assert hash_data([root], threads=threads, cache=False)[0].digest == reference
+        assert hash_data([root], threads=threads)[0].digest == reference  # cold, then warm
+
+
+def test_unchanged_folders_are_not_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    root = tmp_path / "data"
+    for i in range(60):
+        write(root / f"d{i % 3}" / f"f{i}.bin", i.to_bytes(2, "little") * 50)
+    write(root / "top.bin", b"top")
+    built: list[int] = []
+    real = hashing_mod.folder_lines
+
+    def counting(entries, *args, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(len(entries))
+        return real(entries, *args, **kwargs)
+
+    monkeypatch.setattr(hashing_mod, "folder_lines", counting)
+    first = hash_data([root])
+    assert sorted(built) == [1, 20, 20, 20]
+    built.clear()
+    assert hash_data([root]) == first  # every folder answered by the cache as a whole
+    assert built == []
+    write(root / "d1" / "f4.bin", b"changed")
+    os.utime(root / "d1" / "f4.bin", (OLD + 9, OLD + 9))
+    stats = HashStats()
+    second = hash_data([root], stats=stats)
+    assert built == [20] and stats.files_read == 1
+    assert second[0].digest == b3(expected_manifest(root)) != first[0].digest
+
+
+def test_a_file_still_being_written_leaves_its_folder_to_be_checked(
+    tmp_path: Path, reads: list[str]
+):
+    root = make_tree(tmp_path / "data")
+    fresh = write(root / "live.log", b"line\n", old=False)
+    first = hash_data([root])
+    reads.clear()
+    assert hash_data([root]) == first
+    assert reads == [str(fresh)]  # the others come from the cache, file by file
+
+
+def test_big_files_old_and_fresh(tmp_path: Path, reads: list[str]):
+    data = os.urandom(reader.MMAP_MIN + 4097)
+    old = write(tmp_path / "old.bin", data)  # mapped and hashed on blake3's threads
+    new = write(tmp_path / "new.bin", data, old=False)  # maybe still written: read in chunks
+    for threads in (1, 2):
+        assert [d.digest for d in hash_data([old, new], threads=threads, cache=False)] == [
+            b3(data)
+        ] * 2
+
+
+def test_cached_digests_are_known_without_reading(tmp_path: Path):
+    from tether.capture.datahash.known import known_digests
+
+    root = make_tree(tmp_path / "data")
+    hash_data([root])
+    files = [str(p) for p in sorted(root.rglob("*")) if p.is_file()]
+    assert known_digests(files) == {f: b3(Path(f).read_bytes()) for f in files}
 
 
 def test_to_record():

@@ -5,8 +5,9 @@ bytes (what `b3sum FILE` prints), a folder's the blake3 of its manifest (see `ma
 `hash_data_background(run_dir, entries)` does the same in a detached process and fills the
 `data` entries of `<run_dir>/run.lock`.
 
-Modules: `walk` (which files a path stands for), `reader` (reading and hashing them, several
-threads at once), `manifest` (the digest of a folder), `cache` (the SQLite stat cache),
+Modules: `walk` (which files a path stands for), `reader` (reading and hashing them, one pass
+per file), `manifest` (the digest of a folder), `compose` (that manifest from per-folder
+pieces), `cache` (the SQLite stat cache),
 `hashing` (`hash_data`), `background` (the detached hasher). The public names are here.
 """
 

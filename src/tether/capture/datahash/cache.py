@@ -3,10 +3,14 @@
 One SQLite file, `$TETHER_CACHE_DIR/hashes.db` (default `$XDG_CACHE_HOME/tether/hashes.db`,
 else `~/.cache/tether/hashes.db`). A file's digest is valid while its (device, inode, size,
 mtime_ns) are unchanged. The rows are grouped by the folder that holds the file: one row per
-folder, keyed by the folder's (device, inode), whose value maps each name to
-(device, inode, size, mtime_ns, digest). Re-checking an unchanged folder of 250 files is then one
-indexed read instead of 250: on a two-core machine a row per file cost ~8 µs per lookup and ~4 µs
-per insert, as much as hashing a 16 KiB file.
+folder, keyed by the folder's (device, inode), whose value holds
+- the records: each name's (device, inode, size, mtime_ns, digest), for folders seen in part
+  or changed since;
+- the folder's signature, the exact list of stat tuples its listing gave, with the folder's
+  own manifest lines and sorted name bytes (see `compose`): a re-check whose listing gives the
+  same list takes the lines as they are, with no work per file (issue 19: the manifest was
+  rebuilt and sorted on every call).
+Re-checking an unchanged folder of 250 files is then one indexed read and one bytes comparison.
 
 Safety:
 - WAL journal and a busy timeout, writes in short `BEGIN IMMEDIATE` transactions that merge with
@@ -25,8 +29,10 @@ import logging
 import marshal
 import os
 import sqlite3
+import struct
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ...mounts import default_cache_dir  # TETHER_CACHE_DIR, else the XDG cache folder
@@ -34,7 +40,7 @@ from ...mounts import default_cache_dir  # TETHER_CACHE_DIR, else the XDG cache 
 log = logging.getLogger(__name__)
 
 DB_NAME = "hashes.db"
-SCHEMA = 1
+SCHEMA = 2  # 2: the value holds a folder signature and its manifest lines
 BUSY_TIMEOUT_S = 15.0
 _MARSHAL_VERSION = 4  # readable by every Python tether supports
 
@@ -63,21 +69,118 @@ def _checksum(blob: bytes) -> bytes:
     return blake3.blake3(blob).digest(length=16)
 
 
-def _encode(entries: Mapping[str, FileRecord]) -> bytes:
-    return marshal.dumps(dict(entries), _MARSHAL_VERSION)
+_HEAD = struct.Struct("<IIII")  # lengths of: signature, lines, name bytes, digests
+_DIGEST = 32
 
 
-def _decode(blob: bytes, check: bytes) -> dict[str, FileRecord] | None:
-    """The folder's records, or None when the value is damaged or not what we wrote."""
-    if _checksum(blob) != check:
+def signature(stats: list[tuple[str, int, int, int, int]]) -> bytes:
+    """The bytes a folder's listing is compared by (one C call, not a loop per file).
+
+    Version 2: later versions write back-references for objects used more than once, so equal
+    lists built differently could give different bytes (a needless miss).
+    """
+    return marshal.dumps(stats, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class FolderRow:
+    """One folder's cached value, decoded only as far as it is used.
+
+    Layout: the four lengths, the signature (the listing's stat tuples), the folder's
+    manifest lines, its sorted name bytes joined by NUL, the digests of the signature's files
+    (32 bytes each, in its order), then marshalled records of files outside the signature.
+    """
+
+    blob: bytes
+
+    def _part(self, i: int) -> bytes:
+        lens = _HEAD.unpack_from(self.blob)
+        start = _HEAD.size + sum(lens[:i])
+        return self.blob[start : start + lens[i]]
+
+    @property
+    def signature(self) -> bytes:
+        return self._part(0)
+
+    @property
+    def lines(self) -> bytes:
+        return self._part(1)
+
+    @property
+    def keys(self) -> list[bytes]:
+        raw = self._part(2)
+        return raw.split(b"\0") if raw else []
+
+    @property
+    def extra(self) -> dict[str, FileRecord]:
+        """The records kept outside the signature."""
+        try:
+            value = marshal.loads(self.blob[_HEAD.size + sum(_HEAD.unpack_from(self.blob)) :])
+        except (EOFError, ValueError, TypeError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def records(self) -> dict[str, FileRecord]:
+        """Every file's record: those of the signature, then the others."""
+        found: dict[str, FileRecord] = {}
+        sig, digests = self._part(0), self._part(3)
+        if sig:
+            try:
+                stats = marshal.loads(sig)
+            except (EOFError, ValueError, TypeError):
+                stats = []
+            if len(digests) == _DIGEST * len(stats):
+                for i, (name, dev, ino, size, mtime) in enumerate(stats):
+                    found[name] = (dev, ino, size, mtime, digests[i * _DIGEST : (i + 1) * _DIGEST])
+        found.update(self.extra)
+        return found
+
+
+@dataclass
+class FolderWrite:
+    """What one call learnt about a folder.
+
+    records: fresh records to merge; names: every name the folder holds, when it was listed in
+    full (names gone are dropped); sig/lines/keys/digests: its signature, lines, name bytes and
+    digests in signature order, when every file in it can be cached (the folder is then written
+    whole; None merges the records with what is stored).
+    """
+
+    records: Mapping[str, FileRecord]
+    names: Iterable[str] | None = None
+    sig: bytes | None = None
+    lines: bytes = b""
+    keys: Sequence[bytes] = ()
+    digests: bytes = b""
+
+
+def _encode(
+    records: Mapping[str, FileRecord],
+    sig: bytes = b"",
+    lines: bytes = b"",
+    keys: bytes = b"",
+    digests: bytes = b"",
+) -> bytes:
+    return b"".join(
+        (
+            _HEAD.pack(len(sig), len(lines), len(keys), len(digests)),
+            sig,
+            lines,
+            keys,
+            digests,
+            marshal.dumps(dict(records), _MARSHAL_VERSION),
+        )
+    )
+
+
+def _row(blob: bytes, check: bytes) -> FolderRow | None:
+    """The folder's value, or None when it is damaged or not what we wrote."""
+    if len(blob) < _HEAD.size or _checksum(blob) != check:
         return None
-    try:
-        value = marshal.loads(blob)
-    except (EOFError, ValueError, TypeError):
+    if _HEAD.size + sum(_HEAD.unpack_from(blob)) > len(blob):
         return None
-    if not isinstance(value, dict):
-        return None
-    return value
+    return FolderRow(blob)
 
 
 class HashCache:
@@ -183,7 +286,11 @@ class HashCache:
     # -- reading and writing -----------------------------------------------------------------
     def lookup(self, dirs: Iterable[DirKey]) -> dict[DirKey, dict[str, FileRecord]]:
         """The cached records of each folder that has some (missing folders are left out)."""
-        found: dict[DirKey, dict[str, FileRecord]] = {}
+        return {key: row.records for key, row in self.rows(dirs).items()}
+
+    def rows(self, dirs: Iterable[DirKey]) -> dict[DirKey, FolderRow]:
+        """The cached value of each folder that has one (missing or damaged ones left out)."""
+        found: dict[DirKey, FolderRow] = {}
         if self._db is None:
             return found
         query = _SELECT
@@ -193,42 +300,48 @@ class HashCache:
                 row = execute(query, (_signed(key[0]), _signed(key[1]))).fetchone()
                 if row is None:
                     continue
-                entries = _decode(row[0], row[1])
-                if entries is not None:
-                    found[key] = entries
+                value = _row(row[0], row[1])
+                if value is not None:
+                    found[key] = value
         except sqlite3.Error as exc:
             self._failed(exc)
             return {}
         return found
 
-    def store(
-        self,
-        updates: Mapping[DirKey, Mapping[str, FileRecord]],
-        listings: Mapping[DirKey, Iterable[str]] | None = None,
-    ) -> bool:
-        """Merge fresh records into their folders' rows; True when they were written.
+    def store(self, updates: Mapping[DirKey, FolderWrite]) -> bool:
+        """Merge what was learnt into the folders' rows; True when it was written.
 
-        `listings` gives, for folders that were listed in full, every name they hold: names
-        no longer there are dropped, so a row never outgrows its folder.
+        A folder listed in full drops the names no longer there, so a row never outgrows its
+        folder.
         """
         if self._db is None or not updates:
             return False
-        listings = listings or {}
         now = int(time.time())
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                for key, fresh in updates.items():
+                for key, write in updates.items():
                     dev, ino = _signed(key[0]), _signed(key[1])
-                    row = db.execute(_SELECT, (dev, ino)).fetchone()
-                    merged = (_decode(row[0], row[1]) or {}) if row is not None else {}
-                    merged.update(fresh)
-                    names = listings.get(key)
-                    if names is not None:
-                        keep = set(names)
-                        merged = {n: r for n, r in merged.items() if n in keep}
-                    blob = _encode(merged)
+                    old = None
+                    if write.sig is None:  # merged with what is there
+                        row = db.execute(_SELECT, (dev, ino)).fetchone()
+                        old = _row(row[0], row[1]) if row is not None else None
+                    if write.sig is not None:
+                        keys = b"\0".join(write.keys)
+                        blob = _encode({}, write.sig, write.lines, keys, write.digests)
+                    elif write.names is not None:
+                        merged = old.records if old is not None else {}
+                        merged.update(write.records)
+                        keep = set(write.names)
+                        blob = _encode({n: r for n, r in merged.items() if n in keep})
+                    elif old is not None:
+                        # Records from a partial look: the stored signature still holds.
+                        extra = old.extra
+                        extra.update(write.records)
+                        blob = _encode(extra, *(old._part(i) for i in range(4)))
+                    else:
+                        blob = _encode(write.records)
                     db.execute(
                         "INSERT OR REPLACE INTO dirs (dev, ino, entries, checksum, written)"
                         " VALUES (?, ?, ?, ?, ?)",

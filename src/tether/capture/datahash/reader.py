@@ -1,8 +1,15 @@
-"""Reading files and hashing them with blake3, several threads at once.
+"""Reading files and hashing them with blake3: one pass per file, the fewest system calls.
 
-Files are read in 4 MiB chunks (files under 1 MiB in one read): blake3 releases the GIL, so on
-N cores N big files hash in parallel. A file that changes while it is read (size or mtime
-differ before and after) is read again, a few times, then is an error.
+- Small files (under `MMAP_MIN`): open, one read of the listed size + 1 byte, close; the size
+  and mtime are the listing's (no fstat): a file that grew reads more than listed, and one
+  rewritten after the listing has a new mtime the next time (the cache keys on the listing's).
+- Big files: blake3 maps the file and hashes it on its own threads (`update_mmap`, the GIL
+  released for the whole file), so one big file uses every core; one stat afterwards checks
+  that it did not change meanwhile.
+- Files modified less than `hashing.RACY_NS` ago (maybe still being written: a mapped file
+  truncated under the reader would kill the process) and files found changed are read the
+  careful way: chunks into one buffer, fstat after, compared with the expectation, read again
+  a few times, then an error.
 """
 
 from __future__ import annotations
@@ -11,19 +18,18 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-
-import blake3
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .records import HashError
 from .walk import Entry, oserror
 
-CHUNK = 1 << 20  # files smaller than this are read in one call
-READ_SIZE = 4 << 20  # read size for the others (fewer GIL hand-offs per file)
-_BATCH_FILES = 64  # small files handed to a worker at once
-BATCH_BYTES = 8 << 20
+CHUNK = 1 << 20  # files from this size on are mapped and hashed on blake3's threads
+MMAP_MIN = CHUNK
+READ_SIZE = 4 << 20  # read size of the careful path (fewer GIL hand-offs per file)
 _RETRIES = 3  # attempts on a file that changes while it is read
-
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_open, _read, _close = os.open, os.read, os.close  # module globals: fewer lookups per file
 
 _local = threading.local()
 
@@ -36,58 +42,70 @@ def _buffer() -> tuple[bytearray, memoryview]:
     return buf, _local.view
 
 
-def _read_file(
-    path: str, size: int, counter: Counter | None = None
-) -> tuple[bytes, os.stat_result, int]:
-    """Read and hash one file: (digest, its stat after reading, bytes read).
+_b3: Any = None
 
-    `size` is the size expected from the listing; files up to one chunk are read in one call.
-    Tests replace this function to count reads.
+
+def _blake3() -> Any:
+    global _b3
+    if _b3 is None:
+        import blake3  # noqa: PLC0415 (heavy: a compiled extension, only when hashing)
+
+        _b3 = blake3.blake3
+    return _b3
+
+
+def _read_file(
+    path: str,
+    size: int,
+    counter: Counter | None = None,
+    careful: bool = False,
+    threads: int = 1,
+    small: Any = None,
+) -> tuple[bytes, os.stat_result | None, int]:
+    """Read and hash one file: (digest, its stat after reading or None, bytes read).
+
+    `size` is the size expected from the listing. Quick small reads return no stat; a quick
+    big read returns the stat taken after hashing (its size stands for the bytes read).
+    `small`: a hasher to reuse for a small file (a new blake3 object costs more than hashing
+    a few KiB). Tests replace this function to count reads.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    b3 = _b3 or _blake3()
+    if not careful:
+        if size < MMAP_MIN:
+            fd = _open(path, _OPEN_FLAGS)
+            try:
+                data = _read(fd, size + 1)
+            finally:
+                _close(fd)
+            if small is None:
+                return b3(data).digest(), None, len(data)
+            small.reset()
+            small.update(data)
+            return small.digest(), None, len(data)
+        hasher = b3(max_threads=max(1, threads))
+        hasher.update_mmap(path)
+        st = os.stat(path)
+        return hasher.digest(), st, st.st_size
+    fd = os.open(path, _OPEN_FLAGS)
     try:
-        if size < CHUNK:
-            data = os.read(fd, size + 1)
-            n = len(data)
-            if n > size:  # it grew: read the rest the slow way
-                hasher = blake3.blake3(data)
-                buf, view = _buffer()
-                while k := os.readv(fd, [buf]):
-                    hasher.update(view[:k])
-                    n += k
-                digest = hasher.digest()
-            else:
-                digest = blake3.blake3(data).digest()
-        else:
-            hasher = blake3.blake3()
-            buf, view = _buffer()
-            n = 0
-            while k := os.readv(fd, [buf]):
-                hasher.update(view[:k])
-                n += k
-                if counter is not None:
-                    counter.add(0, k)
-                    if counter.stop.is_set():
-                        raise Stopped
-            digest = hasher.digest()
+        hasher = b3()
+        buf, view = _buffer()
+        n = 0
+        while k := os.readv(fd, [buf]):
+            hasher.update(view[:k])
+            n += k
+            if counter is not None:
+                counter.add(0, k)
+                if counter.stop.is_set():
+                    raise Stopped
+        digest = hasher.digest()
         st = os.fstat(fd)
     finally:
         os.close(fd)
     return digest, st, n
 
 
-class Job:
-    """One distinct file to read (several entries can share it through links)."""
-
-    __slots__ = ("digest", "entries", "mtime_ns", "path", "size", "st")
-
-    def __init__(self, entry: Entry) -> None:
-        self.path = entry.path
-        self.size = entry.size
-        self.mtime_ns = entry.mtime_ns
-        self.entries = [entry]
-        self.digest: bytes | None = None
-        self.st: os.stat_result | None = None
+Job = Entry  # the first entry of a file (see `Entry.links`)
 
 
 class Stopped(Exception):
@@ -102,6 +120,7 @@ class Counter:
         self.files = 0
         self.bytes = 0
         self.stop = threading.Event()
+        self.changed: list[Job] = []  # files whose stat as read differs from the listing
 
     def add(self, files: int, nbytes: int) -> None:
         with self.lock:
@@ -109,27 +128,28 @@ class Counter:
             self.bytes += nbytes
 
 
-def _hash_job(
-    job: Job, counter: Counter, attempts: int, seen: os.stat_result | None = None
-) -> None:
-    """Read one file until it reads consistently: same size and mtime before and after.
-
-    `seen`: the file's stat after a read that found it changed (the new expectation).
-    """
+def _hash_job(job: Job, counter: Counter, attempts: int, seen: os.stat_result | None) -> None:
+    """Read one file the careful way until it reads consistently: same size and mtime before
+    and after. `seen`: the file's stat when a quick read found it changed (the new
+    expectation), None to expect the listing's."""
     size, mtime = (job.size, job.mtime_ns) if seen is None else (seen.st_size, seen.st_mtime_ns)
     for _attempt in range(attempts):
         if counter.stop.is_set():
             return
         try:
-            digest, st, n = _read_file(job.path, size, counter)
+            digest, st, n = _read_file(job.path, size, counter, True)
         except OSError as exc:
             raise oserror(job.path, exc)
-        counted = n if size >= CHUNK else 0  # big files count their chunks as they go
+        assert st is not None
         if n == st.st_size == size and st.st_mtime_ns == mtime:
-            job.digest, job.st = digest, st
-            counter.add(1, n - counted)
+            if (n, mtime, st.st_dev, st.st_ino) != (job.size, job.mtime_ns, job.dev, job.ino):
+                job.size, job.mtime_ns, job.dev, job.ino = n, mtime, st.st_dev, st.st_ino
+                with counter.lock:
+                    counter.changed.append(job)
+            job.digest = digest
+            counter.add(1, 0)  # its bytes were counted chunk by chunk
             return
-        counter.add(0, -counted)
+        counter.add(0, -n)
         size, mtime = st.st_size, st.st_mtime_ns  # try again against what is there now
         time.sleep(0.05)
     raise HashError(
@@ -137,71 +157,46 @@ def _hash_job(
     )
 
 
-def hash_batch(jobs: Sequence[Job], counter: Counter) -> None:
-    """Hash `jobs` in turn; small files are counted once per batch (fewer lock round trips)."""
+def _changed(job: Job) -> os.stat_result | None:
+    try:
+        return os.stat(job.path)
+    except OSError as exc:
+        raise oserror(job.path, exc)
+
+
+def hash_batch(jobs: Sequence[Job], counter: Counter, hot_after: int, threads: int = 1) -> None:
+    """Hash `jobs` in turn, counted once per batch (fewer lock round trips).
+
+    Files modified at or after `hot_after` (ns) are read the careful way; `threads`: blake3's
+    threads for a big file.
+    """
     files = nbytes = 0
+    read = _read_file
+    small = (_b3 or _blake3())()
     try:
         stop = counter.stop
         for job in jobs:
             if stop.is_set():
                 return
             size = job.size
-            if size >= CHUNK:
-                _hash_job(job, counter, _RETRIES)
+            if job.mtime_ns >= hot_after:
+                _hash_job(job, counter, _RETRIES, None)
                 continue
             try:
-                digest, st, n = _read_file(job.path, size)
-            except OSError as exc:
-                raise oserror(job.path, exc)
-            if n == size and st.st_size == size and st.st_mtime_ns == job.mtime_ns:
-                job.digest, job.st = digest, st
+                digest, st, n = read(job.path, size, None, False, threads, small)
+            except OSError:
+                # Gone, unreadable, or not mappable: the careful read names the reason.
+                _hash_job(job, counter, _RETRIES, None)
+                continue
+            if n == size and (st is None or st.st_mtime_ns == job.mtime_ns):
+                job.digest = digest
                 files += 1
                 nbytes += n
             else:  # it changed since it was listed: the careful way, with retries
                 time.sleep(0.05)
-                _hash_job(job, counter, _RETRIES - 1, st)
+                _hash_job(job, counter, _RETRIES - 1, st if st is not None else _changed(job))
     finally:
         counter.add(files, nbytes)
-
-
-def _cost(jobs: Sequence[Job]) -> float:
-    """Rough seconds to hash `jobs`: ~3 GB/s of bytes plus ~12 µs a file (open, stat, close)."""
-    return sum(j.size for j in jobs) / 3e9 + 12e-6 * len(jobs)
-
-
-def batches(jobs: list[Job]) -> list[list[Job]]:
-    """The work queue: big files alone, small files in batches, the two interleaved.
-
-    Big files hash with the GIL released; small ones mostly hold it (the per-file Python
-    work). Alternating them by estimated cost keeps one thread on a big file while another
-    works through small ones, instead of all threads fighting over the GIL at the end.
-    """
-    big = sorted((j for j in jobs if j.size >= BATCH_BYTES), key=lambda j: j.size, reverse=True)
-    small = sorted((j for j in jobs if j.size < BATCH_BYTES), key=lambda j: j.size, reverse=True)
-    small_batches: list[list[Job]] = []
-    batch: list[Job] = []
-    nbytes = 0
-    for job in small:
-        batch.append(job)
-        nbytes += job.size
-        if len(batch) >= _BATCH_FILES or nbytes >= BATCH_BYTES:
-            small_batches.append(batch)
-            batch, nbytes = [], 0
-    if batch:
-        small_batches.append(batch)
-    out: list[list[Job]] = []
-    i = k = 0
-    big_cost = small_cost = 0.0
-    while i < len(big) or k < len(small_batches):
-        if k >= len(small_batches) or (i < len(big) and big_cost <= small_cost):
-            out.append([big[i]])
-            big_cost += _cost(out[-1])
-            i += 1
-        else:
-            out.append(small_batches[k])
-            small_cost += _cost(out[-1])
-            k += 1
-    return out
 
 
 def default_threads() -> int:
@@ -212,38 +207,28 @@ def default_threads() -> int:
     return max(1, min(n, 32))
 
 
-class Workers:
-    """Threads that hash batches from a queue the caller may still reorder."""
+class BigWorker:
+    """One thread that hashes big files in turn while the caller lists folders and reads small
+    files: each big file is hashed on blake3's own threads with the GIL released, so it never
+    competes with the caller for the GIL, only for cores."""
 
-    def __init__(self, nthreads: int, counter: Counter) -> None:
-        self.nthreads = nthreads
+    def __init__(self, counter: Counter, hot_after: int, threads: int) -> None:
         self.counter = counter
+        self.hot_after = hot_after
+        self.threads = threads
         self.queue: deque[list[Job]] = deque()
         self.cv = threading.Condition()
         self.closed = False
-        self.busy = 0
         self.error: BaseException | None = None
-        self.threads: list[threading.Thread] = []
+        self.thread: threading.Thread | None = None
 
-    def put(self, batches: Iterable[list[Job]]) -> None:
-        batches = list(batches)
-        if not batches:
-            return
+    def put(self, jobs: list[Job]) -> None:
         with self.cv:
-            self.queue.extend(batches)
-            self.cv.notify_all()
-        if not self.threads:
-            for i in range(self.nthreads):
-                t = threading.Thread(target=self._work, name=f"tether-hash-{i}", daemon=True)
-                t.start()
-                self.threads.append(t)
-
-    def take_queued(self) -> list[list[Job]]:
-        """Remove and return what no worker has started yet."""
-        with self.cv:
-            items = list(self.queue)
-            self.queue.clear()
-            return items
+            self.queue.append(jobs)
+            self.cv.notify()
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._work, name="tether-hash-big", daemon=True)
+            self.thread.start()
 
     def _work(self) -> None:
         while True:
@@ -252,38 +237,35 @@ class Workers:
                     self.cv.wait()
                 if not self.queue:
                     return
-                batch = self.queue.popleft()
-                self.busy += 1
+                jobs = self.queue.popleft()
             try:
-                hash_batch(batch, self.counter)
+                hash_batch(jobs, self.counter, self.hot_after, self.threads)
             except BaseException as exc:
                 with self.cv:
                     if self.error is None and not isinstance(exc, Stopped):
                         self.error = exc
                     self.counter.stop.set()
                     self.queue.clear()
-            finally:
-                with self.cv:
-                    self.busy -= 1
-                    self.cv.notify_all()
+
+    def take(self) -> list[Job] | None:
+        """A batch no thread has started, for the caller to hash itself; None when none."""
+        with self.cv:
+            return self.queue.popleft() if self.queue else None
 
     def check(self) -> None:
         if self.error is not None:
             raise self.error
 
     def join(self, tick: Callable[[], None], every: float) -> None:
-        """Wait for all queued work, calling `tick` at least every `every` seconds; raise the
-        first error of a worker."""
+        """Wait for the queue to drain, calling `tick` every `every` seconds; raise the
+        worker's error."""
         with self.cv:
             self.closed = True
             self.cv.notify_all()
-        while True:
-            with self.cv:
-                if self.error is not None or (not self.queue and self.busy == 0):
-                    break
-                self.cv.wait(timeout=every)
-            tick()
-        self.stop_all()
+        if self.thread is not None:
+            while self.thread.is_alive():
+                self.thread.join(every)
+                tick()
         self.check()
 
     def stop_all(self) -> None:
@@ -291,5 +273,5 @@ class Workers:
             self.closed = True
             self.queue.clear()
             self.cv.notify_all()
-        for t in self.threads:
-            t.join()
+        if self.thread is not None:
+            self.thread.join()
