@@ -49,6 +49,15 @@ Index.upsert = stopped_upsert
 if when == "attrs":
     store = Store(os.environ["TETHER_RUNS"])
     store.add_attr(store.resolve_one("1"), "label", "best")
+elif when == "changing":  # how the roll-up, archive import and attach write: Store.changing
+    import json
+    store = Store(os.environ["TETHER_RUNS"])
+    record = store.resolve_one("1")
+    with store.changing(record, "changing"):
+        summary = dict(record.summary or {})
+        summary["metrics"] = {**summary.get("metrics", {}), "tb/acc": {"last": 0.75, "step": 3}}
+        (record.dir / "summary.json").write_text(json.dumps(summary))
+        record.summary = summary
 else:
     with tether.start_run({"lr": 0.5}, name="killed", snapshot=False) as run:
         run.log_metrics({"loss": 0.25}, step=1)
@@ -108,6 +117,15 @@ def test_a_label_of_a_killed_writer_is_listed(world: World) -> None:
     assert _row(world, run_id)["label"] == "best"
     shown = json.loads(world.tether_ok("show", "1", "--json"))
     assert shown["id"] == run_id
+
+
+def test_a_change_made_through_store_changing_is_listed(world: World) -> None:
+    proc = world.python("-c", MAKE_RUN)
+    assert proc.returncode == 0, proc.stderr
+    run_id = _killed_writer(world, "changing")
+    indexed = "SELECT count(*) FROM vals WHERE run = ? AND key LIKE '%tb/acc'"
+    assert world.index_rows(indexed, (run_id,)) == [(0,)]  # the writer never reached the index
+    assert _row(world, run_id)["metrics"]["tb/acc"] == 0.75
 
 
 # A batch worker's recorder (store rows written by its thread every quarter second) killed

@@ -203,8 +203,8 @@ def attach_run(
         else:
             hash_entries(entries)
         recorded = redact_config(container, run_policy(opts.secrets))  # the code keeps cfg
-        record.lock = merge_into_lock(record.dir, recorded, entries, stages)
-        store.index.upsert(record)
+        with store.changing(record, "lock"):
+            record.lock = merge_into_lock(record.dir, recorded, entries, stages)
         if background and entries:
             # heavy: blake3 and the hash walker, only for a background hash
             from ..capture.datahash.background import hash_data_background  # noqa: PLC0415

@@ -409,9 +409,10 @@ def import_archive(
                 if record.id != run_id:
                     result.skipped.append(f"{run_id}: its {LOCK} says {record.id}")
                     continue
-                os.rename(folder, store.root / run_id)
+                with store.changing(record, "created"):
+                    os.rename(folder, store.root / run_id)
+                    record.dir = store.root / run_id
                 record = store.load(run_id)
-                store.index.upsert(record)
                 result.imported.append(record)
             if bundles and (result.imported or already):
                 _fetch_bundles(bundles, staging, result, snapshots_into, set(already))

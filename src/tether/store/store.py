@@ -10,6 +10,7 @@ index leaves no lag.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import os
 import re
@@ -340,6 +341,15 @@ class Store:
             raise StoreError(f"run folder {record.dir} cannot be written ({exc.strerror})")
         record.attrs = read_attributes(record.dir)
         self._upsert(record, "attrs", announced)
+
+    @contextlib.contextmanager
+    def changing(self, record: RunRecord, kind: str = "update") -> Iterator[RunRecord]:
+        """Change a run's records inside the block, then index it: the change is announced in
+        the journal first, so a writer killed inside the block leaves no lag in the listing.
+        The block updates `record` in place (its summary, lock, ...)."""
+        announced = self._intend(record.id, kind)
+        yield record
+        self._upsert(record, kind, announced)
 
     def refresh(self, record: RunRecord, *, lock: bool = True) -> RunRecord:
         """Re-read a run's files and bring its index row up to date (`lock=False` keeps the

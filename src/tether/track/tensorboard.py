@@ -220,9 +220,9 @@ def rollup_into_summary(store: Any, record: Any) -> dict[str, dict[str, Any]]:
     summary = merge_into_summary(dict(record.summary or {}), rolled)
     if summary == record.summary:
         return rolled
-    atomic_write_json(Path(record.dir) / SUMMARY, summary)
-    record.summary = summary
-    store.index.upsert(record)
+    with store.changing(record, "summary"):
+        atomic_write_json(Path(record.dir) / SUMMARY, summary)
+        record.summary = summary
     return {
         k: v for k, v in rolled.items() if k in (summary.get(SUMMARY_KEY) or {}).get("keys", [])
     }
