@@ -390,3 +390,28 @@ def test_a_script_an_op_starts_records_its_config_redacted_too(
     assert "attached for ann" in (run_dir / "output.log").read_text()
     assert "token: <redacted:" in lock and "user: ann" in lock
     assert holding(TOKEN, runs_root) == []
+
+
+FAILING = """
+import tether
+
+@tether.experiment(config="conf.yaml")
+def main(cfg, run):
+    print("connecting with", cfg.api_key)  # a careless print and a message quoting it
+    raise RuntimeError(f"login refused for key {cfg.api_key}")
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_a_failure_quoting_a_secret_records_it_redacted(tmp_path: Path, runs_root: Path) -> None:
+    repo = make_repo(tmp_path / "fail", {"train.py": FAILING, "conf.yaml": CONF})
+    proc = train(repo, {}, f"api_key={SECRET}")
+    assert proc.returncode != 0
+    assert SECRET in proc.stderr  # the console is the user's own: the traceback is shown whole
+    (run_dir,) = [p for p in runs_root.iterdir() if (p / "run.lock").is_file()]
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["status"] == "failed" and "login refused for key <redacted:" in state["error"]
+    assert "connecting with <redacted:" in (run_dir / "output.log").read_text()
+    assert holding(SECRET, runs_root) == []

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..clock import iso_from_timestamp
+from .secrets import redact_known
 
 
 def _stamp() -> str:
@@ -42,14 +43,14 @@ class LogFile:
             pending = self._partial.get(stream, "") + text
             *lines, rest = pending.split("\n")
             for line in lines:
-                self._fh.write(_line(line))
+                self._fh.write(_line(redact_known(line)))
             self._partial[stream] = rest
 
     def close(self) -> None:
         with self._lock:
             for rest in self._partial.values():
                 if rest:
-                    self._fh.write(_line(rest))
+                    self._fh.write(_line(redact_known(rest)))
             self._partial.clear()
             self._fh.close()
 

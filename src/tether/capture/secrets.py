@@ -385,6 +385,18 @@ def _word_token(text: str) -> str:
     return _known.get(text) or token(text)
 
 
+def redact_known(text: str) -> str:
+    """Text with the secrets this process redacted so far replaced by their tokens, and nothing
+    else touched: for what a run prints (a traceback quoting a secret), where matching the
+    credential shapes on every line would cost too much. Free while no secret is known."""
+    if not _known or not text:
+        return text
+    for secret, made in sorted(_known.copy().items(), key=lambda kv: -len(kv[0])):
+        if len(secret) >= MIN_EMBEDDED and secret in text:
+            text = text.replace(secret, made)
+    return text
+
+
 def redact_text(text: str) -> str:
     """Text (an echoed command, a message) with the secrets this process redacted so far and
     credential-shaped parts replaced by their tokens."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..capture.output import OutputCapture
+from ..capture.secrets import redact_known
 from ..clock import now_iso
 from ..context import running
 from ..errors import TetherError, disk_full, is_disk_full
@@ -176,7 +177,7 @@ def _end_state(
     state.status = status
     state.exit_code = exit_code
     state.stopped = now_iso()
-    state.error = error
+    state.error = redact_known(error) if error else error  # a message may quote a secret
     if not report:
         store.set_state(record, state)
         return
