@@ -13,7 +13,7 @@ $(BIN)/python:
 
 # Editable install of the package and the example's needs.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -q -e '.[examples]'
+	$(PIP) install -q -e '.[examples,view]'
 	@touch $@
 
 # Everything the tests and linters need.
@@ -35,6 +35,9 @@ demo: $(VENV)/.installed
 	@echo
 	@echo "=========== decorated mains: examples/digits (prepare -> train, History, plots, report)"
 	@DEMO_RUNS="$(DEMO_RUNS)" BIN="$(BIN)" bash examples/digits/demo.sh
+	@echo
+	@echo "Browse these runs in the web view:"
+	@echo "  $(BIN)/tether view --runs-dir $(DEMO_RUNS)"
 
 # As root (CI runs as root), the Slurm tests get a real one-node cluster: scripts/slurm-up.sh
 # installs slurm-wlm and munge if needed and starts the daemons (a no-op when they run).

@@ -185,6 +185,9 @@ def test_compare_three_runs(page, server, shots):
     assert page.locator("table#compare tbody tr").count() == 3
     inked = page.evaluate(INKED)
     assert len(inked) == 2 and all(n > 200 for n in inked), inked
+    # Curves are named by what differs, not by ids.
+    legend = page.eval_on_selector_all(".u-legend .u-series th", "s => s.map(t => t.textContent)")
+    assert any("optim.lr=0.3" in text and "model=long" in text for text in legend), legend
     page.screenshot(path=str(shots / "compare.png"), full_page=True)
     page.check("#all-keys")
     page.wait_for_selector("th.config-key:has-text('epochs')")

@@ -5,6 +5,14 @@ import { go, isCurrent } from "./app.js";
 import { el, fmt, statusCell } from "./dom.js";
 import { lineChart } from "./chart.js";
 
+// A curve is named by what sets it apart (`optim.lr=0.3 model=long`), as `tether plot` names
+// it; the short id when nothing differs.
+function legend(run, differing) {
+  const shown = (v) => (typeof v === "string" ? v : JSON.stringify(v));
+  const text = (differing || []).map((k) => `${k}=${shown(run.config[k])}`).join(" ");
+  return text || run.short_id;
+}
+
 export async function renderCompare(main, params, n) {
   const runs = params.get("runs") || "";
   const every = params.get("all") === "1";
@@ -34,7 +42,7 @@ export async function renderCompare(main, params, n) {
   for (const key of cmp.metric_keys) {
     const lines = cmp.runs.map((r, i) => {
       const s = series[i].series[key];
-      return { label: r.short_id, x: s ? s.x : [], y: s ? s.y : [] };
+      return { label: legend(r, cmp.differing), x: s ? s.x : [], y: s ? s.y : [] };
     });
     charts.append(lineChart(key, lines, { log }));
   }
