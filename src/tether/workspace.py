@@ -19,11 +19,19 @@ from pathlib import Path
 from . import git
 from .fileformats import strip_json_comments, toml_module
 
-PROJECT_FILES = ("tether.toml", "tether.yaml", "tether.json")
+TETHER_FILES = ("tether.toml", "tether.yaml", "tether.json")
+# gage's project files (tether.project.gage reads them); in one folder tether's own file wins.
+GAGE_FILES = ("gage.toml", "gage.yaml", "gage.json")
+PROJECT_FILES = (*TETHER_FILES, *GAGE_FILES)
+
+
+def is_gage_file(path: Path) -> bool:
+    return path.name in GAGE_FILES
 
 
 def find_project_file(start: Path | None = None) -> Path | None:
-    """The nearest tether.toml (or .yaml/.json) in `start` or a parent folder."""
+    """The nearest tether.toml (or .yaml/.json, or gage's gage.toml/.yaml/.json) in `start` or
+    a parent folder."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         for name in PROJECT_FILES:
@@ -48,7 +56,11 @@ def read_project_data(project_file: Path) -> dict[str, object]:
             data = yaml.safe_load(project_file.read_text(encoding="utf-8"))
     except Exception:
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    if is_gage_file(project_file):  # gage's settings are `$runs-dir`, `$project-id`, ...
+        return {str(k)[1:]: v for k, v in data.items() if str(k).startswith("$")}
+    return data
 
 
 def project_id(start: Path | None = None) -> str | None:

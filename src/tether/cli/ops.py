@@ -35,6 +35,8 @@ def op_json(op: Any) -> dict[str, Any]:
         ],
         "output_scalars": op.output_scalars,
         "needed": op.needed,
+        "default": op.default,
+        "version": op.version,
         "available": op.unavailable is None,
         "unavailable": op.unavailable,  # why not, on this machine
     }
@@ -61,10 +63,14 @@ def ops(as_json: bool) -> None:
         click.echo(f"no operations in {project.path.name}: add an [ops.NAME] table", err=True)
         return
     width = max(len(name) for name in project.ops)
+    if project.namespace:  # gage's `$namespace`: recorded with each run (--where namespace = ...)
+        click.echo(f"namespace: {project.namespace}\n")
     for i, op in enumerate(project.ops.values()):
         if i:
             click.echo("")
-        click.echo(f"{op.name:<{width}}  {op.description or ''}".rstrip())
+        about = op.listing_description or op.description  # gage's listing-description first
+        mark = " (default)" if op.default else ""
+        click.echo(f"{op.name:<{width}}  {about or ''}{mark}".rstrip())
         if op.unavailable is not None:
             click.echo(f"  unavailable here: {op.unavailable}")
         if not op.flags:

@@ -40,7 +40,18 @@ from ..session.start import start_run
 from ..store import Store
 from ..store.layout import OUTPUT
 from .flags import flag_words, is_key, value_text
+from .phases import (
+    AFTER_RUN,
+    BEFORE_CONFIG,
+    BEFORE_RUN,
+    PhaseFailed,
+    phase_command,
+    phase_env,
+    phase_names,
+    shown,
+)
 from .scalars import Pattern, Scanner, compile_patterns
+from .sourceconfig import apply_to_staged
 from .staging import Staging, plan_staging, settle, snapshot_patterns, stage
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|(?<!\$)\{([^{}\s]*)\}")
@@ -125,7 +136,7 @@ def fill(text: str, config: dict[str, Any], op: OpDef, *, quote: bool) -> str:
         if not found:
             hint = did_you_mean(key, [*op.flags, "save_dir"])
             raise TetherError(
-                f"ops.{op.name}.exec: {{{key}}} is not a flag of op {op.name!r}"
+                f"{op.key_prefix}{op.name}.exec: {{{key}}} is not a flag of op {op.name!r}"
                 + (f" (did you mean {{{hint}}}?)" if hint else ""),
                 "write {{ and }} for literal braces",
             )
@@ -142,10 +153,10 @@ def resolve_command(op: OpDef, config: dict[str, Any]) -> tuple[list[str], str]:
     if isinstance(op.exec, str):
         text = fill(op.exec, config, op, quote=True).strip()
         if not text:
-            raise TetherError(f"ops.{op.name}.exec: the command is empty")
+            raise TetherError(f"{op.key_prefix}{op.name}.exec: the command is empty")
         return [SHELL, "-c", text], text
     if not op.exec:
-        raise TetherError(f"ops.{op.name}.exec: the command is empty")
+        raise TetherError(f"{op.key_prefix}{op.name}.exec: the command is empty")
     argv = [fill(str(a), config, op, quote=False) for a in op.exec]
     return argv, shlex.join(argv)
 
@@ -163,7 +174,7 @@ def plan_trial(
     shown = dict(config)
     shown.setdefault("save_dir", "<run folder>")
     command, display = resolve_command(op, shown)
-    where = f"ops.{op.name}.output-scalars"
+    where = f"{op.key_prefix}{op.name}.output-scalars"
     patterns = compile_patterns(op.output_scalars, where)
     if staging is None:
         staging = plan_staging(project, op, store)
@@ -222,10 +233,34 @@ def _ensure_stages(plan: Plan, run: Any, store: Store) -> None:
         current.stages = [s for s in current.stages if s.name not in wanted] + chosen
         return current
 
-    run.record.lock = update_lock(run.dir, relink)
-    run.record = store.refresh(run.record, lock=False)
+    with store.changing(run.record, "lock"):  # announced first: a kill here leaves no lag
+        run.record.lock = update_lock(run.dir, relink)
     for name, rid in wanted.items():
         run.stages[name] = store.load(rid).dir
+
+
+def op_meta(plan: Plan) -> dict[str, str]:
+    """What run.lock's `env.op` records of a gage operation: its `version`, the project's
+    `$namespace` (`--where version = 2`, `--where namespace = demo`)."""
+    meta = {}
+    if plan.op.version is not None:
+        meta["version"] = plan.op.version
+    if plan.project.namespace is not None:
+        meta["namespace"] = plan.project.namespace
+    return meta
+
+
+def _record_op_meta(plan: Plan, run: Any, store: Store) -> None:
+    meta = op_meta(plan)
+    if not meta:
+        return
+
+    def put(current: RunLock) -> RunLock:
+        current.env["op"] = meta
+        return current
+
+    with store.changing(run.record, "lock"):  # announced first: a kill here leaves no lag
+        run.record.lock = update_lock(run.dir, put)
 
 
 def child_env(plan: Plan, run_id: str, run_dir: Path, runs_root: Path) -> dict[str, str]:
@@ -280,7 +315,14 @@ def run_trial(
                 if on_start is not None:
                     on_start(run.id)
                 _ensure_stages(plan, run, store)
+                _record_op_meta(plan, run, store)
                 stage(plan.staging, run.dir, store)
+                env = child_env(plan, run.id, run.dir, store.root)
+                _phases(plan, BEFORE_CONFIG, run.dir, env, echo)
+                # config from source files: written into the run's staged copies (the secrets'
+                # values, not their tokens: the script reads them)
+                apply_to_staged(plan.op, plan.flag_values, run.dir, plan.project.root)
+                _phases(plan, BEFORE_RUN, run.dir, env, echo)
                 # run.lock's config holds the secrets redacted: the command gets the values,
                 # the echo (console, output.log) the record's tokens.
                 recorded = dict(run.record.lock.config)
@@ -293,12 +335,16 @@ def run_trial(
                 try:
                     code = execute(
                         argv,
-                        display=display,
+                        display=shown("run", display) if plan.op.phases else display,
                         cwd=run.dir,
-                        env=child_env(plan, run.id, run.dir, store.root),
+                        env=phase_env(env, run.dir, plan.project.root) if plan.op.phases else env,
                         patterns=plan.patterns,
                         log_metrics=run.log_metrics,
                     )
+                    if not code:
+                        _phases(plan, AFTER_RUN, run.dir, env, echo)
+                    elif plan.op.phases:
+                        _phase_failed("run", code)
                 finally:  # before the run's end writes its manifest: the inputs themselves
                     for warning in settle(plan.staging, run.dir):
                         print(f"tether: warning: {warning}", file=sys.stderr)
@@ -310,6 +356,32 @@ def run_trial(
             result.status = "failed"
             result.exit_code = exc.code if isinstance(exc.code, int) else 1
     return result
+
+
+def _phases(
+    plan: Plan, group: tuple[str, ...], run_dir: Path, env: dict[str, str], echo: Any
+) -> None:
+    """gage's exec phases of `group` (ops/phases.py), in order; the first that fails ends the
+    run, failed with its exit code and its name said."""
+    for name in phase_names(plan.op, group):
+        argv, display = phase_command(plan.op, name)
+        text = shown(name, redact_text(display))
+        if echo is not None:
+            echo(text)
+        code = execute(
+            argv,
+            display=text,
+            cwd=run_dir,
+            env=phase_env(env, run_dir, plan.project.root),
+        )
+        if code:
+            _phase_failed(name, code)
+
+
+def _phase_failed(name: str, code: int) -> None:
+    failed = PhaseFailed(name, code)
+    print(f"tether: {failed}", file=sys.stderr)
+    raise SystemExit(code)
 
 
 def execute(

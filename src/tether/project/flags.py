@@ -7,12 +7,24 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..globs import has_magic
 from .document import Checker, Doc
 from .formats import CONFIG_SUFFIXES, FORMATS, read_text
-from .messages import KeyPath, ProjectError
+from .messages import KeyPath, ProjectError, found
 from .model import FlagDef
+from .sourcekeys import (
+    Selection,
+    SourceError,
+    SourceKey,
+    key_regex,
+    kind_of,
+    parse_selection,
+    read_keys,
+)
 
 FLAG_SPEC_KEYS = ("default", "description", "choices")
+# `[[ops.train.config]]` / gage's `[[train.config]]`: keys of source files, named and described
+SELECTION_KEYS = ("keys", "prefix", "strip-prefix", "description")
 
 
 def _is_plain(value: Any) -> bool:
@@ -41,12 +53,37 @@ def _first_unplain(value: Any) -> Any:
 _VALUE_KINDS = "a string, number, true/false, null, list or table"
 
 
+def is_selection_table(entry: Any) -> bool:
+    """`{keys = "train.py#lr", prefix = ...}`: a selection, not a table of flags."""
+    return (
+        isinstance(entry, dict)
+        and "keys" in entry
+        and isinstance(entry["keys"], (str, list))
+        and all(str(k) in SELECTION_KEYS for k in entry)
+    )
+
+
 class FlagReader(Checker):
     """The `config` of an operation: inline flag tables, flag specs and config files."""
+
+    # gage files: every config string selects keys of a source file whose staged copy the
+    # flags rewrite. tether files: only a .py file or a `#` selection does; a plain .yaml,
+    # .json or .toml config file gives defaults the script reads from its run.
+    all_strings_select = False
+
+    def is_selection(self, entry: str) -> bool:
+        text = entry.strip()
+        return (
+            self.all_strings_select
+            or "#" in text
+            or text.startswith("-")
+            or kind_of(text) == "python"
+        )
 
     def config(self, value: Any, segs: KeyPath) -> tuple[dict[str, FlagDef], list[Path]]:
         flags: dict[str, FlagDef] = {}
         files: list[Path] = []
+        self._previous_file: str | None = None
         entries: list[tuple[Any, KeyPath]]
         if isinstance(value, list):
             entries = [(item, (*segs, index)) for index, item in enumerate(value)]
@@ -56,6 +93,12 @@ class FlagReader(Checker):
             self.expected(segs, "a table of flags, a config file or a list of them", value)
             return flags, files
         for entry, where in entries:
+            if is_selection_table(entry):
+                self.selection_table(entry, where, flags)
+                continue
+            if isinstance(entry, str) and self.is_selection(entry):
+                self.select(entry, where, flags)
+                continue
             if isinstance(entry, dict):
                 new = self.inline_flags(entry, where, "")
             elif isinstance(entry, str):
@@ -198,3 +241,122 @@ class FlagReader(Checker):
                 out[name] = FlagDef(name=name, default=value, source=source)
             else:
                 self.expected(here, _VALUE_KINDS, _first_unplain(value), doc)
+
+    # -- config from source files -------------------------------------------------------------
+    def selection_table(
+        self, table: dict[Any, Any], segs: KeyPath, flags: dict[str, FlagDef]
+    ) -> None:
+        prefix = table.get("prefix", "")
+        strip = table.get("strip-prefix", "")
+        description = table.get("description")
+        ok = True
+        for key, val in (("prefix", prefix), ("strip-prefix", strip)):
+            if not isinstance(val, str):
+                self.expected((*segs, key), "a string", val)
+                ok = False
+        if description is not None and not isinstance(description, str):
+            self.expected((*segs, "description"), "a string", description)
+            ok = False
+        keys = table["keys"]
+        items = (
+            [(keys, (*segs, "keys"))]
+            if isinstance(keys, str)
+            else [(k, (*segs, "keys", i)) for i, k in enumerate(keys)]
+        )
+        if not items:
+            self.expected((*segs, "keys"), "a 'FILE#KEY' selection or a list of them", keys)
+            return
+        if not ok:
+            return
+        for item, where in items:
+            if not isinstance(item, str):
+                self.expected(where, "a 'FILE#KEY' selection", item)
+                continue
+            self.select(item, where, flags, str(prefix), str(strip), description)
+
+    def select(
+        self,
+        entry: str,
+        segs: KeyPath,
+        flags: dict[str, FlagDef],
+        prefix: str = "",
+        strip: str = "",
+        description: str | None = None,
+    ) -> None:
+        """One selection entry: add (or, with `-`, drop) the flags of the keys it selects."""
+        sel = parse_selection(entry, self._previous_file)
+        if isinstance(sel, str):
+            self.error(segs, f"{sel}, found {found(entry)}")
+            return
+        self._previous_file = sel.file
+        files = self.selected_files(sel, segs)
+        if files is None:
+            return
+        matched = False
+        regex = key_regex(sel.pattern)
+        for rel, keys in files:
+            for key in keys.values():
+                if not regex.match(key.name):
+                    continue
+                matched = True
+                name = key.name[len(strip) :] if strip and key.name.startswith(strip) else key.name
+                name = prefix + name
+                if sel.exclude:
+                    for other in [
+                        n for n, f in flags.items() if f.target == rel and f.target_key == key.name
+                    ]:
+                        del flags[other]
+                    continue
+                flag = FlagDef(
+                    name=name,
+                    default=key.value,
+                    description=description or key.description,
+                    source=rel,
+                    target=rel,
+                    target_key=key.name,
+                )
+                self.merge_flags(flags, {name: flag}, segs)
+        if not matched and not sel.exclude and not has_magic(sel.pattern):
+            shown = ", ".join(sorted(k for _, keys in files for k in keys)[:8]) or "none"
+            self.error(segs, f"no key {sel.pattern!r} in {sel.file} (its keys: {shown})")
+
+    def selected_files(
+        self, sel: Selection, segs: KeyPath
+    ) -> list[tuple[str, dict[str, SourceKey]]] | None:
+        root = self.root
+        if has_magic(sel.file):
+            names = sorted(
+                p.relative_to(root).as_posix()
+                for p in root.glob(sel.file)
+                if p.is_file() and kind_of(p) is not None
+            )
+            if not names and not sel.exclude:
+                self.error(segs, f"{sel.file!r} matches no .py, .json, .yaml or .toml file")
+                return None
+        else:
+            names = [Path(sel.file).as_posix()]
+        out = []
+        for rel in names:
+            path = root / rel
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                self.expected(segs, "a file inside the project folder", rel)
+                return None
+            if kind_of(path) is None:
+                self.expected(segs, "a .py, .json, .yaml, .yml or .toml file", rel)
+                return None
+            if not path.is_file():
+                self.expected(segs, "an existing file", rel)
+                return None
+            try:
+                keys = read_keys(path, read_text(path))
+            except ProjectError as exc:
+                self.problems.extend(exc.problems)
+                return None
+            except SourceError as exc:
+                self.error(segs, f"{rel}{exc}")
+                return None
+            except RecursionError:
+                self.error(segs, f"{rel}: nested too deeply")
+                return None
+            out.append((rel, keys))
+        return out

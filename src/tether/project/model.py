@@ -20,6 +20,10 @@ class FlagDef:
     description: str | None = None
     source: str | None = None  # the config file it came from, None for the inline table
     choices: list[Any] | None = None  # allowed values, from `{default = .., choices = [..]}`
+    # Config from a source file (`config = "train.py"`, `"add.py#x"`): the file, relative to
+    # the project root, whose staged copy gets the value written in, and the key there.
+    target: str | None = None
+    target_key: str | None = None
 
 
 @dataclass
@@ -49,6 +53,15 @@ class OpDef:
     # Why it cannot run on this machine: `exec` has commands for other platforms only (None:
     # it can). The rest of the project stays usable; `tether run` of this op says why not.
     unavailable: str | None = None
+    # gage's exec phases other than `run` (stage-sourcecode, stage-dependencies,
+    # stage-runtime, finalize-run), in the order they run; `exec` is the `run` phase.
+    phases: dict[str, str | list[str]] = field(default_factory=dict)
+    default: bool = False  # the op `tether run` runs when given no name
+    version: str | None = None  # recorded with each run (an attribute)
+    listing_description: str | None = None  # what `tether ops` shows (else `description`)
+    output_summary: str | None = None  # gage's `output-summary` pattern (recorded, not used)
+    progress: str | None = None  # gage's `progress` pattern (recorded, not used)
+    key_prefix: str = "ops."  # how messages name its keys: `ops.train.` or gage's `train.`
 
     def defaults(self) -> dict[str, Any]:
         return {name: flag.default for name, flag in self.flags.items()}
@@ -62,6 +75,12 @@ class Project:
     ops: dict[str, OpDef] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)  # config keys recorded redacted
+    namespace: str | None = None  # gage's `$namespace`: shown with its ops' names
+    dialect: str = "tether"  # "tether" or "gage": the schema the file was written in
+
+    def default_op(self) -> OpDef | None:
+        """The op marked `default = true` (gage files), if any."""
+        return next((op for op in self.ops.values() if op.default), None)
 
     @property
     def root(self) -> Path:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..workspace import PROJECT_FILES, find_project_file
+from ..workspace import PROJECT_FILES, TETHER_FILES, find_project_file, is_gage_file
 from .document import Doc
 from .formats import FORMATS, read_text
+from .gage import GageValidator
 from .messages import ProjectError, display_path
 from .model import Project
 from .validate import Validator
@@ -26,7 +27,8 @@ def parse_project_file(path: Path) -> Project:
     doc = Doc(path, read_text(path), fmt)
     try:
         data = doc.parse()
-        validator = Validator(doc)
+        # gage's files (gage.toml, ...) have gage's schema: top-level ops, `$` settings
+        validator = GageValidator(doc) if is_gage_file(path) else Validator(doc)
         project = validator.project(data)
     except RecursionError:
         raise ProjectError(
@@ -51,7 +53,7 @@ def load_project(start: Path | None = None, path: Path | None = None) -> Project
         if path is None:
             here = (start or Path.cwd()).resolve()
             raise ProjectError(
-                f"no {', '.join(PROJECT_FILES[:-1])} or {PROJECT_FILES[-1]} in {here} or a "
+                f"no {', '.join(TETHER_FILES[:-1])} or {TETHER_FILES[-1]} in {here} or a "
                 "parent folder; `tether init` writes one"
             )
     return parse_project_file(Path(path))

@@ -27,6 +27,7 @@ class _TomlScanner:
         self.i = 0
         self.lines = Lines(text)
         self.pos: dict[KeyPath, Position] = {}
+        self.spans: dict[KeyPath, tuple[int, int]] = {}  # value offsets, for rewriting one
         self.arrays: dict[KeyPath, int] = {}  # array of tables -> index of its last element
 
     def mark(self, path: KeyPath, offset: int) -> None:
@@ -99,8 +100,16 @@ class _TomlScanner:
             return k + 3
 
     def value(self, path: KeyPath) -> None:
-        t = self.t
         self.skip(newlines=False)
+        start = self.i
+        self._value(path)
+        end = self.i
+        while end > start and self.t[end - 1] in " \t\r":
+            end -= 1
+        self.spans.setdefault(path, (start, end))
+
+    def _value(self, path: KeyPath) -> None:
+        t = self.t
         c = t[self.i]
         if t.startswith('"""', self.i) or t.startswith("'''", self.i):
             self.i = self._multiline_end(self.i, c)
@@ -187,6 +196,34 @@ def toml_positions(text: str) -> dict[KeyPath, Position]:
     return _TomlScanner(text).scan()
 
 
+def toml_value_spans(text: str) -> dict[KeyPath, tuple[int, int]]:
+    """Key paths of a valid TOML text -> the offsets (start, end) of their values."""
+    scanner = _TomlScanner(text)
+    scanner.scan()
+    return scanner.spans
+
+
+def yaml_value_spans(text: str) -> dict[KeyPath, tuple[int, int]]:
+    """Key paths of a valid YAML text -> the offsets (start, end) of their values (no aliases
+    or merges followed: a value written elsewhere is not this key's to rewrite)."""
+    import yaml
+
+    out: dict[KeyPath, tuple[int, int]] = {}
+
+    def walk(node: Any, path: KeyPath) -> None:
+        if path:
+            out.setdefault(path, (node.start_mark.index, node.end_mark.index))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    walk(value, (*path, key.value))
+
+    root = yaml.compose(text, Loader=yaml_loader())
+    if root is not None:
+        walk(root, ())
+    return out
+
+
 def yaml_positions(text: str) -> dict[KeyPath, Position]:
     import yaml
 
@@ -228,7 +265,17 @@ _JSON_SCALAR = re.compile(r"[^,\]}\s]*")
 
 def json_positions(text: str) -> dict[KeyPath, Position]:
     """Key paths of a valid JSON text (comments allowed) -> line and column of the key."""
+    return _json_scan(text)[0]
+
+
+def json_value_spans(text: str) -> dict[KeyPath, tuple[int, int]]:
+    """Key paths of a valid JSON text (comments allowed) -> the offsets of their values."""
+    return _json_scan(text)[1]
+
+
+def _json_scan(text: str) -> tuple[dict[KeyPath, Position], dict[KeyPath, tuple[int, int]]]:
     t = strip_json_comments(text)
+    spans: dict[KeyPath, tuple[int, int]] = {}
     lines = Lines(t)
     out: dict[KeyPath, Position] = {}
     i = 0
@@ -250,8 +297,13 @@ def json_positions(text: str) -> dict[KeyPath, Position]:
         return value
 
     def value(path: KeyPath) -> None:
-        nonlocal i
         skip()
+        start = i
+        value_at(path)
+        spans.setdefault(path, (start, i))
+
+    def value_at(path: KeyPath) -> None:
+        nonlocal i
         c = t[i]
         if c == "{":
             i += 1
@@ -291,7 +343,7 @@ def json_positions(text: str) -> dict[KeyPath, Position]:
             i = max(m.end(), i + 1)
 
     value(())
-    return out
+    return out, spans
 
 
 POSITION_SCANNERS: dict[str, Callable[[str], dict[KeyPath, Position]]] = {

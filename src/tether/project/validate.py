@@ -19,7 +19,8 @@ from .messages import KeyPath, dym, found, one_of
 from .model import OpDef, Project
 
 # snapshot: capture.snapshot reads it; secrets: capture.secrets (keys recorded redacted)
-TOP_KEYS = ("project-id", "runs-dir", "snapshot", "secrets", "ops", "runs")  # runs: `tether runs`
+# runs: `tether runs`; remotes: `tether remote` (tether.sync.remotes)
+TOP_KEYS = ("project-id", "runs-dir", "snapshot", "secrets", "ops", "runs", "remotes")
 OP_KEYS = ("exec", "description", "config", "sourcecode", "depends", "output-scalars", "needed")
 PLATFORMS = ("linux", "darwin", "windows")
 
@@ -53,6 +54,12 @@ def current_platform() -> str:
 
 class Validator(FlagReader, DependsReader):
     """Turns the data of a project file into a `Project`, collecting every problem on the way."""
+
+    op_keys: tuple[str, ...] = OP_KEYS
+
+    def op_segs(self, name: str) -> KeyPath:
+        """Where an operation's table is: `ops.NAME` (gage files: `NAME`)."""
+        return ("ops", name)
 
     def project(self, data: Any) -> Project:
         project = Project(path=self.doc.path)
@@ -113,7 +120,7 @@ class Validator(FlagReader, DependsReader):
 
     # operations
     def op(self, name: str, value: Any) -> OpDef | None:
-        segs: KeyPath = ("ops", name)
+        segs: KeyPath = self.op_segs(name)
         if not _OP_NAME.match(name):
             self.expected(segs, "an operation name of letters, digits, '_', '-' and '.'", name)
             return None
@@ -124,8 +131,8 @@ class Validator(FlagReader, DependsReader):
             return None
         before = len(self.problems)
         for key in value:
-            if str(key) not in OP_KEYS:
-                self.unknown_key((*segs, str(key)), OP_KEYS)
+            if str(key) not in self.op_keys:
+                self.unknown_key((*segs, str(key)), self.op_keys)
         command: str | list[str] | None = None
         unavailable: str | None = None
         if "exec" in value:

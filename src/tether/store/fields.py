@@ -96,6 +96,8 @@ def parse_field(word: str, text: str = "", pos: int = 0, what: str = "where expr
         return Field(word, kind, column=column, nullable=nullable, prefix=prefix)
     if word in ("source.commit", "project"):  # project: run.lock's project-id, or adopted
         return Field(word, "val", key=word, prefix=True)
+    if word in ("version", "namespace"):  # a gage op's, recorded in run.lock's env.op
+        return Field(word, "val", key=word)
     head, dot, rest = word.partition(".")
     if dot and head in ("config", "flags", "metrics", "data"):
         if not rest or rest.startswith(".") or rest.endswith("."):

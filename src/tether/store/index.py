@@ -144,6 +144,14 @@ def record_values(record: RunRecord) -> dict[str, Any]:
     for source in record.lock.sources:
         if source.commit:
             values.setdefault("source.commit", source.commit)
+    op_meta = record.lock.env.get("op")  # a gage op's version and namespace (ops/exec.py)
+    if isinstance(op_meta, dict):
+        for key in ("version", "namespace"):
+            value = op_meta.get(key)
+            if isinstance(value, str):
+                if key == "version" and value.isdigit():
+                    value = int(value)  # `version = 2` compares numbers
+                values[key] = value
     # The effective project: an adoption (attrs/) wins over the id run.lock was written with.
     project = record.attrs.project or record.lock.project_id
     if project:
