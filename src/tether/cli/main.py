@@ -73,6 +73,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "help": ("tether.cli.help", "help_cmd", "Print a docs page (tether help TOPIC), or list them."),
     "view": ("tether.cli.view", "view", "Serve the runs in a browser and over an HTTP API."),
+    "remote": ("tether.cli.remote", "remote", "Remotes for sharing runs: add, list, remove, runs."),
+    "push": ("tether.cli.share", "push", "Copy runs to a remote (rclone or a folder)."),
+    "pull": ("tether.cli.share", "pull", "Bring runs from a remote, with their snapshot commits."),
+    "sync": ("tether.cli.share", "sync", "Push then pull runs (--check: verify by blake3)."),
+    "checkout": ("tether.cli.share", "checkout", "Make a git branch of a run's snapshot."),
 }
 
 

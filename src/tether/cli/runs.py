@@ -56,13 +56,18 @@ def _list_options(f: click.decorators.FC) -> click.decorators.FC:
 
 @click.group(invoke_without_command=True)
 @_list_options
+@click.option("--remote", metavar="NAME", help="List what remote NAME holds (docs/sharing.md).")
 @click.pass_context
-def runs(ctx: click.Context, **opts: Any) -> None:
+def runs(ctx: click.Context, remote: str | None = None, **opts: Any) -> None:
     """List runs, newest first. RUN arguments elsewhere use the numbers shown here.
 
     With --where or --sort the numbers count that listing only: pass ids to other commands.
     """
-    if ctx.invoked_subcommand is None:
+    if ctx.invoked_subcommand is None and remote is not None:
+        from .remote import show_remote_runs  # --where and --json apply; the rest do not
+
+        show_remote_runs(remote, opts["where"], opts["as_json"])
+    elif ctx.invoked_subcommand is None:
         _list(ctx, **opts)
 
 
