@@ -24,6 +24,8 @@ command -v sshfs >/dev/null 2>&1 || need+=(sshfs)
 if ! [ -x /usr/lib/openssh/sftp-server ] && ! [ -x /usr/libexec/openssh/sftp-server ]; then
   need+=(openssh-sftp-server)
 fi
+# rclone: tether push/pull/sync, tested against `rclone serve webdav|sftp` on 127.0.0.1.
+command -v rclone >/dev/null 2>&1 || need+=(rclone)
 # The completion tests drive the real shells (tests/cli/test_completion_shells.py).
 command -v zsh >/dev/null 2>&1 || need+=(zsh)
 command -v fish >/dev/null 2>&1 || need+=(fish)
