@@ -2,7 +2,8 @@
 
 python examples/digits/train.py                    # defaults from config.yaml
 python examples/digits/train.py model.C=0.1        # override a key
-python examples/digits/train.py model.kind=svm --print-config
+python examples/digits/train.py model=svm --print-config       # a config group's option
+python examples/digits/train.py -m model=logistic,svm model.C=0.5,1   # a batch of 4 runs
 
 Each epoch logs train/loss, train/acc and eval/acc through `tether.History` (written to the run's
 metrics.jsonl in the background), so `tether plot 1` charts the training curves and

@@ -49,10 +49,11 @@ def test_listed_values_answer_in_one_line(key: str, value: str) -> None:
     run_main([f"{key}={value}"])
 
 
-@pytest.mark.parametrize("item", ["lr=[1,2", "lr=]", "lr={", "name=a: b: c", "name=*a"])
-def test_invalid_yaml_override_names_the_input(item: str) -> None:
+@pytest.mark.parametrize("item", ["lr=[1,2", "lr=]", "lr={", "name=a#b", "name=(x"])
+def test_invalid_override_names_the_input(item: str) -> None:
+    # Hydra's grammar (tether.config.overrides): the error names the word and how to quote.
     code, err = run_main([item])
-    assert code == 2 and repr(item) in err and "YAML" in err and "quote" in err
+    assert code == 2 and repr(item) in err and ("quote" in err or "expected" in err)
 
 
 word = st.one_of(

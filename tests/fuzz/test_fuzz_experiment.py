@@ -28,8 +28,8 @@ def train(cfg: object) -> None:
         "lr=[1,2",
         "lr=]",
         "lr={",
-        "name=a: b: c",
-        "name=*a",
+        "name=a#b",  # Hydra's grammar: `a: b: c` and `*a` are strings, `#` must be quoted
+        "name=(x",
         "name=!!binary AAA",
         "lr=" + "9" * 5000,
     ],

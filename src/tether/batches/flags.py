@@ -55,5 +55,7 @@ def batch_requested(wrapper: Any, cli_args: Any) -> bool:
     line has one of the executor flags."""
     if parallel_options(wrapper) is not None:
         return True
+    if getattr(cli_args, "plan", None) is not None:
+        return True  # -m: a multirun's sweeps (tether.config.multirun)
     extra = getattr(cli_args, "extra", None) or {}
     return any(name in extra for name in EXECUTOR_FLAGS)

@@ -1,7 +1,10 @@
 """The command line of a decorated main, split into a config file, flags and overrides.
 
 python train.py [CONFIG.yaml] [--experiment KEY] [a.b=1 ...] [key=@file.yaml] [+new=1]
-                [--secret KEY ...]
+                [--secret KEY ...] [-m|--multirun [--random [--max-runs N] [--seed S]]]
+
+Override words follow Hydra's grammar (tether.config.overrides); with `-m` the words whose
+value is a sweep (`a=1,2`, `seed=range(3)`) make a batch of one child run per point.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ class CliArgs:
     needed: bool = False
     secrets: list[str] = field(default_factory=list)  # --secret KEY: keys recorded redacted
     extra: dict[str, Any] = field(default_factory=dict)
+    multirun: bool = False  # -m / --multirun: sweeps make a batch
+    random: bool = False  # --random: draw the points instead of the grid
+    max_runs: int | None = None  # --max-runs N: how many points --random draws
+    seed: int | None = None  # --seed S: the seed of --random
+    plan: Any = None  # the multirun's batch (tether.config.multirun.MultirunPlan), once planned
 
 
 # Flags with a value, each with its aliases (naga's spellings included).
@@ -34,7 +42,10 @@ _VALUE_FLAGS: dict[str, tuple[str, ...]] = {
     "experiment": ("--experiment", "-e"),
     "overrides_path": ("--overrides-path", "--overrides_path"),
     "secret": ("--secret",),
+    "max_runs": ("--max-runs", "--max_runs"),
+    "seed": ("--seed",),
 }
+_MULTIRUN = ("-m", "--multirun")
 
 
 def parse_argv(
@@ -55,6 +66,8 @@ def parse_argv(
         "-h",
         "--help",
         "--needed",
+        *_MULTIRUN,
+        "--random",
     ]
     words = list(argv)
     i = 0
@@ -74,6 +87,10 @@ def parse_argv(
                 args.print_config = True
             elif flag == "--needed":
                 args.needed = True
+            elif flag in _MULTIRUN:
+                args.multirun = True
+            elif flag == "--random":
+                args.random = True
             elif flag in ("-o", "--overrides"):
                 in_overrides = True
                 if eq:
@@ -95,6 +112,8 @@ def parse_argv(
                     args.overrides_paths.append(value)
                 elif name == "secret":
                     args.secrets.append(value)
+                elif name in ("max_runs", "seed"):
+                    setattr(args, name, _whole(flag, value))
                 else:
                     args.extra[name] = value
             else:
@@ -117,7 +136,22 @@ def parse_argv(
             raise ConfigError(
                 f"argument {word!r} is neither a config file (.yaml) nor an override key=value"
             )
+    if (args.max_runs is not None or args.seed is not None or args.random) and not (
+        args.multirun and args.random
+    ):
+        given = "--random" if args.random else ("--max-runs" if args.max_runs else "--seed")
+        raise ConfigError(
+            f"{given} belongs to a random multirun",
+            "write -m --random [--max-runs N] [--seed S]; set the config's seed with seed=S",
+        )
     return args
+
+
+def _whole(flag: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"option {flag} takes a whole number, got {value!r}")
 
 
 def _looks_numeric(word: str) -> bool:

@@ -20,11 +20,23 @@ from typing import Any
 from ..debug import debug_enabled
 from ..errors import TetherError
 from .argv import CliArgs, parse_argv
-from .compose import all_keys, build_config, select_node, to_container, to_yaml
+from .compose import all_keys, build_config, config_dir, select_node, to_container, to_yaml
+from .groups import Group, Selection, find_groups
+from .multirun import plan_multirun
+from .sweeps import split_multirun
+
+DEFAULT_RANDOM_RUNS = 20  # points `-m --random` draws without --max-runs (as `tether run`)
 
 
 # -- help -------------------------------------------------------------------------------------
-def help_text(prog: str, doc: str | None, cfg: Any, source: str) -> str:
+def help_text(
+    prog: str,
+    doc: str | None,
+    cfg: Any,
+    source: str,
+    groups: dict[str, Group] | None = None,
+    chosen: dict[str, str | None] | None = None,
+) -> str:
     from omegaconf import DictConfig, OmegaConf
 
     lines = [
@@ -48,6 +60,13 @@ def help_text(prog: str, doc: str | None, cfg: Any, source: str) -> str:
         rows.append((key, shown))
     width = max((len(k) for k, _ in rows), default=0)
     lines += [f"  {k.ljust(width)}  {v}" for k, v in rows] or ["  (none)"]
+    if groups:
+        lines += ["", "config groups (GROUP=OPTION picks a file of the group's folder):"]
+        gw = max(len(g) for g in groups)
+        for name, group in groups.items():
+            default = (chosen or {}).get(name)
+            shown = ", ".join(o + (" (default)" if o == default else "") for o in group.options)
+            lines.append(f"  {name.ljust(gw)}  {shown}")
     lines += [
         "",
         "options:",
@@ -56,6 +75,9 @@ def help_text(prog: str, doc: str | None, cfg: Any, source: str) -> str:
         "  key=value, -o key=value      override a key (dotted paths: model.lr=0.1)",
         "  key=@file.yaml               merge a YAML file at a key",
         "  +key=value                   add a key that the config does not have",
+        "  ++key=value, ~key            add or override a key; delete a key",
+        "  -m key=a,b key=range(3)      multirun: one child run per point of the sweeps",
+        "  -m --random --max-runs N     multirun: N points drawn (uniform(), loguniform())",
         "  --overrides-path FILE        merge a YAML file of overrides",
         "  --print-config               print the resolved config and exit",
         "  --needed                     skip if a completed run has the same inputs",
@@ -88,9 +110,17 @@ def clicfg(
 
         @functools.wraps(func)
         def wrapper(*a: Any, **kw: Any) -> Any:
-            cfg, _ = load_for_call(wrapper, source, a, kw)
+            cfg, args = load_for_call(wrapper, source, a, kw)
             if cfg is None:
                 return None
+            if args is not None and args.plan is not None:
+                # A multirun is a batch of runs: clicfg records none, so it cannot make one.
+                report_and_exit(
+                    TetherError(
+                        "-m (multirun) makes a batch of runs, and clicfg records no run",
+                        "decorate the function with @tether.experiment instead",
+                    )
+                )
             return func(cfg)
 
         wrapper.__tether_config_source__ = source  # type: ignore[attr-defined]
@@ -163,9 +193,15 @@ def load_for_call(
             return cfg, args
         if args.help:
             shown = args.config_file or source
-            cfg = build_config(source, CliArgs(config_file=args.config_file))
-            print(help_text(prog, wrapper.__doc__, cfg, _describe(shown)))
+            chosen: list[Selection] = []
+            cfg = build_config(source, CliArgs(config_file=args.config_file), selection=chosen)
+            folder = config_dir(source, args)
+            groups = find_groups(folder) if folder is not None else {}
+            defaults = chosen[0].chosen() if chosen else {}
+            print(help_text(prog, wrapper.__doc__, cfg, _describe(shown), groups, defaults))
             return None, args
+        if args.multirun:
+            plan_sweeps(source, args)
         cfg = build_config(source, args)
         if args.print_config:
             print(to_yaml(cfg), end="")
@@ -175,6 +211,19 @@ def load_for_call(
     except TetherError as exc:
         report_and_exit(exc)
     return None, None
+
+
+def plan_sweeps(source: Any, args: CliArgs) -> None:
+    """`-m`: split the sweeps off the overrides and plan the batch (args.plan)."""
+    fixed, sweeps = split_multirun(args.overrides)
+    if not sweeps:
+        raise TetherError(
+            "-m (multirun) needs a sweep: a key with several values",
+            "e.g. lr=0.1,0.01, seed=range(3) or model=glob(*)",
+        )
+    args.overrides = fixed
+    runs = (args.max_runs or DEFAULT_RANDOM_RUNS) if args.random else None
+    args.plan = plan_multirun(source, args, sweeps, random_runs=runs, seed=args.seed)
 
 
 def _describe(source: Any) -> str:

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config.overrides import Call, Choices, parse_override
+from ..config.sweeps import parse_sweep
 from ..errors import TetherError, did_you_mean
 from ..project.model import OpDef
 
@@ -345,8 +347,10 @@ def split_word(word: str, op: OpDef) -> tuple[str, str]:
     return key, text
 
 
-def parse_flags(op: OpDef, words: Sequence[str]) -> FlagSpec:
-    """Parse `k=v` words against `op`'s flags into fixed values, grid lists and samplers."""
+def parse_flags(op: OpDef, words: Sequence[str], multirun: bool = False) -> FlagSpec:
+    """Parse `k=v` words against `op`'s flags into fixed values, grid lists and samplers.
+    With `multirun` (`-m`), Hydra's sweeps count too: `lr=0.1,0.01`, `n=range(3)`,
+    `x=interval(0,1)` (tether.config.sweeps)."""
     spec = FlagSpec()
     for word in words:
         key, text = split_word(word, op)
@@ -355,6 +359,8 @@ def parse_flags(op: OpDef, words: Sequence[str]) -> FlagSpec:
             raise FlagError(f"flag {key!r} is given twice ({spec.words[key]!r} and {text!r})")
         spec.words[key] = text
         default = op.flags[key].default
+        if multirun and _hydra_sweep(op, spec, key, text):
+            continue
         if isinstance(default, (list, dict)):
             spec.fixed[key] = fit(op, key, load_value(text, key), text)
             continue
@@ -373,6 +379,30 @@ def parse_flags(op: OpDef, words: Sequence[str]) -> FlagSpec:
         else:
             spec.fixed[key] = fit(op, key, value, text)
     return spec
+
+
+def _hydra_sweep(op: OpDef, spec: FlagSpec, key: str, text: str) -> bool:
+    """A `-m` sweep in Hydra's spelling (a top-level comma list or choice/range/interval/sort)
+    into the spec's grid or samplers; False when `text` is not one."""
+    if not is_key(key):
+        return False
+    try:
+        value = parse_override(f"{key}={text}").value
+    except TetherError:
+        return False  # not Hydra's grammar: read as tether reads a flag
+    if not isinstance(value, (Choices, Call)) or (
+        isinstance(value, Call) and value.name in FUNCTIONS
+    ):
+        return False  # tether's own functions keep their reading (parse_function)
+    sweep = parse_sweep(key, text)
+    if sweep.distribution is not None:
+        d = sweep.distribution
+        spec.sampled[key] = Sampler(d.kind, (d.low, d.high), text.strip())
+    elif sweep.values is not None:
+        spec.grid[key] = [fit(op, key, v) for v in sweep.values]
+    else:
+        raise FlagError(f"flag {key!r}: glob(...) selects options of a config group, not flags")
+    return True
 
 
 def flag_words(flags: dict[str, Any]) -> list[str]:
