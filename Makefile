@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 DEMO_RUNS ?= $(CURDIR)/.tether/demo-runs
 
-.PHONY: demo test lint bench install dev system-deps format clean dist slurm-up slurm-down
+.PHONY: demo test lint bench bench-docs install dev system-deps format clean dist slurm-up slurm-down
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,3 +72,7 @@ dist: $(VENV)/.dev-installed
 
 clean:
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache src/*.egg-info
+
+# docs/benchmarks.md's tables, regenerated from bench/results/*.json (no figure typed by hand).
+bench-docs:
+	$(PYTHON) scripts/bench_docs.py

@@ -28,13 +28,14 @@ from pathlib import Path
 from benchlib import (
     BenchError,
     Command,
+    begin,
     fail,
     precompile_tether,
     print_table,
-    ratio_line,
+    ratio_row,
+    record,
     repeat_count,
-    save_results,
-    secs,
+    row,
     time_commands,
     venv_script,
     versions,
@@ -53,6 +54,7 @@ def _doctor(tether: str, *args: str) -> list[str]:
 
 
 def main() -> int:
+    begin()
     repeat = repeat_count(10)
     precompile_tether()
     try:
@@ -86,23 +88,24 @@ def main() -> int:
     print(f"checks: {len(report['checks'])} ({report['status']} on this machine)")
     print(f"tether doctor, median of {repeat} runs each:")
     print_table([ours, torch_only, floor])
-    print(ratio_line(ours, floor, GOAL_RATIO))
-    met_s = ours.median < GOAL_S
-    verdict_s = "OK" if met_s else "MISSED"
-    print(f"tether doctor: {secs(ours.median)} (goal < {GOAL_S:g} s)  {verdict_s}")
     found = versions("tether", "torch")
     print(versions_line(found))
-    ratio = ours.median / floor.median
-    save_results(
+    rows = [
+        ratio_row("tether doctor --json / import torch", ours.median, floor.median, GOAL_RATIO),
+        row(
+            f"tether doctor --json, seconds / {GOAL_S:g} s",
+            ours.median / GOAL_S,
+            1.0,
+            value=ours.median,
+            baseline=GOAL_S,
+        ),
+    ]
+    record(
         "doctor",
-        {
-            "goal": f"tether doctor < {GOAL_S:g} s and <= {GOAL_RATIO} x import torch",
-            "ratio": round(ratio, 3),
-            "met": met_s and ratio <= GOAL_RATIO,
-            "checks": len(report["checks"]),
-            "versions": found,
-            "timings": [t.as_dict() for t in (ours, torch_only, floor)],
-        },
+        rows,
+        checks=len(report["checks"]),
+        versions=found,
+        timings=[t.as_dict() for t in (ours, torch_only, floor)],
     )
     return 0
 

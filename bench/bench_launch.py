@@ -25,6 +25,7 @@ import json
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,18 +34,49 @@ from pathlib import Path
 from benchlib import (
     BenchError,
     Command,
+    begin,
     fail,
     precompile_tether,
     print_table,
-    ratio_line,
+    ratio_row,
+    record,
     repeat_count,
-    save_results,
     time_commands,
     venv_script,
     versions,
     versions_line,
     warmup_count,
 )
+
+# Run in a fresh interpreter: times (ms since the interpreter's start of the script) when the
+# job's launcher starts and ends, when tether exits, and tether's own CPU (the ranks' not
+# included): where a launch's overhead over the bare launcher goes.
+PHASES = r"""
+import atexit, json, resource, subprocess, sys, time
+t0 = time.perf_counter()
+marks = {}
+popen, wait = subprocess.Popen.__init__, subprocess.Popen.wait
+def _popen(self, args, *a, **k):
+    what = "version asked, ms" if "--version" in args else "job started, ms"
+    marks.setdefault(what, 1000 * (time.perf_counter() - t0))
+    popen(self, args, *a, **k)
+def _wait(self, *a, **k):
+    out = wait(self, *a, **k)
+    if "--version" not in self.args:
+        marks.setdefault("job ended, ms", 1000 * (time.perf_counter() - t0))
+    return out
+subprocess.Popen.__init__, subprocess.Popen.wait = _popen, _wait
+def _done():
+    marks["tether exits, ms"] = 1000 * (time.perf_counter() - t0)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    marks["tether CPU, ms"] = 1000 * (ru.ru_utime + ru.ru_stime)
+    marks["modules loaded"] = len(sys.modules)
+    print(json.dumps(marks), file=sys.__stderr__)
+atexit.register(_done)
+sys.argv = ["tether", *sys.argv[1:]]
+from tether.cli.main import main
+main()
+"""
 
 GOAL_MPIEXEC = 1.5
 GOAL_TORCHRUN = 0.5
@@ -64,6 +96,7 @@ def _check_runs(runs: Path, expected: int) -> None:
 
 
 def main() -> int:
+    begin()
     repeat = repeat_count(20)
     slow_repeat = max(3, repeat // 4)
     warmup = warmup_count()
@@ -100,37 +133,47 @@ def main() -> int:
         try:
             ours1, raw, base = time_commands([ours, mpiexec, floor], repeat, warmup)
             ours2, slow = time_commands([ours, torch], slow_repeat, min(warmup, 1))
-            _check_runs(runs, (warmup + repeat) + (min(warmup, 1) + slow_repeat))
+            phases = [_phases(launch_argv[1:], work, env) for _ in range(max(5, repeat // 2))]
+            _check_runs(runs, (warmup + repeat) + (min(warmup, 1) + slow_repeat) + len(phases))
         except BenchError as exc:
             return fail(exc)
     print(f"raw mpiexec argv: {shlex.join(raw_argv)}")
     print(f"against mpiexec, median of {repeat} runs each:")
     print_table([ours1, raw, base])
-    print(ratio_line(ours1, raw, GOAL_MPIEXEC, base))
     print(f"overhead over mpiexec: {1000 * (ours1.median - raw.median):.0f} ms")
+    phases_median = {k: statistics.median(p.get(k, 0.0) for p in phases) for k in phases[0]}
+    print(f"where a launch's time goes (median of {len(phases)} in-process timelines, ms):")
+    for key, value in phases_median.items():
+        print(f"  {key:<16} {value:8.1f}")
     print(f"against torchrun, median of {slow_repeat} runs each:")
     print_table([ours2, slow])
-    print(ratio_line(ours2, slow, GOAL_TORCHRUN))
-    r1, r2 = ours1.median / raw.median, ours2.median / slow.median
     found = versions("tether", "torch", "click")
     found["mpiexec"] = _mpi_version()
     print(versions_line(found))
-    save_results(
+    rows = [
+        ratio_row("tether launch -n 2 / mpiexec -n 2", ours1.median, raw.median, GOAL_MPIEXEC),
+        ratio_row("tether launch -n 2 / torchrun", ours2.median, slow.median, GOAL_TORCHRUN),
+    ]
+    record(
         "launch",
-        {
-            "goals": {
-                "mpiexec": f"tether launch <= {GOAL_MPIEXEC} x mpiexec",
-                "torchrun": f"tether launch <= {GOAL_TORCHRUN} x torchrun",
-            },
-            "ratios": {"mpiexec": round(r1, 3), "torchrun": round(r2, 3)},
-            "met": {"mpiexec": r1 <= GOAL_MPIEXEC, "torchrun": r2 <= GOAL_TORCHRUN},
-            "overhead_ms": round(1000 * (ours1.median - raw.median), 1),
-            "raw_argv": raw_argv,
-            "versions": found,
-            "timings": [t.as_dict() for t in (ours1, raw, base, ours2, slow)],
-        },
+        rows,
+        overhead_ms=round(1000 * (ours1.median - raw.median), 1),
+        phases_ms={k: round(v, 1) for k, v in phases_median.items()},
+        raw_argv=raw_argv,
+        versions=found,
+        timings=[t.as_dict() for t in (ours1, raw, base, ours2, slow)],
     )
     return 0
+
+
+def _phases(args: list[str], cwd: Path, env: dict[str, str]) -> dict[str, float]:
+    proc = subprocess.run(
+        [sys.executable, "-c", PHASES, *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise BenchError(f"the launch timeline failed: {proc.stderr.strip()[-500:]}")
+    marks: dict[str, float] = json.loads(proc.stderr.strip().splitlines()[-1])
+    return marks
 
 
 def _mpi_version() -> str:

@@ -6,6 +6,19 @@ when a goal is missed (they print MISSED); a non-zero exit means the benchmark i
 
 Environment: BENCH_REPEAT sets the number of timed repetitions of each command (each script
 has its own default), BENCH_WARMUP the untimed runs before them.
+
+The conventions every script follows (docs/benchmarks.md is generated from what they write):
+
+    load = begin()                                   # prints the load average before
+    ...                                              # time the compared commands interleaved
+    rows = [ratio_row("launch / mpiexec", ours.median, raw.median, goal=1.5)]
+    record("launch", rows, timings=[...], ...)       # prints the load after and the rows,
+                                                     # writes bench/results/launch.json
+
+A row is one ratio with its goal: {metric, value, baseline, ratio, goal, op, ok}; `op` is "<="
+(a cost: the ratio must stay at or under the goal) or ">=" (a speed-up or a throughput).
+`python scripts/bench_docs.py` renders the rows (and the `timings`) into docs/benchmarks.md and
+`--summary` prints every ratio with OK/MISSED at the end of `make bench`.
 """
 
 from __future__ import annotations
@@ -20,10 +33,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-RESULTS_DIR = BENCH_DIR / "results"  # git-ignored; one JSON per benchmark
+RESULTS_DIR = BENCH_DIR / "results"  # one JSON per benchmark, tracked (the docs come from it)
+LOAD_AT_IMPORT = os.getloadavg()  # the load before, for a script that does not call `begin`
+_load_before: tuple[float, float, float] | None = None
+SCRIPT = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else BENCH_DIR  # before chdir
 
 
 class BenchError(RuntimeError):
@@ -137,8 +154,111 @@ def print_table(timings: Sequence[Timing]) -> None:
         )
 
 
-def verdict(ratio: float, goal: float) -> str:
-    return "OK" if ratio <= goal else "MISSED"
+def verdict(ratio: float, goal: float, op: str = "<=") -> str:
+    return "OK" if meets(ratio, goal, op) else "MISSED"
+
+
+def meets(ratio: float, goal: float, op: str = "<=") -> bool:
+    if op not in ("<=", ">="):
+        raise BenchError(f"goal operator {op!r}: expected '<=' or '>='")
+    return ratio <= goal if op == "<=" else ratio >= goal
+
+
+# -- load, rows and results --------------------------------------------------------------------
+def load_text(load: Sequence[float]) -> str:
+    return " ".join(f"{x:.2f}" for x in load)
+
+
+def begin() -> tuple[float, float, float]:
+    """Print and remember the load average before the measurements (1, 5, 15 minutes)."""
+    global _load_before
+    _load_before = os.getloadavg()
+    print(f"load average before: {load_text(_load_before)} ({machine()['cores']} cores)")
+    return _load_before
+
+
+def row(
+    metric: str,
+    ratio: float,
+    goal: float,
+    op: str = "<=",
+    *,
+    value: float | None = None,
+    baseline: float | None = None,
+    unit: str = "s",
+    note: str = "",
+) -> dict[str, object]:
+    """One goal's result: what is compared (`value` against `baseline`, in `unit`), the ratio,
+    the goal and whether it is met."""
+    out: dict[str, object] = {
+        "metric": metric,
+        "value": None if value is None else round(value, 6),
+        "baseline": None if baseline is None else round(baseline, 6),
+        "unit": unit,
+        "ratio": round(ratio, 4),
+        "goal": goal,
+        "op": op,
+        "ok": meets(ratio, goal, op),
+    }
+    if note:
+        out["note"] = note
+    return out
+
+
+def ratio_row(
+    metric: str, value: float, baseline: float, goal: float, op: str = "<=", **kw: Any
+) -> dict[str, object]:
+    """A row whose ratio is value / baseline (times: <= goals; throughputs: >= goals)."""
+    if baseline <= 0:
+        raise BenchError(f"{metric}: the baseline measured {baseline}, cannot make a ratio")
+    return row(metric, value / baseline, goal, op, value=value, baseline=baseline, **kw)
+
+
+def row_line(r: Mapping[str, Any]) -> str:
+    """`metric: ratio 1.23 (goal <= 1.5)  OK`, the line run.sh's summary collects."""
+    ok = "OK" if r["ok"] else "MISSED"
+    return f"{r['metric']}: ratio {r['ratio']:.3g} (goal {r['op']} {r['goal']:g})  {ok}"
+
+
+def record(name: str, rows: Sequence[Mapping[str, Any]], **data: Any) -> Path:
+    """Print the load average after and the rows; write bench/results/<name>.json with them."""
+    for r in rows:
+        print(row_line(r))
+    path = save_results(name, {"rows": list(rows), **data})
+    print(f"load average after: {load_text(os.getloadavg())}; results: {path}")
+    return path
+
+
+def commit() -> str:
+    """The commit measured (short hash, `+dirty` when the tree had changes), or "unknown"."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def command_line() -> str:
+    """How this script was run: the BENCH_* settings and the script (for the docs)."""
+    settings = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_")]
+    try:
+        shown = str(SCRIPT.relative_to(ROOT))
+    except ValueError:
+        shown = str(SCRIPT)
+    return " ".join([*settings, "python", shown, *sys.argv[1:]])
 
 
 def ratio_line(ours: Timing, baseline: Timing, goal: float, floor: Timing | None = None) -> str:
@@ -184,16 +304,24 @@ def machine() -> dict[str, object]:
 
 
 def save_results(name: str, data: Mapping[str, object]) -> Path:
-    """Write bench/results/<name>.json (git-ignored) for docs and later comparisons."""
+    """Write bench/results/<name>.json (tracked: docs/benchmarks.md is generated from it), with
+    the machine, the commit, the command and the load average before and after."""
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
-    payload = {
+    before = _load_before or LOAD_AT_IMPORT
+    payload: dict[str, object] = {
         "benchmark": name,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": commit(),
+        "command": command_line(),
         "machine": machine(),
+        "load_before": [round(x, 2) for x in before],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
         **data,
     }
-    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)  # a reader (bench_docs.py) never sees half a file
     return path
 
 

@@ -270,7 +270,7 @@ def test_a_missing_or_finished_run_is_a_one_line_error(
     )
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
-        f"error: TETHER_RUN_DIR={tmp_path / 'nothing'}: no run there (no run.lock); "
+        f"tether: error: TETHER_RUN_DIR={tmp_path / 'nothing'}: no run there (no run.lock); "
         "unset TETHER_RUN_DIR to make a new run"
     ]
     ok("run", "owner", cwd=project)

@@ -94,7 +94,7 @@ def test_config_mistake_is_one_line(
 
 def test_unknown_key_suggests_the_right_one(world: World, train: Path) -> None:
     line = assert_one_line_error(world.python(train, "lerning_rate=0.5"))
-    assert line == "error: unknown config key 'lerning_rate'; did you mean 'learning_rate'?"
+    assert line == "tether: error: unknown config key 'lerning_rate'; did you mean 'learning_rate'?"
     assert_no_runs(world)
 
 

@@ -244,7 +244,7 @@ def test_bad_batch_input_is_one_line_and_exit_2(argv, message, capsys):
         train.cli(argv)
     assert stop.value.code == 2
     err = capsys.readouterr().err
-    assert message in err and err.startswith("error:")
+    assert message in err and err.startswith("tether: error:")
     assert not open_store().list()  # nothing was made
 
 

@@ -49,6 +49,20 @@ def problems(text: str) -> list[str]:
     return out
 
 
+BARE = re.compile(r"""^(?:error|warning): |["'](?:error|warning): """)
+
+
+@pytest.mark.parametrize("path", SCANNED, ids=lambda p: str(p.relative_to(ROOT)))
+def test_one_prefix_everywhere(path: Path) -> None:
+    # A decorated main's own errors carry the command's prefix too
+    bare = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()!r}"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if BARE.search(line)
+    ]
+    assert not bare, "\n".join(bare)
+
+
 def test_the_scan_sees_the_suite() -> None:
     # The scan must find the expectations it is meant to check (else it would pass on nothing).
     total = sum(len(messages(path)) for path in SCANNED)

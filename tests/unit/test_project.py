@@ -355,7 +355,7 @@ def test_unknown_top_level_key_warns(tmp_path: Path):
     write(tmp_path, "tether.toml", 'projct-id = "x"\n[ops.a]\nexec = "e"\n')
     assert load_project().warnings == [
         "tether.toml:1:1: projct-id: unknown top-level key, ignored; expected one of "
-        "project-id, runs-dir, snapshot, secrets, ops, runs (did you mean 'project-id'?)"
+        "project-id, runs-dir, snapshot, secrets, ops, runs, remotes (did you mean 'project-id'?)"
     ]
 
 

@@ -89,6 +89,26 @@ def run_decorated(
             slurm_config=popts.slurm_config,
             runs_dir=runs_dir,
         )
+    elif getattr(cli_args, "plan", None) is not None:
+        # -m: one task per point of the sweeps, its item the sections that point changes.
+        if popts.task_to or popts.tasks or popts.tasks_key:
+            raise TetherError(
+                "-m (multirun) makes its own tasks: --task-to, --tasks and --tasks-key do not "
+                "combine with it"
+            )
+        plan = cli_args.plan
+        result = run_tasks(
+            func,
+            cfg,
+            task_to=plan.task_to,
+            tasks=plan.items,
+            executor=popts.executor,
+            n_jobs=popts.n_jobs,
+            slurm_config=popts.slurm_config,
+            options=opts,
+            runs_dir=runs_dir,
+            early=early,
+        )
     else:
         result = run_tasks(
             func,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import operator
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -184,10 +185,23 @@ def require_task_to(task_to: str | None) -> str:
     return task_to
 
 
+def task_keys(task_to: str) -> list[str] | None:
+    """The keys of a task_to that names several (`model,optim`, or `model,` for one: a
+    multirun's, each item a mapping of those keys to their values), or None for one key."""
+    return [k for k in task_to.split(",") if k] if "," in task_to else None
+
+
 def inject(cfg: Any, key: str, item: Any, *, merge: bool = True) -> None:
     """Put a task item at `key` (a dotted path) in a DictConfig; a mapping item merges into a
-    mapping already there (unless `merge=False`). `+key` adds a key the config lacks."""
+    mapping already there (unless `merge=False`). `+key` adds a key the config lacks. With
+    several keys (`a,b`), the item maps each key to its value."""
     from omegaconf import DictConfig, OmegaConf
+
+    keys = task_keys(key)
+    if keys is not None:
+        for one in keys:
+            inject(cfg, one, item[one.removeprefix("+")], merge=merge)
+        return
 
     path = key[1:] if key.startswith("+") else key
     parts = path.split(".")
@@ -210,6 +224,15 @@ def check_task_to(cfg: Any, key: str, item: Any) -> None:
     from omegaconf import DictConfig, OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    keys = task_keys(key)
+    if keys is not None:
+        if not isinstance(item, dict) or set(item) != {k.removeprefix("+") for k in keys}:
+            raise ConfigError(
+                f"--task-to {key!r}: each task must be a mapping of these keys to values"
+            )
+        for one in keys:
+            check_task_to(cfg, one, item[one.removeprefix("+")])
+        return
     add = key.startswith("+")
     path = key[1:] if add else key
     parts = path.split(".")
@@ -240,6 +263,62 @@ def check_task_to(cfg: Any, key: str, item: Any) -> None:
 
 
 # -- plain containers (a worker's fast path) --------------------------------------------------
+Shape = tuple[list[Any], list[Any]]
+_NO_CONTENT = object()
+
+
+def config_shape(cfg: Any, skip: Sequence[Sequence[str]] = ()) -> Shape:
+    """What a DictConfig holds, cheaply: its nodes (by identity) and their keys, lengths and
+    values, leaving out the nodes at the key paths in `skip` (those a worker sets for each
+    task). Setting, adding or deleting a key or list element anywhere else changes it.
+
+    A worker compares its config's shape after a task with the shape it had when the task was
+    given it, to know whether the task changed it, without converting it (OmegaConf's
+    `to_container` costs a few microseconds a node). It reads OmegaConf's node internals
+    (`_content`, `_val`): a node without them counts as changed each time (the worker then
+    rebuilds the config, which is slower but right).
+    """
+    skipped = {id(node) for node in (_node_at(cfg, path) for path in skip) if node is not None}
+    nodes: list[Any] = []
+    values: list[Any] = []
+    stack = [cfg]
+    while stack:  # a plain loop: faster here than comprehensions (~25 us for 200 elements)
+        node = stack.pop()
+        if id(node) in skipped:
+            continue
+        nodes.append(node)
+        fields = node.__dict__
+        content = fields.get("_content", _NO_CONTENT)
+        if content is _NO_CONTENT:
+            values.append(fields["_val"] if "_val" in fields else object())
+        elif isinstance(content, dict):
+            values.extend(content)
+            values.append(len(content))
+            stack.extend(content.values())
+        elif isinstance(content, list):
+            values.append(len(content))
+            stack.extend(content)
+        else:  # None, "???" or an interpolation in place of a container
+            values.append(content)
+    return nodes, values
+
+
+def _node_at(cfg: Any, path: Sequence[str]) -> Any:
+    node = cfg
+    for part in path:
+        content = node.__dict__.get("_content")
+        if not isinstance(content, dict) or part not in content:
+            return None
+        node = content[part]
+    return node
+
+
+def same_shape(a: Shape, b: Shape) -> bool:
+    """Whether two `config_shape`s are of an unchanged config: the same node objects, equal
+    keys and values (list equality: identical objects are equal, so a NaN equals itself)."""
+    return len(a[0]) == len(b[0]) and all(map(operator.is_, a[0], b[0])) and a[1] == b[1]
+
+
 def with_value(
     container: dict[str, Any], path: list[str], value: Any, *, merge: bool
 ) -> dict[str, Any]:
@@ -258,6 +337,17 @@ def with_value(
     else:
         node[last] = copy.deepcopy(value) if isinstance(value, (dict, list)) else value
     return out
+
+
+def with_task(container: dict[str, Any], task_to: str, item: Any) -> dict[str, Any]:
+    """`with_value` at the task's key, or at each of its keys (an item of several)."""
+    keys = task_keys(task_to)
+    if keys is None:
+        return with_value(container, task_to.removeprefix("+").split("."), item, merge=False)
+    for one in keys:
+        name = one.removeprefix("+")
+        container = with_value(container, name.split("."), item[name], merge=False)
+    return container
 
 
 def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

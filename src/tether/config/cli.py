@@ -92,7 +92,7 @@ def report_and_exit(exc: TetherError) -> None:
     """One line on stderr and exit 2; the traceback only with TETHER_DEBUG=1."""
     if debug_enabled():
         raise exc
-    print("error: " + " ".join(str(exc).splitlines()), file=sys.stderr)
+    print("tether: error: " + " ".join(str(exc).splitlines()), file=sys.stderr)
     raise SystemExit(exc.exit_code)
 
 

@@ -102,7 +102,8 @@ def _flavour(
 ) -> str:
     # The same PATH the job gets (this Python's bin/ first): a venv may hold its own mpiexec
     # (the mpich and impi-rt wheels install one), and that is the one that will run.
-    found = (detect_mpi or mpi.detect)("mpiexec", {**env, "PATH": job_path(env)})
+    job_env = {**env, "PATH": job_path(env)}
+    found = detect_mpi("mpiexec", job_env) if detect_mpi else cached_detect("mpiexec", job_env)
     if found.flavour:
         return str(found.flavour)
     if spec.mpi:
@@ -113,3 +114,47 @@ def _flavour(
         + "|".join(mpi.FLAVOURS)
         + " for a dry run, or use --launcher srun|torchrun",
     )
+
+
+VERSION_CACHE = "mpiexec-versions.json"  # in tether's cache folder (tether.mounts)
+
+
+def cached_detect(program: str, env: Mapping[str, str]) -> Any:
+    """`mpi.detect`, its answer kept per mpiexec file (path, size, mtime, inode): asking
+    `mpiexec --version` is a process start (~5 ms) on every launch, for an answer that only
+    changes when the file does. Only recognised flavours are kept; a cache that cannot be read
+    or written is asked around."""
+    import json  # noqa: PLC0415 (only when an mpiexec is involved)
+    import shutil  # noqa: PLC0415
+
+    from ..fsio import atomic_write_text  # noqa: PLC0415
+    from ..mounts import default_cache_dir  # noqa: PLC0415
+
+    path = shutil.which(program, path=env.get("PATH"))
+    if path is None:
+        return mpi.detect(program, env)
+    try:
+        info = os.stat(path)
+    except OSError:
+        return mpi.detect(program, env)
+    key = f"{os.path.realpath(path)}:{info.st_size}:{info.st_mtime_ns}:{info.st_ino}"
+    cache = default_cache_dir() / VERSION_CACHE
+    known: dict[str, Any] = {}
+    try:
+        loaded = json.loads(cache.read_text(encoding="utf-8"))
+        known = loaded if isinstance(loaded, dict) else {}
+    except (OSError, ValueError):
+        pass
+    entry = known.get(key)
+    if isinstance(entry, dict) and entry.get("flavour") in mpi.FLAVOURS:
+        return mpi.Detected(path, str(entry["flavour"]), str(entry.get("version", "")))
+    found = mpi.detect(program, env)
+    if found.flavour:
+        known = {k: v for k, v in known.items() if not k.startswith(os.path.realpath(path) + ":")}
+        known[key] = {"flavour": found.flavour, "version": found.version}
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(cache, json.dumps(known, indent=1) + "\n", durable=False)
+        except OSError:
+            pass
+    return found
