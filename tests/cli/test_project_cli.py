@@ -101,7 +101,8 @@ def test_check_reports_every_problem_and_exits_2(tmp_path: Path):
     assert "all good" not in proc.stdout
     assert proc.stderr.splitlines() == [
         "tether: warning: tether.toml:1:1: projct: unknown top-level key, ignored; expected one "
-        "of project-id, runs-dir, snapshot, secrets, ops, runs, remotes (did you mean 'project-id'?)",
+        "of project-id, runs-dir, snapshot, secrets, ops, runs, remotes "
+        "(did you mean 'project-id'?)",
         "tether: error: tether.toml:7:1: ops.train.depends[0].type: expected one of "
         "project-files, run-files, runs-summary, dvcfile, found 'run-file' "
         "(did you mean 'run-files'?)",
