@@ -44,6 +44,7 @@ NAMES = [
     "timeouts",
     "wandb",
     "mlflow",
+    "remotes",
     "runs-root",
     "disk",
 ]

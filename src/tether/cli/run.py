@@ -8,9 +8,11 @@ from typing import Any
 import click
 
 from .executor_options import executor_options, requested
+from .ophelp import OpHelpCommand
+from .search import search_options
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OpHelpCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("op", required=False, metavar="OP")
 @click.argument("flags", nargs=-1, metavar="[FLAG=VALUE]...")
 @click.option("--label", metavar="TEXT", help="Label the run (each trial of a batch).")
@@ -27,6 +29,9 @@ from .executor_options import executor_options, requested
 )
 @click.option("--batch", "batch_file", metavar="FILE", help="Trials from a CSV, JSON or YAML file.")
 @click.option("--random", "random_mode", is_flag=True, help="Sample trials instead of a grid.")
+@click.option(
+    "-m", "--multirun", is_flag=True, help="Read Hydra's sweeps too: lr=0.1,0.01 n=range(3)."
+)
 @click.option(
     "--max-runs",
     type=int,
@@ -48,6 +53,7 @@ from .executor_options import executor_options, requested
     help="Continue RUN (failed, terminated or unknown) in its own folder, as its next attempt.",
 )
 @executor_options
+@search_options
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -59,6 +65,7 @@ def run(
     needed: bool,
     batch_file: str | None,
     random_mode: bool,
+    multirun: bool,
     max_runs: int | None,
     seed: int | None,
     yes: bool,
@@ -80,10 +87,10 @@ def run(
     the run recorded.
     """
     from ..errors import TetherError, did_you_mean
-    from ..project.parse import load_project
+    from ..project.script import load_for_run
     from .main import store_from
 
-    project = load_project()
+    project = load_for_run(op)  # a project file's, or a script's own (`tether run train.py`)
     for warning in project.warnings:
         click.echo(f"tether: warning: {warning}", err=True)
     if secrets:
@@ -98,6 +105,11 @@ def run(
     if restart is not None:
         return _restart(ctx, project, restart, op, flags)
     names = sorted(project.ops)
+    if op and "=" in op and op not in project.ops:  # `tether run name=Mike`: the default op's
+        flags, op = (op, *flags), None
+    default = project.default_op()
+    if not op and default is not None:  # gage's `default = true`
+        op = default.name
     if not op:
         raise TetherError(
             "give the operation to run: tether run OP [FLAG=VALUE ...]",
@@ -113,6 +125,12 @@ def run(
     opdef = project.ops[op]
     store = store_from(ctx)
     executors = _requested(ctx)
+    from .search import requested_search, retried_search, run_search_command
+
+    searched = requested_search(ctx)
+    if searched.any or searched.resume or retried_search(store, executors.retry_failed):
+        kw = {"seed": seed, "label": label, "tags": tags, "executors": executors}
+        return run_search_command(project, opdef, store, flags, request=searched, **kw)
     if executors.retry_failed:  # the failed or missing trials of an earlier batch
         from ..batches.ops import retry_op_batch
 
@@ -131,7 +149,7 @@ def run(
     from ..ops.batch import expand
     from ..ops.flags import parse_flags
 
-    spec = parse_flags(opdef, flags)
+    spec = parse_flags(opdef, flags, multirun=multirun)
     batch = expand(
         opdef,
         spec,

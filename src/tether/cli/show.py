@@ -51,6 +51,8 @@ def show(ctx: click.Context, run: str, as_json: bool, as_lock: bool, full: bool)
         {"id": rid, "short_id": shorts.get(rid, rid[:13]), "name": _name(store, rid), "stage": st}
         for rid, st in store.index.consumers(record.id)
     ]
+    from ..search.summary import study_lines, study_summary  # a search batch: its study
+
     if as_json:
         out = {
             "id": record.id,
@@ -74,6 +76,8 @@ def show(ctx: click.Context, run: str, as_json: bool, as_lock: bool, full: bool)
             "ranks": ranks,
             "lock": lock,
         }
+        if (study := study_summary(record.dir)) is not None:
+            out["study"] = study
         click.echo(json.dumps(out, indent=2, default=str))
         return
     from rich.console import Console
@@ -126,6 +130,8 @@ def show(ctx: click.Context, run: str, as_json: bool, as_lock: bool, full: bool)
         console.print("\n[bold]metrics[/bold]")
         for line in _metric_lines(record.metrics(), full):
             console.print(line, soft_wrap=True)
+    if study_text := study_lines(record.dir):
+        _section(console, "study", "\n".join(study_text))
     if deps["data"] or deps["stages"]:
         _section(console, "dependencies", "\n".join(_dependency_lines(deps)))
     if tree["children"] or used_by:
