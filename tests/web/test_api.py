@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx")
 
 from starlette.testclient import TestClient
 
+import tether
 from tests.conftest import run_cli
 from tether.web.app import build_app
 from tether.web.downsample import downsample
@@ -105,6 +109,74 @@ def test_metrics_since_returns_only_new_rows(api):
     again = c.get("/api/runs/3/metrics", params={"since": 2}).json()
     assert again["series"]["eval/acc"]["x"] == [2] and again["next"] == 3
     assert c.get("/api/runs/3/metrics", params={"since": 3}).json()["series"] == {}
+
+
+def test_metrics_carry_the_wall_clock_time_of_each_point(api):
+    c, _ = api
+    loss = c.get("/api/runs/2/metrics", params={"points": 300}).json()["series"]["train/loss"]
+    assert len(loss["t"]) == len(loss["x"]) and all(isinstance(t, float) for t in loss["t"])
+    assert loss["t"] == sorted(loss["t"]) and loss["t"][-1] > loss["t"][0]
+    # The spike's time is its own row's: x, y and t are kept together.
+    spike = loss["y"].index(SPIKE)
+    assert loss["t"][0] <= loss["t"][spike] <= loss["t"][-1]
+
+
+def test_keys_lists_the_columns_the_runs_have(api):
+    c, _ = api
+    keys = c.get("/api/keys").json()
+    assert {"name", "status", "label", "started"} <= set(keys["plain"])
+    assert "config.optim.lr" in keys["keys"] and "config.model" in keys["keys"]
+    assert "metrics.train/loss" in keys["keys"] and "metrics.train/loss.max" in keys["keys"]
+    assert "metrics.train/loss.last" not in keys["keys"]  # the plain name means the last
+    # Every key offered is a column the runs page takes.
+    page = c.get("/api/runs", params={"columns": ",".join(keys["keys"]), "limit": 1})
+    assert page.status_code == 200, page.text
+
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+}
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_headdiff_is_the_code_from_the_runs_snapshot_to_head(
+    tmp_path: Path, runs_root: Path, monkeypatch: pytest.MonkeyPatch
+):
+    top = tmp_path / "repo"
+    top.mkdir()
+    env = {**os.environ, **GIT_ENV}
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=top, env=env, check=True, capture_output=True, text=True
+        )
+        return done.stdout.strip()
+
+    git("init", "-q", "-b", "main")
+    (top / "a.py").write_text("print('a')\n")
+    (top / "b.py").write_text("def f():\n    return 1\n")
+    git("add", "a.py", "b.py")
+    git("commit", "-qm", "init")
+    monkeypatch.chdir(top)
+    with tether.start_run({"lr": 0.1}, name="train", capture_output=False) as run:
+        pass
+    c, _ = client(runs_root)
+    (same,) = c.get(f"/api/runs/{run.id}/headdiff").json()["sources"]
+    assert same["change"] == "same" and same["head"] == git("rev-parse", "HEAD")
+    (top / "b.py").write_text("def f():\n    return 2\n")
+    git("commit", "-qam", "two")
+    (moved,) = c.get(f"/api/runs/{run.id}/headdiff").json()["sources"]
+    assert moved["change"] == "changed" and moved["head"] == git("rev-parse", "HEAD")
+    assert moved["commit"] == same["commit"]
+    assert "-    return 1" in moved["patch"] and "+    return 2" in moved["patch"]
+    assert "a.py" not in moved["patch"] and "b.py" in moved["stat"]
+    # A run without a snapshot says so.
+    with tether.start_run({}, name="bare", snapshot=False, capture_output=False) as bare:
+        pass
+    assert c.get(f"/api/runs/{bare.id}/headdiff").json()["sources"] == []
 
 
 def test_downsample_keeps_min_max_and_last_of_each_bucket():
@@ -285,3 +357,30 @@ def test_read_rows_is_iter_metrics_in_one_go(tmp_path, text):
     path.write_text(text)
     for start in (0, 1):
         assert read_rows(path, start) == list(iter_metrics(path, start))
+
+
+def test_a_finished_files_series_is_kept_on_the_host_cache(runs, tmp_path, monkeypatch):
+    from tether.web import data
+
+    monkeypatch.setenv("TETHER_CACHE_DIR", str(tmp_path / "cache"))
+    metrics = runs[0] / "metrics.jsonl"
+    old = time.time() - 3600  # finished an hour ago: no longer growing
+    os.utime(metrics, (old, old))
+    data._series.cache_clear()
+    first = data.metrics(runs[0], points="50")
+    (entry,) = (tmp_path / "cache" / "view-series").iterdir()
+    data._series.cache_clear()
+    assert data.metrics(runs[0], points="50") == first  # from the entry: same answer
+    assert data._series.cache_info().misses == 0  # and no parse
+    assert not list(runs[0].glob("*.json.*"))  # nothing written into the run folder
+    with open(metrics, "a") as fh:  # a changed file is parsed again
+        fh.write('{"step": 3, "train/loss": 9.5}\n')
+    os.utime(metrics, (old + 1, old + 1))
+    assert data.metrics(runs[0], points="50")["series"]["train/loss"]["y"][-1] == 9.5
+    assert len(list((tmp_path / "cache" / "view-series").iterdir())) == 2
+    # A file written in the last seconds (a running run's) is not cached.
+    with open(metrics, "a") as fh:
+        fh.write('{"step": 4, "train/loss": 9.0}\n')
+    assert data.metrics(runs[0], points="50")["series"]["train/loss"]["y"][-1] == 9.0
+    assert len(list((tmp_path / "cache" / "view-series").iterdir())) == 2
+    assert entry.exists()

@@ -9,11 +9,15 @@ import re
 import shutil
 import signal
 import subprocess
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import tether
 from tests.conftest import BIN, run_cli
 
 from .conftest import artifacts_dir
@@ -224,6 +228,169 @@ def test_a_page_without_the_token_cannot_write(browser, server):
     tab.fill("#label-input", "sneaky")
     tab.click("#label-save")
     assert "token" in tab.wait_for_selector("#attr-error:not([hidden])").inner_text()
+    context.close()
+
+
+def api(server, path: str, **params: str) -> Any:
+    """A read of the server's API (loopback: no token needed)."""
+    query = urllib.parse.urlencode(params)
+    with urllib.request.urlopen(f"{base(server).rstrip('/')}{path}?{query}", timeout=30) as answer:
+        return json.loads(answer.read())
+
+
+def ids(server, where: str) -> list[str]:
+    return [r["id"] for r in api(server, "/api/runs", where=where)["runs"]]
+
+
+# The band of a grouped chart: at the x nearest the middle where the group's max and min
+# differ, the canvas pixel a quarter of the way from max to min (inside the band, away from the
+# mean line drawn half-way) and one as far above the max (outside). uPlot's valToPos with
+# canvas pixels gives device pixels on the chart's canvas.
+BAND = """(key) => {
+  const box = document.querySelector(`.chart[data-key="${key}"]`);
+  const u = box.chart;
+  const [hi, lo] = box.bands[0];
+  const xs = u.data[0];
+  let best = -1;
+  for (let i = 0; i < xs.length; i++) {
+    const a = u.data[hi][i], b = u.data[lo][i];
+    if (a === null || b === null || a - b <= 0) continue;
+    if (best < 0 || Math.abs(i - xs.length / 2) < Math.abs(best - xs.length / 2)) best = i;
+  }
+  const x = Math.round(u.valToPos(xs[best], 'x', true));
+  const yHi = u.valToPos(u.data[hi][best], 'y', true);
+  const yLo = u.valToPos(u.data[lo][best], 'y', true);
+  const ctx = u.ctx;
+  const px = (y) => [...ctx.getImageData(x, Math.round(y), 1, 1).data];
+  return { gap: yLo - yHi, inside: px(yHi + (yLo - yHi) / 4), outside: px(yHi - (yLo - yHi) / 4) };
+}"""
+
+# uPlot draws the axis label on its canvas: the chart's own option says it.
+XLABEL = """([key, label]) => {
+  const box = document.querySelector(`.chart[data-key="${key}"]`);
+  return box && box.chart && box.chart.axes[0].label === label;
+}"""
+CHART = '(key) => document.querySelector(`.chart[data-key="${key}"]`).chart.data'
+# Drawn pixels of one canvas, by id.
+CANVAS_INK = """(id) => {
+  const c = document.getElementById(id);
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) n++;
+  return n;
+}"""
+
+
+def test_compare_groups_with_a_band_smooths_and_plots_by_time(page, server, shots):
+    mlp = ids(server, "config.model = mlp")
+    broken = ids(server, "status = failed")
+    assert len(mlp) == 2 and len(broken) == 1
+    runs = ",".join(mlp + broken)
+    page.goto(f"{base(server)}#/compare?runs={runs}")
+    page.wait_for_selector(".chart[data-key='eval/acc'] canvas")
+    raw = page.evaluate(CHART, "eval/acc")
+    page.select_option("#group-by", "model")
+    page.wait_for_selector(".u-legend th:has-text('model=mlp (2)')")
+    assert "group=model" in page.url
+    band = page.evaluate(BAND, "eval/acc")
+    assert band["gap"] > 20, band  # the two runs' curves are apart: a band to see
+    r, _, b, a = band["inside"]
+    assert a > 0 and b > r + 50, band  # the group's blue, filled between max and min
+    assert not (band["outside"][3] > 0 and band["outside"][2] > band["outside"][0] + 50), band
+    page.screenshot(path=str(shots / "compare-grouped.png"), full_page=True)
+    grouped = page.evaluate(CHART, "eval/acc")
+
+    page.locator("#smooth").fill("0.9")
+    page.wait_for_url(re.compile(r"smooth=0\.9"))
+    page.wait_for_selector("#smooth-value:has-text('0.90')")
+    smoothed = page.evaluate(CHART, "eval/acc")
+    assert smoothed[0] == grouped[0] and smoothed[1] != grouped[1]  # same x, other means
+
+    page.select_option("#x-axis", "time")
+    page.wait_for_url(re.compile(r"x=time"))
+    page.wait_for_function(XLABEL, arg=["eval/acc", "seconds"])
+    by_time = page.evaluate(CHART, "eval/acc")[0]
+    assert by_time[0] == 0 and by_time != raw[0] and max(by_time) < 600  # seconds from start
+
+    page.go_back()  # back: x by step again, smoothing and grouping kept
+    page.wait_for_url(lambda u: "x=time" not in u and "smooth=0.9" in u and "group=model" in u)
+    page.wait_for_function(XLABEL, arg=["eval/acc", "step"])
+    assert page.evaluate(CHART, "eval/acc")[0] == grouped[0]
+
+
+def test_compare_draws_the_sweep_parallel_coordinates_and_scatter(page, server, shots):
+    mlp = ids(server, "config.model = mlp")
+    long = ids(server, "config.model = long")
+    page.goto(f"{base(server)}#/compare?runs={','.join(mlp + long)}")
+    page.wait_for_selector("canvas#parcoords")
+    assert page.evaluate(CANVAS_INK, "parcoords") > 500
+    assert page.get_attribute("canvas#scatter", "data-points") == "3"
+    assert page.evaluate(CANVAS_INK, "scatter") > 200
+    page.select_option("#scatter-y", "eval/acc")
+    page.wait_for_url(re.compile(r"sy=eval%2Facc|sy=eval/acc"))
+    page.wait_for_selector("#sweep h4:has-text('eval/acc against optim.lr')")
+    page.screenshot(path=str(shots / "sweep.png"), full_page=True)
+
+
+def test_pick_a_column_from_the_keys(page):
+    page.click("#column-picker summary")
+    page.fill("#column-find", "optim")
+    page.check("#column-picker label[data-key='config.optim.lr'] input")
+    page.wait_for_selector("th[data-field='config.optim.lr']")
+    assert "config.optim.lr" in urllib.parse.unquote(page.url)
+    # The picker of the table drawn again lists the metric statistics too (fetched after).
+    page.wait_for_selector(
+        "#column-picker label[data-key='metrics.train/loss.max']", state="attached"
+    )
+    page.click("#column-picker summary")
+    page.uncheck("#column-picker label[data-key='config.optim.lr'] input")
+    page.wait_for_selector("th[data-field='config.optim.lr']", state="detached")
+
+
+def test_lineage_graph_links_the_stages(browser, server, monkeypatch):
+    _, root, _ = server
+    monkeypatch.setenv("TETHER_RUNS", str(root))
+    with tether.start_run({"n": 1}, name="prep", snapshot=False, capture_output=False) as prep:
+        pass
+    with tether.start_run(
+        {"lr": 0.1}, name="fit", snapshot=False, capture_output=False, stages={"prep": None}
+    ) as fit:
+        pass
+    context = browser.new_context()
+    tab = context.new_page()
+    tab.goto(f"{base(server)}#/run/{fit.id}")
+    graph = tab.wait_for_selector("svg#lineage-graph")
+    nodes = tab.eval_on_selector_all("svg#lineage-graph a.node", "ns => ns.map(n => n.dataset.id)")
+    assert sorted(nodes) == sorted([prep.id, fit.id])
+    assert graph.query_selector("path.edge") is not None
+    assert "prep" in (graph.text_content() or "")
+    tab.click(f"svg#lineage-graph a.node[data-id='{prep.id}']")
+    tab.wait_for_url(re.compile(f"#/run/{prep.id}"))
+    tab.wait_for_selector("h2:has-text('prep')")
+    tab.click("#head-go")  # no snapshot: said so
+    tab.wait_for_selector("#head-diff:has-text('recorded')")
+    context.close()
+
+
+def test_virtual_scroll_fetches_rows_beyond_the_first_chunk(browser, server, monkeypatch):
+    """A short window fetches 30 runs at a time: scrolling to the end of 40 shows the 40th,
+    with only the rows in view (and a margin) in the page."""
+    url, root, _ = server
+    monkeypatch.setenv("TETHER_RUNS", str(root))
+    made = []
+    for i in range(40):
+        with tether.start_run({"i": i}, name="bulk", snapshot=False, capture_output=False) as run:
+            made.append(run.id)
+    context = browser.new_context(viewport={"width": 1000, "height": 400})
+    tab = context.new_page()
+    tab.goto(url.split("#")[0] + "#/runs?where=name%20%3D%20bulk")
+    tab.wait_for_selector("#count:has-text('of 40 runs')")
+    assert tab.locator("table#runs tbody tr").count() < 40
+    tab.eval_on_selector("#runs-scroll", "s => { s.scrollTop = s.scrollHeight; }")
+    last = tab.wait_for_selector("tr[data-index='39'][data-id]")
+    assert last.get_attribute("data-id") == made[0]  # newest first: the first made is last
+    assert tab.locator("table#runs tbody tr").count() < 40
+    assert "of 40 runs" in tab.inner_text("#count") and "40 of" in tab.inner_text("#count")
     context.close()
 
 

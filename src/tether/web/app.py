@@ -240,6 +240,14 @@ def build_app(root: Path, policy: Policy) -> ASGIApp:
         new = store().resolve_one(request.path_params["other"])
         return diff_runs(old, new, patch=True).to_dict()
 
+    def head(request: Request) -> Any:
+        from .headdiff import head_diff  # noqa: PLC0415 (git and difflib: only for a diff)
+
+        return head_diff(record(request))
+
+    def keys(request: Request) -> Any:
+        return data.column_keys(store())
+
     def compare(request: Request) -> Any:
         specs = [s for s in (request.query_params.get("runs") or "").split(",") if s.strip()]
         if not 2 <= len(specs) <= MAX_RUNS:
@@ -274,6 +282,7 @@ def build_app(root: Path, policy: Policy) -> ASGIApp:
         Route("/", page),
         Route("/api/runs", endpoint(runs)),
         Route("/api/compare", endpoint(compare)),
+        Route("/api/keys", endpoint(keys)),
         Route("/api/events", events),
         Route("/api/metrics", endpoint(many_metrics)),
         Route("/api/runs/{run}", endpoint(run)),
@@ -283,6 +292,7 @@ def build_app(root: Path, policy: Policy) -> ASGIApp:
         Route("/api/runs/{run}/log", endpoint(log)),
         Route("/api/runs/{run}/lineage", endpoint(lineage)),
         Route("/api/runs/{run}/diff/{other}", endpoint(diff)),
+        Route("/api/runs/{run}/headdiff", endpoint(head)),
         Route("/api/runs/{run}/label", writer(data.set_label), methods=["POST"]),
         Route("/api/runs/{run}/tags", writer(data.set_tags), methods=["POST"]),
         Route("/api/runs/{run}/note", writer(data.add_note), methods=["POST"]),

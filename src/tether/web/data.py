@@ -12,15 +12,16 @@ from ..capture.lineage import LineageNode, upstream_tree
 from ..errors import TetherError
 from ..lock import LOCK_FILE
 from ..store import Store
-from ..store.fields import Field, parse_field
+from ..store.fields import FIELDS, Field, parse_field
 from ..store.index import flatten
 from ..store.layout import METRICS, OUTPUT
 from ..store.ranks import read_ranks
 from ..store.records import IndexRow, RunRecord
-from ..store.select import count, short_ids_of, values_of
+from ..store.select import count, known_keys, short_ids_of, values_of
 from ..store.sorting import parse_columns
 from ..track.metrics_file import RESERVED, is_number, read_rows, step_of
-from .downsample import downsample
+from .downsample import keep
+from .seriescache import cached
 
 MAX_PAGE = 1000  # runs one page holds at most
 DEFAULT_PAGE = 100
@@ -104,6 +105,25 @@ def runs_page(
     }
 
 
+def column_keys(store: Store) -> dict[str, Any]:
+    """What the table's column picker offers: the plain fields of every run, and each key some
+    run of the index has (`config.*`, `flags.*`, `data.*`, `metrics.K` for the last value and
+    `metrics.K.min` / `.max`), from the index alone (one indexed step per key)."""
+    keys: list[str] = []
+    if store.root.is_dir():
+        for key in known_keys(store.index):
+            if key.startswith("metrics."):
+                base, _, stat = key.rpartition(".")
+                if stat == "last":
+                    keys.append(base)  # `metrics.loss` is the last value, as in --columns
+                elif stat in ("min", "max"):
+                    keys.append(key)
+            else:
+                keys.append(key)
+    plain = [f for f in FIELDS if "<" not in f and f not in ("id", "project")]
+    return {"plain": plain, "keys": keys}
+
+
 def _default_fields(rows: list[IndexRow]) -> list[Field]:
     fields = [parse_field(n) for n in DEFAULT_COLUMNS]
     counts: dict[str, int] = {}
@@ -180,12 +200,18 @@ def metrics(
     path = run_dir / METRICS
     try:
         info = path.stat()
-        version = (info.st_size, info.st_mtime_ns, info.st_ino)
     except OSError:
-        version = (0, 0, 0)
+        return {"since": start, "next": start, "series": {}}
+    version = (info.st_size, info.st_mtime_ns, info.st_ino)
     # A file that did not change gives the same answer: charts drawn again (back, forward,
     # compare after the run page) cost no parse. A growing file has a new size: a new key.
-    return _series(path, version, wanted, start, budget)
+    # A finished file's answer is also kept on this host's cache disk, for the next server.
+    return cached(
+        path,
+        info,
+        (sorted(wanted) if wanted else None, start, budget),
+        lambda: _series(path, version, wanted, start, budget),
+    )
 
 
 @lru_cache(maxsize=256)
@@ -198,20 +224,33 @@ def _series(
 ) -> dict[str, Any]:
     xs: dict[str, list[float]] = {}
     ys: dict[str, list[float]] = {}
+    ts: dict[str, list[float | None]] = {}
     rows = 0
     for row in read_rows(path, start):
         position = start + rows
         rows += 1
         step = step_of(row)
+        t = row.get("t")
+        when = float(t) if is_number(t) else None
         for key, value in row.items():
             if key in RESERVED or not is_number(value) or (wanted and key not in wanted):
                 continue
             xs.setdefault(key, []).append(float(step if step is not None else position))
             ys.setdefault(key, []).append(float(value))
+            ts.setdefault(key, []).append(when)
     series = {}
     for key in xs:
-        x, y = downsample(xs[key], ys[key], budget)
-        series[key] = {"x": x, "y": y, "count": len(xs[key]), "downsampled": len(x) < len(xs[key])}
+        kept = keep(ys[key], budget)
+        times = [ts[key][i] for i in kept]
+        series[key] = {
+            "x": [xs[key][i] for i in kept],
+            "y": [ys[key][i] for i in kept],
+            # Wall-clock seconds of each point (the rows' `t`), for charts by time; None when
+            # the rows have none.
+            "t": times if any(w is not None for w in times) else None,
+            "count": len(xs[key]),
+            "downsampled": len(kept) < len(xs[key]),
+        }
     return {"since": start, "next": start + rows, "series": series}
 
 

@@ -11,27 +11,32 @@ from collections.abc import Sequence
 PER_BUCKET = 3
 
 
-def downsample(
-    xs: Sequence[float], ys: Sequence[float], budget: int
-) -> tuple[list[float], list[float]]:
-    """(xs, ys) cut to at most `budget` points (at least one bucket), in x order.
+def keep(ys: Sequence[float], budget: int) -> list[int]:
+    """The positions of `ys` a chart of at most `budget` points keeps, in order.
 
     Each bucket of consecutive points keeps the point of its minimum, of its maximum and its
     last point (fewer when they coincide). NaN and infinities are left out: they cannot be
     drawn, and the run's summary reports them.
     """
-    pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(y)]
-    if len(pairs) <= budget:
-        return [p[0] for p in pairs], [p[1] for p in pairs]
+    finite = [i for i, y in enumerate(ys) if math.isfinite(y)]
+    if len(finite) <= budget:
+        return finite
     buckets = max(1, budget // PER_BUCKET)
-    size = math.ceil(len(pairs) / buckets)
-    out_x: list[float] = []
-    out_y: list[float] = []
-    for start in range(0, len(pairs), size):
-        chunk = range(start, min(start + size, len(pairs)))
-        low = min(chunk, key=lambda i: pairs[i][1])
-        high = max(chunk, key=lambda i: pairs[i][1])
-        for i in sorted({low, high, chunk[-1]}):
-            out_x.append(pairs[i][0])
-            out_y.append(pairs[i][1])
-    return out_x, out_y
+    size = math.ceil(len(finite) / buckets)
+    out: list[int] = []
+    for start in range(0, len(finite), size):
+        chunk = finite[start : start + size]
+        low = min(chunk, key=ys.__getitem__)
+        high = max(chunk, key=ys.__getitem__)
+        out += sorted({low, high, chunk[-1]})
+    return out
+
+
+def downsample(
+    xs: Sequence[float], ys: Sequence[float], budget: int
+) -> tuple[list[float], list[float]]:
+    """(xs, ys) cut to at most `budget` points (at least one bucket), in x order (see `keep`)."""
+    if len(xs) != len(ys):
+        raise ValueError(f"{len(xs)} x values for {len(ys)} y values")
+    kept = keep(ys, budget)
+    return [xs[i] for i in kept], [ys[i] for i in kept]

@@ -1,8 +1,8 @@
-// The page's router: every view and its state (filter, sort, page, selection, runs compared)
-// lives in the URL's hash, so a view is shareable and back/forward walk through them.
-import { renderTable } from "./table.js";
+// The page's router: every view and its state (filter, sort, columns, selection, runs compared,
+// chart options) lives in the URL's hash, so a view is shareable and back/forward walk them.
+import { renderTable, refreshTable } from "./table.js";
 import { renderRun } from "./run.js";
-import { renderCompare } from "./compare.js";
+import { renderCompare, forgetCompare } from "./compare.js";
 
 export function parseHash() {
   const raw = location.hash.replace(/^#/, "") || "/runs";
@@ -24,6 +24,7 @@ async function route() {
   const n = ++current;
   const main = document.getElementById("main");
   const { parts, params } = parseHash();
+  if (parts[0] !== "compare") forgetCompare(); // compare asks the server again next time
   try {
     if (parts[0] === "run" && parts[1]) await renderRun(main, parts[1], params, n);
     else if (parts[0] === "compare") await renderCompare(main, params, n);
@@ -38,8 +39,8 @@ async function route() {
   }
 }
 
-// Live rows: the server says when a run changed (/api/events); the table shown then asks for
-// its page again, unless the user is typing in one of its boxes.
+// Live rows: the server says when a run changed (/api/events); the table shown then asks again
+// for the rows in view (in place: the scroll stays), unless the user is typing in its boxes.
 let pending = null;
 function changed(event) {
   const change = JSON.parse(event.data);
@@ -47,7 +48,7 @@ function changed(event) {
   const { parts } = parseHash();
   const typing = document.activeElement && document.activeElement.tagName === "INPUT" && document.activeElement.type === "text";
   if ((parts[0] || "runs") !== "runs" || typing || pending) return;
-  pending = setTimeout(() => { pending = null; route(); }, 300);
+  pending = setTimeout(() => { pending = null; if (!refreshTable()) route(); }, 300);
 }
 
 window.addEventListener("hashchange", route);

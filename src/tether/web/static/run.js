@@ -4,6 +4,7 @@ import { get, post, runPath } from "./api.js";
 import { isCurrent } from "./app.js";
 import { el, fmt, statusCell } from "./dom.js";
 import { lineChart } from "./chart.js";
+import { lineageGraph } from "./lineage.js";
 
 const LIVE = new Set(["running", "pending"]);
 
@@ -66,9 +67,6 @@ export async function renderRun(main, id, params, n) {
   const deps = el("ul", { id: "deps" },
     run.data.map((d) => el("li", {}, `data ${d.path} `, el("span", { class: "muted", text: `${d.algo}:${(d.digest || "pending").slice(0, 16)} ${d.files} files ${d.bytes} B` }))),
     run.stages.map((st) => el("li", {}, `stage ${st.name}: `, runLink(st.run))));
-  const tree = (node) => el("ul", {}, node.children.map((c) => el("li", {},
-    c.missing ? `${c.id.slice(0, 13)} missing` : runLink(c.id, `${c.name} ${c.id.slice(0, 13)}`),
-    ` ${c.status} (as ${c.stage})`, c.children.length ? tree(c) : null)));
   const attempts = el("table", { id: "attempts" }, el("tr", {}, ["#", "host", "job", "start", "stop", "status", "exit"].map((h) => el("th", {}, h))),
     (st.attempts || []).map((a, i) => el("tr", {}, [i + 1, a.host, a.job_id, a.start, a.stop, a.status, a.exit_code].map((v) => el("td", {}, fmt(v))))));
   const ranks = el("table", { id: "ranks" }, run.ranks.map((r) => el("tr", {}, [r.rank, r.host, r.status, r.exit_code, r.error].map((v) => el("td", {}, fmt(v))))));
@@ -88,6 +86,14 @@ export async function renderRun(main, id, params, n) {
     } catch (err) { diffOut.append(el("pre", { class: "error", text: err.message })); }
   };
   other.addEventListener("keydown", (e) => { if (e.key === "Enter") showDiff(); });
+  const headOut = el("div", { id: "head-diff" });
+  const showHead = async () => {
+    headOut.replaceChildren(el("p", { class: "muted", text: "asking git…" }));
+    try {
+      const d = await get(`${runPath(run.id)}/headdiff`);
+      headOut.replaceChildren(...(d.sources.length ? d.sources.map(headEntry) : [el("p", { class: "muted", text: "the run recorded no sources" })]));
+    } catch (err) { headOut.replaceChildren(el("pre", { class: "error", text: err.message })); }
+  };
 
   main.replaceChildren(...[
     el("h2", {}, `${run.name} `, el("span", { class: "muted", text: run.short_id })),
@@ -95,9 +101,10 @@ export async function renderRun(main, id, params, n) {
     section("metrics", el("table", {}, el("tr", {}, ["key", "last", "min", "max", "step"].map((h) => el("th", {}, h))), metricRows), charts),
     section("config", config),
     run.data.length || run.stages.length ? section("data and stages", deps) : null,
-    run.lineage.children.length ? section("lineage", tree(run.lineage)) : null,
+    run.lineage.children.length ? section("lineage", lineageGraph(run.lineage)) : null,
     (st.attempts || []).length > 1 ? section("attempts", attempts) : null,
     run.ranks.length ? section("ranks", ranks) : null,
+    section("code against HEAD", el("div", { class: "bar" }, el("button", { id: "head-go", onclick: showHead }, "diff against HEAD")), headOut),
     section("diff", el("div", { class: "bar" }, other, el("button", { id: "diff-go", onclick: showDiff }, "diff")), diffOut),
     section("files", fileList), section("output", log),
   ].filter(Boolean));
@@ -145,6 +152,20 @@ async function follow(run, log, live, n) {
       if (badge) badge.replaceChildren(statusCell(run.state.status));
     }
   }
+}
+
+// One source entry against its repository's HEAD: the commits, the stat and the patch, or why
+// it cannot be compared.
+function headEntry(x) {
+  const what = `${x.path || "."}: ${(x.commit || "").slice(0, 12)} → HEAD ${(x.head || "").slice(0, 12)}`;
+  if (x.change === "same") return el("p", { class: "head-same", text: `${what}: no change` });
+  if (x.change !== "changed") return el("p", { class: "muted", text: `${x.path || "."}: ${x.message || x.change}` });
+  const patch = el("pre", { class: "log patch" }, (x.patch || "").split("\n").map((line) => el("span", {
+    class: line.startsWith("+") && !line.startsWith("+++") ? "add" : line.startsWith("-") && !line.startsWith("---") ? "del" : undefined,
+    text: `${line}\n`,
+  })));
+  return el("div", { class: "head-changed" }, el("p", { text: what }), el("pre", { class: "muted", text: x.stat || "" }), patch,
+    x.truncated ? el("p", { class: "muted", text: "(patch cut at 2 MiB)" }) : null);
 }
 
 const kv = (k, v) => [el("dt", {}, k), el("dd", {}, v)];
