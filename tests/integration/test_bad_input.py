@@ -312,3 +312,31 @@ def test_debug_does_not_hang_a_failing_run_without_a_terminal(world: World) -> N
     _, err = proc.communicate()
     assert proc.returncode != 0
     assert "ValueError: boom tok" in err
+
+
+def test_an_argparse_style_option_names_the_override_meant(world: World, train: Path) -> None:
+    line = assert_one_line_error(world.python(train, "--depth", "4"))
+    assert line == (
+        "tether: error: unknown option '--depth'; config keys are set as key=value: "
+        "write model.depth=4"
+    )
+    line = assert_one_line_error(world.python(train, "--epochs=5"))
+    assert line.endswith("write epochs=5")
+    assert_no_runs(world)
+
+
+def test_a_word_for_a_mapping_names_the_file_a_hydra_user_meant(
+    world: World, train: Path
+) -> None:
+    (world.work / "conf/model").mkdir(parents=True)
+    (world.work / "conf/model/wide.yaml").write_text("depth: 8\n")
+    line = assert_one_line_error(world.python(train, "model=wide"))
+    assert line.endswith("; to merge that file, write model=@conf/model/wide.yaml")
+    assert_no_runs(world)
+
+
+def test_help_lists_the_batch_options(world: World, train: Path) -> None:
+    proc = world.python(train, "--help")
+    assert proc.returncode == 0, proc.stderr
+    for option in ("--task-to", "--tasks ", "--n-jobs", "--executor", "--retry-failed", "-m "):
+        assert option in proc.stdout, option

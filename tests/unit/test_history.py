@@ -99,6 +99,30 @@ def test_numbers_numpy_and_bools_become_plain_json(tmp_path: Path) -> None:
     assert summary["a"] == {"last": 2, "min": 1, "max": 2, "step": 1}
 
 
+def test_numpy_scalars_keep_their_numbers_and_float32_reads_as_numpy_prints_it(
+    tmp_path: Path,
+) -> None:
+    """Each NumPy scalar type has its converter (float, int, or float32's NumPy text), chosen
+    once per key: float64 stays exact, float32 is NumPy's shortest decimal, 9 digits and
+    subnormals included, as float32 tensors are."""
+    np = need("numpy")
+    path = tmp_path / "metrics.jsonl"
+    singles = [np.float32(x) for x in (0.1, -120.805145, 1.03491494e-26, 1e-45, 3.4e38)]
+    with History(path=path) as h:
+        for i, v in enumerate(singles):
+            h.update({"x": v, "y": np.float64(v), "n": np.int64(i), "b": np.bool_(i % 2)}, step=i)
+    rows = read_metrics(path)
+    assert [r["x"] for r in rows] == [float(str(v)) for v in singles]
+    assert [r["y"] for r in rows] == [float(v) for v in singles]
+    assert [r["n"] for r in rows] == [0, 1, 2, 3, 4]
+    assert [r["b"] for r in rows] == [0, 1, 0, 1, 0]
+    torch = sys.modules.get("torch") or pytest.importorskip("torch")
+    with History(path=tmp_path / "t.jsonl") as h:
+        for i, v in enumerate(singles):
+            h.update({"x": torch.tensor(float(v), dtype=torch.float32)}, step=i)
+    assert [r["x"] for r in read_metrics(tmp_path / "t.jsonl")] == [r["x"] for r in rows]
+
+
 def test_tensors_are_converted_in_one_batch_per_flush(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

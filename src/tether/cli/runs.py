@@ -7,8 +7,22 @@ from typing import Any
 
 import click
 
-from .adopt import adopt, project_where
 from .main import store_from
+
+
+class _RunsGroup(click.Group):
+    """`tether runs` and its subcommands; `runs adopt` (cli/adopt.py, with the shell
+    completion it uses) loads on first use, so a listing does not import it."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, "adopt"})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "adopt" and cmd_name not in self.commands:
+            from .adopt import adopt
+
+            self.add_command(adopt)
+        return super().get_command(ctx, cmd_name)
 
 
 def _list_options(f: click.decorators.FC) -> click.decorators.FC:
@@ -54,7 +68,7 @@ def _list_options(f: click.decorators.FC) -> click.decorators.FC:
     return f
 
 
-@click.group(invoke_without_command=True)
+@click.group(cls=_RunsGroup, invoke_without_command=True)
 @_list_options
 @click.option("--remote", metavar="NAME", help="List what remote NAME holds (docs/sharing.md).")
 @click.pass_context
@@ -100,7 +114,10 @@ def _list(
     if len(given) > 1:
         raise click.UsageError(f"{', '.join(given[:-1])} and {given[-1]} do not go together")
     fields = parse_columns(columns) if columns else project_columns()
-    where = project_where(project, where)  # --project ID|this (cli/adopt.py)
+    if project is not None:  # --project ID|this (cli/adopt.py)
+        from .adopt import project_where
+
+        where = project_where(project, where)
     store = store_from(ctx)
     _reconcile(store)
     rows = store.query(where=where, sort=sort, limit=None if show_all else limit)
@@ -319,20 +336,29 @@ def _raw(value: Any) -> Any:
 def _print(
     table: list[Any], total: int, shown: int, *, plain: bool, filtered: bool, wide: bool
 ) -> None:
-    from rich.console import Console
+    from .tables import dropped_note, plain_text, print_table
 
-    from .tables import dropped_note, print_table
+    what = "matching runs" if filtered else "runs"
+    counted = f"{shown} of {total} {what} shown (-n N or --all for more)"
+    numbered = "# numbers this listing only: pass ids to other commands"
+    # Into a pipe, with nothing to style or fit: the same text, without importing rich.
+    text = plain_text(
+        table, [n for n, on in ((counted, total > shown), (numbered, not plain)) if on]
+    )
+    if text is not None:
+        click.echo(text, nl=False)
+        return
+    from rich.console import Console  # rich only for a terminal: a pipe gets plain_text
 
     console = Console(highlight=False)
     dropped = print_table(console, table, wide=wide)
-    what = "matching runs" if filtered else "runs"
     notes = []
     if total > shown:
-        notes.append(f"{shown} of {total} {what} shown (-n N or --all for more)")
+        notes.append(counted)
     if dropped:
         notes.append(dropped_note(dropped))
     if not plain:
-        notes.append("# numbers this listing only: pass ids to other commands")
+        notes.append(numbered)
     for note in notes:  # prose: wrapped at a terminal's width, whole into a pipe
         console.print(note, style="dim", markup=False, soft_wrap=not console.is_terminal)
 
@@ -346,6 +372,3 @@ def reindex(ctx: click.Context) -> None:
     click.echo(f"indexed {n} run{'s' if n != 1 else ''} in {store.root}")
     for problem in store.skipped:
         click.echo(f"skipped: {problem}", err=True)
-
-
-runs.add_command(adopt)  # `tether runs adopt` (cli/adopt.py)

@@ -8,6 +8,8 @@ is as wide as it needs to be (no width at all); `--tsv` gives tab-separated valu
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,3 +154,45 @@ def print_table(console: Any, columns: Sequence[Column], *, wide: bool = False) 
     for line in lines(shown):
         console.print(line, soft_wrap=True)
     return dropped
+
+
+def plain_text(columns: Sequence[Column], notes: Sequence[str]) -> str | None:
+    """The table and its notes exactly as `print_table` and rich print them into a pipe (no
+    styles, no width to fit), without importing rich (a third of a listing's start-up); None
+    when rich is needed: stdout is a terminal, or a variable or IPython may make rich treat it
+    as one, or some text is not printable ASCII (wide characters, tabs, control codes, which
+    rich measures, expands or strips)."""
+    if not _plain_stdout():
+        return None
+    texts = [c.header for c in columns] + [t for c in columns for t in c.cells] + list(notes)
+    if not all(t.isascii() and t.isprintable() for t in texts):
+        return None
+    if any(note.count(":") > 1 for note in notes):  # rich may read `:name:` as an emoji
+        return None
+    for col in columns:
+        col.width = max([len(col.header), *map(len, col.cells)])  # ASCII: a cell a character
+    rows = len(columns[0].cells) if columns else 0
+    out = []
+    for r in range(-1, rows):
+        parts = []
+        for col in columns:
+            text = col.header if r < 0 else col.cells[r]
+            pad = " " * (col.width - len(text))
+            parts.append(pad + text if col.numeric else text + pad)
+        out.append((" " * GAP).join(parts).rstrip())
+    return "\n".join([*out, *notes]) + "\n"
+
+
+def _plain_stdout() -> bool:
+    """stdout is no terminal as rich sees one (its Console.is_terminal, conservatively)."""
+    if os.name == "nt" or "IPython" in sys.modules or "idlelib" in sys.modules:
+        return False
+    if "TTY_COMPATIBLE" in os.environ or "FORCE_COLOR" in os.environ:
+        return False
+    isatty = getattr(sys.stdout, "isatty", None)
+    if isatty is None:
+        return False
+    try:
+        return not isatty()
+    except ValueError:
+        return False

@@ -2,6 +2,8 @@
 
 python train.py [CONFIG.yaml] [--experiment KEY] [a.b=1 ...] [key=@file.yaml] [+new=1]
                 [--secret KEY ...] [-m|--multirun [--random [--max-runs N] [--seed S]]]
+                [-m ... --optimize ALGO --trials N --minimize KEY|--maximize KEY [--prune P]
+                 [--resume]]
 
 Override words follow Hydra's grammar (tether.config.overrides); with `-m` the words whose
 value is a sweep (`a=1,2`, `seed=range(3)`) make a batch of one child run per point.
@@ -14,6 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError, did_you_mean
+
+
+
+class UnknownOption(ConfigError):
+    """`--lr 0.1` on a decorated main: the caller, who knows the config's keys, may name the
+    override meant (`optim.lr=0.1`)."""
+
+    def __init__(self, message: str, hint: str, *, flag: str, value: str | None) -> None:
+        super().__init__(message, hint)
+        self.flag, self.value = flag, value
 
 
 @dataclass
@@ -33,6 +45,13 @@ class CliArgs:
     random: bool = False  # --random: draw the points instead of the grid
     max_runs: int | None = None  # --max-runs N: how many points --random draws
     seed: int | None = None  # --seed S: the seed of --random
+    # -m --optimize ALGO: a search over the sweeps (tether.search.multirun), not their grid
+    optimize: str | None = None
+    trials: int | None = None  # --trials N
+    minimize: str | None = None  # --minimize KEY: the objective, a metric the main logs
+    maximize: str | None = None  # --maximize KEY
+    prune: str | None = None  # --prune median|hyperband
+    resume: bool = False  # --resume: continue the newest search asked the same
     plan: Any = None  # the multirun's batch (tether.config.multirun.MultirunPlan), once planned
 
 
@@ -44,7 +63,13 @@ _VALUE_FLAGS: dict[str, tuple[str, ...]] = {
     "secret": ("--secret",),
     "max_runs": ("--max-runs", "--max_runs"),
     "seed": ("--seed",),
+    "optimize": ("--optimize",),
+    "trials": ("--trials",),
+    "minimize": ("--minimize",),
+    "maximize": ("--maximize",),
+    "prune": ("--prune",),
 }
+_SEARCH = ("optimize", "trials", "minimize", "maximize", "prune")
 _MULTIRUN = ("-m", "--multirun")
 
 
@@ -68,6 +93,7 @@ def parse_argv(
         "--needed",
         *_MULTIRUN,
         "--random",
+        "--resume",
     ]
     words = list(argv)
     i = 0
@@ -91,6 +117,8 @@ def parse_argv(
                 args.multirun = True
             elif flag == "--random":
                 args.random = True
+            elif flag == "--resume":
+                args.resume = True
             elif flag in ("-o", "--overrides"):
                 in_overrides = True
                 if eq:
@@ -112,8 +140,10 @@ def parse_argv(
                     args.overrides_paths.append(value)
                 elif name == "secret":
                     args.secrets.append(value)
-                elif name in ("max_runs", "seed"):
+                elif name in ("max_runs", "seed", "trials"):
                     setattr(args, name, _whole(flag, value))
+                elif name in _SEARCH:
+                    setattr(args, name, value)
                 else:
                     args.extra[name] = value
             else:
@@ -124,7 +154,8 @@ def parse_argv(
                     suggestion = f"to set a config key, write {flag[2:]}=VALUE"
                 else:
                     suggestion = "see --help"
-                raise ConfigError(f"unknown option {flag!r}", suggestion)
+                value = inline if eq else (words[i] if i < len(words) else None)
+                raise UnknownOption(f"unknown option {flag!r}", suggestion, flag=flag, value=value)
             continue
         if "=" in word:
             args.overrides.append(word)
@@ -144,7 +175,31 @@ def parse_argv(
             f"{given} belongs to a random multirun",
             "write -m --random [--max-runs N] [--seed S]; set the config's seed with seed=S",
         )
+    _check_search(args)
     return args
+
+
+def _check_search(args: CliArgs) -> None:
+    given = [n for n in _SEARCH if getattr(args, n) is not None] + (
+        ["resume"] if args.resume else []
+    )
+    if not given:
+        return
+    flag = "--" + given[0]
+    if args.optimize is None:
+        raise ConfigError(
+            f"{flag} belongs to a search", "write -m key=interval(a,b) --optimize tpe --trials N"
+        )
+    if not args.multirun:
+        raise ConfigError(
+            "--optimize searches a multirun's sweeps: it needs -m",
+            "write -m key=interval(a,b) --optimize tpe --trials N --minimize KEY",
+        )
+    if args.random:
+        raise ConfigError(
+            "--optimize and --random are two ways to choose the points: give one",
+            "--optimize random draws them too, and tells the study",
+        )
 
 
 def _whole(flag: str, value: str) -> int:

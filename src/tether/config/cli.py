@@ -19,10 +19,10 @@ from typing import Any
 
 from ..debug import debug_enabled
 from ..errors import TetherError
-from .argv import CliArgs, parse_argv
+from .argv import CliArgs, UnknownOption, parse_argv
 from .compose import all_keys, build_config, config_dir, select_node, to_container, to_yaml
 from .groups import Group, Selection, find_groups
-from .multirun import plan_multirun
+from .multirun import plan_multirun, plan_search
 from .sweeps import split_multirun
 
 DEFAULT_RANDOM_RUNS = 20  # points `-m --random` draws without --max-runs (as `tether run`)
@@ -78,11 +78,24 @@ def help_text(
         "  ++key=value, ~key            add or override a key; delete a key",
         "  -m key=a,b key=range(3)      multirun: one child run per point of the sweeps",
         "  -m --random --max-runs N     multirun: N points drawn (uniform(), loguniform())",
+        "  -m ... --optimize ALGO       multirun as a search: tpe, random, cmaes or grid",
+        "    --trials N                 how many child runs the search makes",
+        "    --minimize KEY             the objective: a metric the main logs (or --maximize)",
+        "    --prune median|hyperband   stop poor trials early (History reports each step)",
+        "    --resume                   continue the newest search asked the same",
         "  --overrides-path FILE        merge a YAML file of overrides",
         "  --print-config               print the resolved config and exit",
         "  --needed                     skip if a completed run has the same inputs",
         "  --secret KEY                 record KEY's value redacted (repeatable)",
         "  -h, --help                   show this message and exit",
+        "",
+        "batches (docs/executors.md):",
+        "  --task-to KEY --tasks FILE   one child run per value of FILE, set at KEY",
+        "  --tasks-key KEY              the list inside FILE (a YAML or JSON mapping)",
+        "  --n-jobs N                   run N children at a time",
+        "  --executor NAME              where children run: serial, local, slurm, pbs, ...",
+        "  --slurm-config FILE          submitit options for --executor slurm",
+        "  --retry-failed BATCH         rerun the failed children of a batch",
     ]
     return "\n".join(lines)
 
@@ -185,7 +198,10 @@ def load_for_call(
         return build_config(source, None, kw), None
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "main"
     try:
-        args = parse_argv(sys.argv[1:], getattr(wrapper, "__tether_extra_flags__", None))
+        try:
+            args = parse_argv(sys.argv[1:], getattr(wrapper, "__tether_extra_flags__", None))
+        except UnknownOption as exc:
+            raise _name_the_key(exc, source) from None
         recorded = os.environ.get("TETHER_REPRODUCE_CONFIG")
         if recorded:
             args = CliArgs(config_file=recorded, needed=args.needed, secrets=args.secrets)
@@ -213,6 +229,27 @@ def load_for_call(
     return None, None
 
 
+def _name_the_key(exc: UnknownOption, source: Any) -> TetherError:
+    """`--lr 0.1`, argparse-style, where the config has `optim.lr`: name the override meant."""
+    word = exc.flag.lstrip("-").replace("-", "_")
+    if not exc.flag.startswith("--") or not word:
+        return exc
+    try:
+        keys = all_keys(build_config(source, None, None))
+    except TetherError:
+        return exc
+    meant = [k for k in keys if k == word or k.rsplit(".", 1)[-1] == word]
+    if not meant:
+        return exc
+    value = exc.value if exc.value is not None and not exc.value.startswith("-") else "VALUE"
+    return UnknownOption(
+        str(exc.message),
+        f"config keys are set as key=value: write {meant[0]}={value}",
+        flag=exc.flag,
+        value=exc.value,
+    )
+
+
 def plan_sweeps(source: Any, args: CliArgs) -> None:
     """`-m`: split the sweeps off the overrides and plan the batch (args.plan)."""
     fixed, sweeps = split_multirun(args.overrides)
@@ -222,6 +259,9 @@ def plan_sweeps(source: Any, args: CliArgs) -> None:
             "e.g. lr=0.1,0.01, seed=range(3) or model=glob(*)",
         )
     args.overrides = fixed
+    if args.optimize is not None:
+        args.plan = plan_search(source, args, sweeps)
+        return
     runs = (args.max_runs or DEFAULT_RANDOM_RUNS) if args.random else None
     args.plan = plan_multirun(source, args, sweeps, random_runs=runs, seed=args.seed)
 

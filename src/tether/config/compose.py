@@ -151,6 +151,19 @@ def _kind(value: Any) -> str | None:
     return None
 
 
+def _option_file(key: str, value: str) -> str | None:
+    """`model=wide` where no group folder says what `wide` is: the YAML file a Hydra user most
+    likely meant (conf/model/wide.yaml and its usual neighbours, from the working folder)."""
+    if not value or "/" in value or value.startswith("."):
+        return None
+    rel = Path(*key.split(".")) / f"{value}.yaml"
+    for base in ("conf", "configs", "config", ""):
+        candidate = Path(base) / rel if base else rel
+        if candidate.is_file():
+            return candidate.as_posix()
+    return None
+
+
 def _check_type(key: str, old: Any, new: Any, source: str) -> None:
     """Keys whose default is a number, bool or mapping keep that kind: `lr=abc` is a mistake."""
     if old is ABSENT or old is None or new is None:
@@ -167,7 +180,10 @@ def _check_type(key: str, old: Any, new: Any, source: str) -> None:
     names = {"bool": "a boolean", "number": "a number", "mapping": "a mapping", "list": "a list"}
     shown = old if want not in ("mapping", "list") else type(old).__name__
     hint = None
-    if want == "mapping" and isinstance(new, str):
+    found = _option_file(key, new) if want == "mapping" and isinstance(new, str) else None
+    if found is not None:
+        hint = f"to merge that file, write {key}=@{found}"
+    elif want == "mapping" and isinstance(new, str):
         hint = (
             f"merge a file with {key}=@FILE.yaml, or make {key!r} a config group: a folder "
             f"{key.replace('.', '/')}/ of YAML files beside the config"

@@ -33,6 +33,9 @@ class MultirunPlan:
     points: list[dict[str, Any]]
     sweeps: list[Sweep] = field(default_factory=list)
     seed: int | None = None
+    # -m --optimize: the search's options (CliArgs' optimize, trials, minimize, maximize,
+    # prune, resume); its points come from the study, one per task (tether.search.multirun)
+    search: dict[str, Any] | None = None
 
 
 def resolve_globs(defaults: Any, args: CliArgs, sweeps: list[Sweep]) -> list[Sweep]:
@@ -102,6 +105,37 @@ def plan_multirun(
     # `+` adds a key the batch's config lacks.
     task_to = "".join(("" if k in base else "+") + k + TASK_KEYS_SEP for k in keys)
     return MultirunPlan(task_to, items, points, sweeps, seed)
+
+
+def plan_search(defaults: Any, args: CliArgs, sweeps: list[Sweep]) -> MultirunPlan:
+    """`-m --optimize`: a batch whose points the study gives as the tasks run. Each swept key
+    is a task key (its item {key: value, ...}); a config group's options are not searched (a
+    point would have to compose the group's file in the worker)."""
+    from omegaconf import OmegaConf
+
+    sweeps = resolve_globs(defaults, args, sweeps)
+    folder = config_dir(defaults, args)
+    for s in sweeps:
+        if folder is not None and load_group(folder, s.key) is not None:
+            raise ConfigError(
+                f"sweep {s.word}: --optimize searches config values, and {s.key!r} is a "
+                "config group",
+                "search a group's options with a grid multirun (-m without --optimize)",
+            )
+    base = build_config(defaults, args)
+    keys = []
+    for s in sweeps:
+        present = OmegaConf.select(base, s.key, default=_NO) is not _NO
+        keys.append(("" if present else "+") + s.key + TASK_KEYS_SEP)
+    search = {
+        "optimize": args.optimize,
+        "trials": args.trials,
+        "minimize": args.minimize,
+        "maximize": args.maximize,
+        "prune": args.prune,
+        "resume": args.resume,
+    }
+    return MultirunPlan("".join(keys), [], [], sweeps, None, search)
 
 
 _NO = object()

@@ -53,7 +53,9 @@ from . import plots, report
 from .handle import TrackedRun
 from .metrics_file import read_metrics
 from .sinks.base import Row, Sink
-from .values import FLOAT, PLAIN, TENSOR, as_step, convert_now, not_a_number
+from .trial import TRIAL as _TRIAL
+from .trial import report as _report_trial
+from .values import FLOAT, PLAIN, TENSOR, as_step, not_a_number
 from .writer import Core, add_sink, distributed, env_sinks
 
 
@@ -164,7 +166,7 @@ class History:
                         core.deferred.add(key)
                         core.tensor_keys.append(key)
                 else:
-                    row[key] = convert_now(key, value)
+                    row[key] = kind[3](value)  # classify's converter for this key's type
         if reduce and distributed():
             core.reduce_used = True
             core.reduce_pending.append(row)
@@ -177,6 +179,8 @@ class History:
                 core._wake.set()
         if core._thread is None:
             core.ensure_thread()
+        if _TRIAL is not None:  # a trial of a search: the objective to its study (trial.py)
+            _report_trial(values, step, self.flush)
 
     log = update
 

@@ -46,7 +46,7 @@ from .metrics_file import (
 from .reduce import active_world, reduce_rows
 from .sinks.base import Row, Sink, SinkContext, SinkRunner, load_sink
 from .sinks.jsonl import JsonlSink, RowEncoder
-from .values import PLAIN, classify, materialize
+from .values import PLAIN, Kind, classify, materialize
 
 log = logging.getLogger("tether.history")
 
@@ -113,7 +113,7 @@ class Core:
         )
         self.flush_every = max(0.0, float(flush_every))
         self.flush_rows = max(1, int(flush_rows))
-        self.kinds: dict[str, tuple[type, int, str]] = {}
+        self.kinds: dict[str, Kind] = {}
         self.tensor_keys: list[str] = []  # keys that ever held a tensor
         self.deferred: set[str] = set()  # the same, as a set
         self.float_keys: set[str] = set()  # keys whose values are floats, so far
@@ -258,7 +258,7 @@ class Core:
         return disk_full(path) if is_disk_full(exc) else f"{path} not written: {exc}"
 
     # -- values -----------------------------------------------------------------------------
-    def learn(self, key: Any, value: Any) -> tuple[type, int, str]:
+    def learn(self, key: Any, value: Any) -> Kind:
         if not isinstance(key, str):
             raise TetherError(f"metric keys are strings, not {type(key).__name__} ({key!r})")
         if key in RESERVED:
@@ -555,7 +555,7 @@ class Core:
         for row in reduced:
             for key in row:
                 if key not in self.kinds and key not in RESERVED:
-                    self.kinds[key] = (float, PLAIN, "float")
+                    self.kinds[key] = (float, PLAIN, "float", float)
                     self.float_keys.add(key)
             self.pending.append(row)
         if len(self.pending) >= self.flush_rows:
