@@ -44,7 +44,6 @@ NAMES = [
     "timeouts",
     "wandb",
     "mlflow",
-    "remotes",
     "runs-root",
     "disk",
 ]
@@ -164,9 +163,25 @@ def by_name(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in data["checks"]}
 
 
+NAMES = [*NAMES, "remotes"]
+
+
+def test_a_remote_without_rclone_is_a_failure_with_its_remedy(
+    cli: Any, base_env: dict[str, str], work: Path
+) -> None:
+    (work / "tether.toml").write_text('[remotes]\nshared = "mys3:bucket/runs"\n')
+    env = {**base_env, "PATH": "/nonexistent"}  # no rclone (the doctor runs by its full path)
+    proc = cli("doctor", "--json", "--check", "remotes", env=env, cwd=work)
+    (check,) = json.loads(proc.stdout)["checks"]
+    assert (check["status"], check["summary"]) == ("fail", "shared: rclone is not on PATH")
+    assert "apt-get install rclone" in check["remedy"]
+    assert proc.returncode == 1
+
+
 def test_json_has_one_entry_per_check(cli: Any, base_env: dict[str, str], work: Path) -> None:
     code, data = doctor_json(cli, base_env, work)
-    assert [c["name"] for c in data["checks"]] == NAMES == [name for name, _ in CHECKS]
+    # the command line adds the remotes check of tether push|pull (sync/health.py) after the rest
+    assert [c["name"] for c in data["checks"]] == NAMES == [n for n, _ in CHECKS] + ["remotes"]
     for c in data["checks"]:
         assert set(c) == {"name", "status", "summary", "remedy", "details"}
         assert c["status"] in ("ok", "warn", "fail", "skip")

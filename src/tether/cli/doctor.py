@@ -3,6 +3,8 @@ failure."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 _MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
@@ -77,6 +79,7 @@ def doctor(
     from ..distributed.doctor import CHECKS, Context, report, run_checks
     from ..errors import TetherError, did_you_mean
 
+    add_remotes_check(CHECKS)
     names = [name for name, _ in CHECKS]
     for name in only:
         if name not in names:
@@ -120,3 +123,19 @@ def doctor(
             f", {counts['fail']} failed{skipped}"
         )
     return 1 if result["status"] == "fail" else 0
+
+
+def add_remotes_check(checks: Any) -> None:
+    """The remotes of tether push|pull as a doctor check (sync/ and distributed/ are siblings
+    in the layers, so the command line joins them); once per process."""
+    from ..distributed.doctor import Check
+    from ..sync.health import remotes_health
+
+    if any(name == "remotes" for name, _ in checks):
+        return
+
+    def check_remotes(ctx: object) -> Check:
+        health = remotes_health()
+        return Check("remotes", health.status, health.summary, health.remedy, health.details)
+
+    checks.register("remotes")(check_remotes)

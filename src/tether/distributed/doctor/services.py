@@ -1,8 +1,8 @@
 """Checks of the metric sinks: `wandb` (credentials for its host, or an offline mode; the
 host reachable when online) and `mlflow` (the tracking URI tether's sink would use: a server
 that answers a TCP connect, a writable folder, the default SQLite database under the runs
-root), and `remotes` (rclone for the remotes of tether push|pull). Servers get one TCP connect
-with a short timeout, no request."""
+root). Servers get one TCP connect with a short timeout, no request. (The `remotes` check of
+tether push|pull lives in sync/health.py: cli/doctor.py adds it.)"""
 
 from __future__ import annotations
 
@@ -14,10 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from ...errors import TetherError
 from ...mounts import is_network_type
-from ...sync.remotes import list_remotes
-from ...sync.transport import RCLONE_HINT, rclone_version
 from ...track.sinks.mlflow import default_uri, sqlite_path
 from ...workspace import resolve_runs_root
 from .base import Check, CheckList, Context
@@ -179,33 +176,3 @@ def _folder(ctx: Context, uri: str, folder: Path, what: str, details: dict[str, 
             details,
         )
     return Check("mlflow", "ok", f"{what} {uri} (writable)", None, details)
-
-
-@check("remotes")
-def check_remotes(ctx: Context) -> Check:
-    """The remotes `tether push|pull|sync` would use: rclone on PATH (and its version) for the
-    ones that are not plain folders, and each folder remote present."""
-    try:
-        remotes = list_remotes()
-    except TetherError as exc:
-        return Check("remotes", "fail", str(exc), "fix [remotes] in tether.toml or the user config")
-    if not remotes:
-        return Check("remotes", "ok", "none defined (tether remote add NAME URL)", None, {})
-    details: dict[str, object] = {r.name: r.url for r in remotes}
-    missing = [r.name for r in remotes if r.is_folder and not r.folder().is_dir()]
-    needs_rclone = [r.name for r in remotes if not r.is_folder]
-    version = rclone_version() if needs_rclone else None
-    details["rclone"] = version
-    if needs_rclone and version is None:
-        names = ", ".join(needs_rclone)
-        return Check("remotes", "fail", f"{names}: rclone is not on PATH", RCLONE_HINT, details)
-    if missing:
-        return Check(
-            "remotes",
-            "warn",
-            f"folder remote {', '.join(missing)}: the folder does not exist yet",
-            "the first push makes it; check the path if it should be there",
-            details,
-        )
-    found = f"{len(remotes)} remote(s)" + (f", rclone {version}" if version else "")
-    return Check("remotes", "ok", found, None, details)
