@@ -225,3 +225,20 @@ def test_tether_toml_config_from_a_python_file(tmp_path: Path, runs_root: Path) 
     assert _lock(run)["flags"] == {"lr": 0.5, "name": "cnn"}
     bad = run_cli("run", "train", "epochs=2", "-y", cwd=folder)
     assert bad.returncode == 2 and "unknown flag 'epochs'" in bad.stderr
+
+
+def test_output_summary_and_progress_patterns_become_scalars(
+    tmp_path: Path, runs_root: Path
+) -> None:
+    train = 'for i in range(1, 5):\n    print(f"epoch {i}/4 [{i * 25}%] acc={i / 10}")\n'
+    folder = _project(
+        tmp_path / "p",
+        '[train]\nexec = "python train.py"\noutput-scalars = false\n'
+        "output-summary = 'acc=(?P<acc>[0-9.]+)'\nprogress = '\\[(?P<progress>\\d+)%\\]'\n",
+        **{"train.py": train},
+    )
+    proc = run_cli("run", "train", "-y", cwd=folder)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(run_cli("runs", "--json", cwd=folder).stdout)
+    assert row["metrics"]["acc"] == 0.4
+    assert row["metrics"]["progress"] == 100

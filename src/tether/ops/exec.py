@@ -176,6 +176,11 @@ def plan_trial(
     command, display = resolve_command(op, shown)
     where = f"{op.key_prefix}{op.name}.output-scalars"
     patterns = compile_patterns(op.output_scalars, where)
+    # gage's `output-summary` and `progress` are patterns of the same kind: their matches are
+    # scalars of the run (a progress line's `progress` group, e.g. `(?P<progress>\d+)%`).
+    for key, extra in (("output-summary", op.output_summary), ("progress", op.progress)):
+        if extra:
+            patterns += compile_patterns([extra], f"{op.key_prefix}{op.name}.{key}")
     if staging is None:
         staging = plan_staging(project, op, store)
     return Plan(project, op, dict(flags), config, staging, patterns, command, display)

@@ -59,8 +59,8 @@ class OpDef:
     default: bool = False  # the op `tether run` runs when given no name
     version: str | None = None  # recorded with each run (an attribute)
     listing_description: str | None = None  # what `tether ops` shows (else `description`)
-    output_summary: str | None = None  # gage's `output-summary` pattern (recorded, not used)
-    progress: str | None = None  # gage's `progress` pattern (recorded, not used)
+    output_summary: str | None = None  # gage's `output-summary`: more output-scalars patterns
+    progress: str | None = None  # gage's `progress`: a pattern whose `progress` group is a scalar
     key_prefix: str = "ops."  # how messages name its keys: `ops.train.` or gage's `train.`
 
     def defaults(self) -> dict[str, Any]:
