@@ -334,7 +334,11 @@ def experiment(
                     # --task-to/--tasks/--n-jobs/--executor/... or @tether.parallel: a batch.
                     from .batches.decorated import run_decorated
 
-                    return run_decorated(
+                    batch = run_decorated
+                    if getattr(getattr(cli_args, "plan", None), "search", None) is not None:
+                        # -m --optimize: the study gives each task's point (tether.search)
+                        from .search.multirun import run_multirun_search as batch
+                    return batch(
                         wrapper,
                         inner,
                         opts,

@@ -18,7 +18,6 @@ from typing import Any
 from ..errors import ConfigError, did_you_mean
 
 
-
 class UnknownOption(ConfigError):
     """`--lr 0.1` on a decorated main: the caller, who knows the config's keys, may name the
     override meant (`optim.lr=0.1`)."""
@@ -154,8 +153,8 @@ def parse_argv(
                     suggestion = f"to set a config key, write {flag[2:]}=VALUE"
                 else:
                     suggestion = "see --help"
-                value = inline if eq else (words[i] if i < len(words) else None)
-                raise UnknownOption(f"unknown option {flag!r}", suggestion, flag=flag, value=value)
+                given = inline if eq else (words[i] if i < len(words) else None)
+                raise UnknownOption(f"unknown option {flag!r}", suggestion, flag=flag, value=given)
             continue
         if "=" in word:
             args.overrides.append(word)

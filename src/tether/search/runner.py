@@ -52,33 +52,22 @@ PRUNED_TAG = "pruned"
 PRUNED_TEXT = "pruned by the search's pruner"
 
 
-class SearchTrials(OpTrials):
-    """The TaskRunner of a search: each task is a slot; its trial comes from the study."""
+class StudyTrials:
+    """The study's side of a search's TaskRunner, for any runner of child runs: each task is a
+    slot; its trial comes from the study, `_run_trial` runs it (an op's trial, SearchTrials; a
+    decorated main's call, tether.search.multirun)."""
 
-    def __init__(self, *, search: dict[str, Any], batch_dir: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.search = search
-        self.batch_dir = batch_dir
+    search: dict[str, Any]
+    batch_dir: str
+    _store: Any
 
-    def setup(self) -> None:
-        super().setup()
+    def _open_study(self) -> None:
         self._spec = SearchSpec.from_dict(self.search)
         self._study = studies.open_study(Path(self.batch_dir), self._spec)
         self._dists = studies.distributions(self._spec)
 
-    # OpTrials.run sets `_current` to the trial's run as soon as it starts: the study records
-    # it then (not only at the end), so a trial whose worker is killed is continued in that
-    # run by the next attempt, whatever the task pool kept.
-    @property
-    def _current(self) -> str | None:
-        return self.__dict__.get("_run_now")
-
-    @_current.setter
-    def _current(self, run_id: str | None) -> None:
-        self.__dict__["_run_now"] = run_id
-        number = self.__dict__.get("_number")
-        if run_id and number is not None:
-            _set_attr(self._study, number, run_id)
+    def _run_trial(self, claim: Claim, params: dict[str, Any]) -> Outcome:
+        raise NotImplementedError
 
     def run(self, claim: Claim) -> Outcome:
         states = studies.optuna().trial.TrialState
@@ -117,7 +106,6 @@ class SearchTrials(OpTrials):
             number, params = trial.number, trial.params
         else:
             number, params = last.number, last.params
-        flags = {**self._spec.fixed, **params}
         os.environ[TRIAL_ENV] = json.dumps(
             {
                 "study": str(Path(self.batch_dir) / studies.STUDY_FILE),
@@ -129,7 +117,7 @@ class SearchTrials(OpTrials):
         )
         self.__dict__["_number"] = number
         try:
-            outcome = super().run(dataclasses.replace(claim, item=flags))
+            outcome = self._run_trial(claim, params)
         finally:
             os.environ.pop(TRIAL_ENV, None)
             self.__dict__["_number"] = None
@@ -183,6 +171,36 @@ class SearchTrials(OpTrials):
             state.attempts[-1].status, state.attempts[-1].error = "terminated", PRUNED_TEXT
         self._store.set_state(record, state)
         self._store.add_attr(record, "tag", PRUNED_TAG)
+
+
+class SearchTrials(StudyTrials, OpTrials):
+    """The TaskRunner of a search of an op: its trial's params are the op's flags."""
+
+    def __init__(self, *, search: dict[str, Any], batch_dir: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.search = search
+        self.batch_dir = batch_dir
+
+    def setup(self) -> None:
+        super().setup()
+        self._open_study()
+
+    def _run_trial(self, claim: Claim, params: dict[str, Any]) -> Outcome:
+        return OpTrials.run(self, dataclasses.replace(claim, item={**self._spec.fixed, **params}))
+
+    # OpTrials.run sets `_current` to the trial's run as soon as it starts: the study records
+    # it then (not only at the end), so a trial whose worker is killed is continued in that
+    # run by the next attempt, whatever the task pool kept.
+    @property
+    def _current(self) -> str | None:
+        return self.__dict__.get("_run_now")
+
+    @_current.setter
+    def _current(self, run_id: str | None) -> None:
+        self.__dict__["_run_now"] = run_id
+        number = self.__dict__.get("_number")
+        if run_id and number is not None:
+            _set_attr(self._study, number, run_id)
 
 
 def _tell_once(study: Any, number: int, value: Any = None, state: Any = None) -> None:
