@@ -325,9 +325,7 @@ def test_an_argparse_style_option_names_the_override_meant(world: World, train: 
     assert_no_runs(world)
 
 
-def test_a_word_for_a_mapping_names_the_file_a_hydra_user_meant(
-    world: World, train: Path
-) -> None:
+def test_a_word_for_a_mapping_names_the_file_a_hydra_user_meant(world: World, train: Path) -> None:
     (world.work / "conf/model").mkdir(parents=True)
     (world.work / "conf/model/wide.yaml").write_text("depth: 8\n")
     line = assert_one_line_error(world.python(train, "model=wide"))
