@@ -86,7 +86,7 @@ def _other_runs(n: int) -> list[str]:
     return ids
 
 
-@pytest.mark.parametrize("save_dir", [".", "/", "~/", "data.csv", "/proc/self"])
+@pytest.mark.parametrize("save_dir", [".", "/", "'~/'", "data.csv", "/proc/self"])
 def test_save_dir_that_is_not_a_new_or_empty_folder_is_refused(
     project: Path, runs_root: Path, save_dir: str, monkeypatch: pytest.MonkeyPatch
 ):

@@ -28,6 +28,8 @@ from ._support import SCRIPTS, TIMEOUT, World, is_zombie, wait_for
 pytestmark = pytest.mark.integration
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z "
+# A line the user's own logging already stamped keeps its one stamp (no second one in front).
+OWN_STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
 KILLS = 30
 
 
@@ -430,7 +432,10 @@ def _assert_output_captured(world: World, rid: str, token: str) -> list[str]:
     lines = _log_lines(world, rid)
     assert lines, "output.log is empty"
     for line in lines:
-        assert re.match(STAMP, line), f"output.log line without a time prefix: {line!r}"
+        assert re.match(STAMP, line) or re.match(OWN_STAMP, line), (
+            f"output.log line without a time prefix: {line!r}"
+        )
+        assert not re.match(STAMP + OWN_STAMP, line), f"two time prefixes: {line!r}"
     for text in (f"stdout line {token}", f"stderr line {token}", f"logging line {token}"):
         hits = [line for line in lines if line.endswith(text)]
         assert len(hits) == 1, f"{text!r} appears {len(hits)} times in output.log:\n{lines}"
