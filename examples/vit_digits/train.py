@@ -199,6 +199,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     summary = history.summary()  # flushes: every rank takes part in the last reduction
     history.close()
+    # The DDP/FSDP wrapper goes before its process group: a reducer destroyed at exit, after
+    # the group, can abort in gloo ("terminate called without an active exception").
+    del optimizer, model
     dist.cleanup(barrier=True)  # no rank tears gloo down while another still talks to it
     result: dict[str, Any] = {
         "rank": info.rank,
