@@ -27,6 +27,7 @@ It exports `RANK`, `LOCAL_RANK`, `WORLD_SIZE`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import random
 import sys
@@ -268,6 +269,11 @@ def cleanup(barrier: bool = False) -> None:
             if dist is not None and _state is not None and dist.is_initialized():
                 if barrier:
                     dist.barrier()
+                # A DDP/FSDP wrapper the caller dropped may still sit in a reference cycle
+                # that holds the group; freed later, at exit, after the group, its reducer can
+                # abort in gloo ("terminate called without an active exception"). Collect
+                # those now, while the group lives.
+                gc.collect()
                 dist.destroy_process_group()
         finally:
             _state = None
