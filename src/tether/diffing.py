@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from . import git
 from .capture.environment import EnvChange, PackageChange, diff_environment
 from .lock import DataRecord, SourceRecord, StageRecord
-from .store.index import flatten
 from .store.records import RunRecord
+from .store.values import flatten
 from .workspace import find_project_file
 
 if TYPE_CHECKING:

@@ -120,7 +120,8 @@ def test_another_filesystem_gets_a_copy(tmp_path: Path):
     shm = Path("/dev/shm")
     if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
         pytest.skip("needs /dev/shm on another filesystem than the runs root")
-    from tether.ops.staging import StagedPath, Staging, settle
+    from tether.ops.settle import settle
+    from tether.ops.staging import StagedPath, Staging
 
     source_dir = Path(os.environ.get("TMPDIR_SHM", shm)) / f"tether-test-{os.getpid()}"
     source_dir.mkdir()

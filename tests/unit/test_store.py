@@ -6,7 +6,7 @@ import pytest
 
 from tether.errors import AmbiguousRun, RunNotFound, StoreError
 from tether.store import RunState, Store
-from tether.store.index import flatten
+from tether.store.values import flatten
 from tether.workspace import resolve_runs_root
 
 

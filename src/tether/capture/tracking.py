@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import ConfigError, TetherError, did_you_mean
 from ..lock import DataRecord
-from ..store.index import flatten
+from ..store.values import flatten
 
 
 def data_entries(

@@ -84,7 +84,8 @@ def _index(root: Path) -> dict[str, Any]:
 
     from ..mounts import fstype
     from ..store import Store
-    from ..store.index import diagnose, trouble
+    from ..store.index import diagnose
+    from ..store.index_health import trouble
 
     store = Store(root)
     path = store.index_path  # on a shared filesystem: this host's cache of the index

@@ -18,7 +18,7 @@ MISSING: Any = None
 
 
 def _config(record: Any) -> dict[str, Any]:
-    from ..store.index import flatten
+    from ..store.values import flatten
 
     return flatten(record.lock.config)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..store.index import flatten
+from ..store.values import flatten
 from .args import run_argument
 from .main import store_from
 

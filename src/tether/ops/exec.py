@@ -51,8 +51,9 @@ from .phases import (
     shown,
 )
 from .scalars import Pattern, Scanner, compile_patterns
+from .settle import settle
 from .sourceconfig import apply_to_staged
-from .staging import Staging, plan_staging, settle, snapshot_patterns, stage
+from .staging import Staging, plan_staging, snapshot_patterns, stage
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|(?<!\$)\{([^{}\s]*)\}")
 RECORD_EVERY_S = 0.2  # how often scalars found in the output are recorded

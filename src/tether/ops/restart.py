@@ -25,7 +25,7 @@ from ..session.run import Run
 from ..store import RunRecord, Store
 from .exec import Plan, TrialResult, build_config, child_env, execute, resolve_command, working_dir
 from .scalars import compile_patterns
-from .staging import settle, staged_links
+from .settle import settle, staged_links
 
 BATCH_SUFFIX = "+batch"  # a batch's parent run: its trials are retried, not restarted
 RESTARTABLE = ("failed", "terminated", "unknown", "queued")

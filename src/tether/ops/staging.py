@@ -24,7 +24,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from ..store.layout import ATTRS, LOCK, MANIFEST, MARKER, METRICS, OUTPUT, STATE
 from ..store.records import IndexRow
 from ..store.where import compile_where
 from ..workspace import PROJECT_FILES
+from .dvcfile import DVC_SUFFIX, read_dvc_outs
 
 STAGED_LIST = ".tether-staged"  # what a run had staged: its inputs, not its outputs
 BATCH_FILE = "batch.json"
@@ -76,8 +76,6 @@ SKIP_DIRS = frozenset(
 MAX_SOURCE_FILES = 2000
 MAX_SOURCE_BYTES = 8 * 1024 * 1024
 DEP_TYPES = ("project-files", "run-files", "runs-summary", "dvcfile")
-DVC_SUFFIX = ".dvc"
-DVC_ALGO = "dvc-md5"  # the digest DVC wrote into the .dvc file (not one tether computed)
 
 
 @dataclass
@@ -424,64 +422,6 @@ def _resolve_dvcfile(project: Project, dep: DependencyDef, out: ResolvedDep) -> 
             out.records.append(record)
 
 
-def read_dvc_outs(root: Path, dvc_rel: str, key_path: str) -> list[DataRecord]:
-    """The `outs` of a .dvc file (paths relative to `root`): each needs `path` and `md5`, as
-    `dvc add` writes them; a missing or malformed file is one TetherError naming it."""
-    import yaml  # heavy: only an op with a dvcfile dependency reads YAML
-
-    path = root / dvc_rel
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TetherError(
-            f"{key_path}: {dvc_rel} does not exist in {root}",
-            "a dvcfile dependency reads the .dvc file `dvc add` writes beside the data",
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TetherError(f"{dvc_rel}: cannot be read ({exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        raise TetherError(f"{dvc_rel}{where}: not valid YAML", "expected `outs:` entries") from None
-    outs = data.get("outs") if isinstance(data, dict) else None
-    if not isinstance(outs, list) or not outs:
-        raise TetherError(
-            f"{dvc_rel}: expected an `outs:` list, found {_shown(outs)}",
-            "`dvc add DATA` writes one",
-        )
-    base = Path(dvc_rel).parent
-    records = []
-    for i, item in enumerate(outs):
-        rel = item.get("path") if isinstance(item, dict) else None
-        md5 = item.get("md5") if isinstance(item, dict) else None
-        if not isinstance(rel, str) or not rel.strip() or not isinstance(md5, str) or not md5:
-            raise TetherError(
-                f"{dvc_rel}: outs[{i}]: expected `md5` and `path`, found {_shown(item)}",
-                "`dvc add DATA` writes them",
-            )
-        joined = os.path.normpath((base / rel).as_posix()).replace(os.sep, "/")
-        if joined.startswith("../") or joined == ".." or Path(rel).is_absolute():
-            raise TetherError(f"{dvc_rel}: outs[{i}].path {rel!r} leads outside the project")
-        size, files = item.get("size"), item.get("nfiles")
-        records.append(
-            DataRecord(
-                path=joined,
-                algo=DVC_ALGO,
-                digest=md5,
-                files=files if isinstance(files, int) else 1,
-                bytes=size if isinstance(size, int) else 0,
-            )
-        )
-    return records
-
-
-def _shown(value: Any) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _pinned_rows(store: Store, ids: Sequence[str], key_path: str) -> list[IndexRow]:
     """The runs `ids`, in that order, each still there and completed (`tether reproduce`)."""
     if not ids:
@@ -623,68 +563,6 @@ def stage(staging: Staging, run_dir: Path, store: Store) -> None:
             done.append(dep.summary_file)
     if done:
         (run_dir / STAGED_LIST).write_text("".join(d + "\n" for d in done), encoding="utf-8")
-
-
-def settle(staging: Staging, run_dir: Path) -> list[str]:
-    """The run ends: each symbolic link `stage` made (still pointing where it pointed it)
-    becomes the file itself, a hard link on the same filesystem, else a copy; a linked folder
-    becomes a folder of them. What the command made or replaced is left alone. Returns one
-    warning per link kept (it could not be replaced)."""
-    warnings = []
-    for path in staging.paths:
-        if path.copy:
-            continue
-        dest = run_dir / path.dest
-        try:
-            if not dest.is_symlink() or os.readlink(dest) != str(path.source):
-                continue  # not staged by this run, or replaced by the command
-            if not path.source.exists():
-                continue  # its file is gone: the link stays as it was recorded
-            _replace_link(dest, path.source)
-        except OSError as exc:
-            warnings.append(f"{path.dest}: kept as a link to {path.source} ({exc.strerror or exc})")
-    return warnings
-
-
-def staged_links(run_dir: Path) -> Staging:
-    """The links an earlier attempt of a run staged and did not settle (it was killed): those
-    STAGED_LIST names that are still absolute symlinks, for `settle` at the end of a restart."""
-    try:
-        listed = (run_dir / STAGED_LIST).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return Staging()
-    links = []
-    for rel in listed:
-        dest = run_dir / rel
-        if rel and dest.is_symlink():
-            target = Path(os.readlink(dest))
-            if target.is_absolute():  # `stage` links absolute paths; anything else is not ours
-                links.append(StagedPath(target, rel, False, STAGED_LIST))
-    return Staging(sources=links)
-
-
-def _replace_link(dest: Path, target: Path) -> None:
-    """`dest`, a symlink to `target`, replaced by the file (or folder) itself: built beside it
-    in a folder of tether's own, then renamed over it."""
-    scratch = Path(tempfile.mkdtemp(prefix=".tether-settle-", dir=dest.parent))
-    try:
-        built = scratch / dest.name
-        if target.is_dir():
-            shutil.copytree(target, built, symlinks=True, copy_function=_link_or_copy)
-            dest.unlink()  # a rename cannot put a folder over a symlink
-            os.rename(built, dest)
-        else:
-            _link_or_copy(str(target), str(built))
-            os.replace(built, dest)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _link_or_copy(source: str, dest: str) -> None:
-    try:
-        os.link(source, dest, follow_symlinks=True)
-    except OSError:  # another filesystem (EXDEV), or one without hard links
-        shutil.copy2(source, dest)
 
 
 def _summary(store: Store, row: IndexRow) -> dict[str, Any]:

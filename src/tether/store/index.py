@@ -15,7 +15,6 @@ change. Changes learned from the journal go in through `applying`, which writes 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sqlite3
@@ -25,12 +24,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..errors import disk_full
 from ..fsio import follow_umask
 from ..sqlite_retry import enable_wal, immediate
+from .index_health import is_damage
 from .journal import COALESCE_S, Journal
 from .records import Attributes, IndexRow, RunRecord
 from .state import RunState, sql_status
+from .values import metric_values, record_values, value_pair
 
 SCHEMA_VERSION = 3
 # Versions that become this one in place, by these statements (no rebuild from the folders).
@@ -97,68 +97,6 @@ _COLUMNS = (
 )
 
 
-def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested mappings to dotted keys; lists stay whole (stored as JSON text)."""
-    out: dict[str, Any] = {}
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if isinstance(value, dict) and value:
-                out.update(flatten(value, path))
-            else:
-                out[path] = value
-    elif prefix:
-        out[prefix] = obj
-    return out
-
-
-def _value_pair(value: Any) -> tuple[float | None, str | None]:
-    if isinstance(value, bool):
-        return float(value), "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return float(value), None
-    if value is None:
-        return None, None
-    if isinstance(value, str):
-        return None, value
-    return None, json.dumps(value, sort_keys=True, default=str)
-
-
-def metric_values(summary: dict[str, Any]) -> dict[str, Any]:
-    """The `metrics.<key>.<stat>` values of a run's summary.json."""
-    values: dict[str, Any] = {}
-    for key, stats in (summary.get("metrics") or {}).items():
-        if isinstance(stats, dict):
-            for stat in ("last", "min", "max", "step"):
-                if stat in stats:
-                    values[f"metrics.{key}.{stat}"] = stats[stat]
-    return values
-
-
-def record_values(record: RunRecord) -> dict[str, Any]:
-    values = {f"config.{k}": v for k, v in flatten(record.lock.config).items()}
-    values.update({f"flags.{k}": v for k, v in flatten(record.lock.flags).items()})
-    values.update(metric_values(record.summary))
-    for data in record.lock.data:
-        values[f"data.{data.path}"] = data.digest
-    for source in record.lock.sources:
-        if source.commit:
-            values.setdefault("source.commit", source.commit)
-    op_meta = record.lock.env.get("op")  # a gage op's version and namespace (ops/exec.py)
-    if isinstance(op_meta, dict):
-        for key in ("version", "namespace"):
-            value = op_meta.get(key)
-            if isinstance(value, str):
-                if key == "version" and value.isdigit():
-                    value = int(value)  # `version = 2` compares numbers
-                values[key] = value
-    # The effective project: an adoption (attrs/) wins over the id run.lock was written with.
-    project = record.attrs.project or record.lock.project_id
-    if project:
-        values["project"] = str(project).strip().lower()  # as written in tether.toml: any case
-    return values
-
-
 @lru_cache(maxsize=256)
 def _pattern(pattern: str) -> re.Pattern[str] | None:
     try:
@@ -177,23 +115,6 @@ def _regexp(pattern: object, value: object) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # config.epochs ~ "^10$" matches the number 10
     return 1 if compiled.search(value if isinstance(value, str) else str(value)) else 0
-
-
-def is_damage(exc: BaseException) -> bool:
-    """Whether an SQLite error means the file is damaged (rebuild it) rather than unusable for
-    now (locked, disk full, read-only, cannot open: report it and leave the file alone)."""
-    if isinstance(exc, sqlite3.OperationalError):
-        text = str(exc)
-        return "no such table" in text or "no such column" in text
-    return isinstance(exc, sqlite3.DatabaseError)
-
-
-def trouble(path: Path, exc: BaseException | str) -> str:
-    """One line for an index that cannot be used now (transient trouble, never damage)."""
-    text = str(exc)
-    if "full" in text.lower():
-        return disk_full(path)
-    return f"index {path} cannot be used now ({text})"
 
 
 def diagnose(path: Path, *, thorough: bool = False) -> tuple[str, str | None]:
@@ -232,24 +153,6 @@ def diagnose(path: Path, *, thorough: bool = False) -> tuple[str, str | None]:
         return ("damaged" if is_damage(exc) else "unavailable"), str(exc)
     finally:
         conn.close()
-
-
-def set_aside(path: Path) -> Path:
-    """Move a damaged index (and its WAL files) to `<path>.damaged*`, for inspection; where.
-
-    A copy set aside before is never replaced: this one takes the next free name
-    (`index.db.damaged.1`, ...), so a second damage before a rebuild succeeded (the debris of
-    a killed rebuild, say) cannot destroy the first copy."""
-    dest = Path(f"{path}.damaged")
-    n = 0
-    while any(os.path.lexists(f"{dest}{s}") for s in ("", "-wal", "-shm")):
-        n += 1
-        dest = Path(f"{path}.damaged.{n}")
-    for suffix in ("", "-wal", "-shm"):
-        damaged = Path(f"{path}{suffix}")
-        if damaged.exists():
-            os.replace(damaged, f"{dest}{suffix}")
-    return dest
 
 
 class Index:
@@ -418,7 +321,7 @@ class Index:
         c.execute("DELETE FROM vals WHERE run = ?", (record.id,))
         c.executemany(
             "INSERT INTO vals (run, key, num, txt) VALUES (?, ?, ?, ?)",
-            [(record.id, k, *_value_pair(v)) for k, v in record_values(record).items()],
+            [(record.id, k, *value_pair(v)) for k, v in record_values(record).items()],
         )
 
     def remove(self, run_id: str, *, announced: bool = False) -> None:
@@ -639,7 +542,7 @@ class _Apply:
         )
         c.executemany(
             "INSERT OR REPLACE INTO vals (run, key, num, txt) VALUES (?, ?, ?, ?)",
-            [(run_id, k, *_value_pair(v)) for k, v in metric_values(summary).items()],
+            [(run_id, k, *value_pair(v)) for k, v in metric_values(summary).items()],
         )
         if attrs.project:  # adopted: no adoption leaves run.lock's project id in place
             c.execute(

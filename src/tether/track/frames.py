@@ -20,11 +20,11 @@ from typing import Any, overload
 
 from ..errors import TetherError, did_you_mean
 from ..store import Store, open_store
-from ..store.index import flatten
 from ..store.records import IndexRow
 from ..store.select import unknown_fields
 from ..store.selection import select_runs
 from ..store.state import BUSY
+from ..store.values import flatten
 from ..store.where import fields_of
 from .metrics_file import RESERVED, is_number, iter_metrics, step_of
 from .report import metric_summary

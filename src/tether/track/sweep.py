@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import TetherError, did_you_mean
-from ..store.index import flatten
+from ..store.values import flatten
 
 IGNORED = ("save_dir",)
 MAX_LABEL_KEYS = 4  # a legend entry names at most this many differing values

@@ -13,12 +13,12 @@ from ..errors import TetherError
 from ..lock import LOCK_FILE
 from ..store import Store
 from ..store.fields import FIELDS, Field, parse_field
-from ..store.index import flatten
 from ..store.layout import METRICS, OUTPUT
 from ..store.ranks import read_ranks
 from ..store.records import IndexRow, RunRecord
 from ..store.select import count, known_keys, short_ids_of, values_of
 from ..store.sorting import parse_columns
+from ..store.values import flatten
 from ..track.metrics_file import RESERVED, is_number, read_rows, step_of
 from .downsample import keep
 from .seriescache import cached

@@ -44,8 +44,8 @@ from typing import Any
 
 from ...clock import now_iso, parse_iso
 from ...lock import dump_yaml
-from ...store.index import flatten
 from ...store.state import BUSY
+from ...store.values import flatten
 from .base import Row, Sink, SinkContext
 from .mlflow_after import start_sync
 from .mlflow_names import mlflow_key, original_key, store_key

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from ...store.index import flatten
+from ...store.values import flatten
 from .base import Row, Sink, SinkContext
 
 
