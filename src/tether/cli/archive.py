@@ -3,68 +3,13 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import click
 
 from .args import complete_runs
+from .byte_progress import ByteBar, human_size
 from .main import store_from
-
-
-class _Bar:
-    """A rich progress bar over bytes that shows itself only at a terminal, after a moment."""
-
-    DELAY = 0.5
-
-    def __init__(self, total: int, label: str) -> None:
-        self.total = total
-        self.label = label
-        self.done = 0
-        self.started = time.monotonic()
-        self.enabled = total > 0 and sys.stdout.isatty()
-        self._progress: Any = None
-        self._task: Any = None
-
-    def __call__(self, n: int) -> None:
-        self.done += n
-        if not self.enabled:
-            return
-        if self._progress is None:
-            if time.monotonic() - self.started < self.DELAY:
-                return
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn(self.label),
-                BarColumn(),
-                DownloadColumn(),
-                TimeRemainingColumn(),
-                transient=True,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task(self.label, total=self.total)
-        self._progress.update(self._task, completed=self.done)
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover
 
 
 @click.group()
@@ -102,7 +47,7 @@ def export_cmd(
     store = store_from(ctx)
     records = [store.load(r.id) for r in resolve_many(store, runs)]
     plan = arc.plan_export(records)
-    bar = _Bar(plan[2], "exporting")
+    bar = ByteBar("exporting", total=plan[2])
     try:
         result = arc.export_runs(
             store,
@@ -110,7 +55,7 @@ def export_cmd(
             output,
             with_snapshots=with_snapshots,
             overwrite=force,
-            progress=bar,
+            progress=bar.advance,
             plan=plan,
         )
     finally:
@@ -118,7 +63,7 @@ def export_cmd(
     n = len(result.runs)
     click.echo(
         f"exported {n} run{'s' if n != 1 else ''} ({result.files} files, "
-        f"{_size(result.bytes)}) to {output}"
+        f"{human_size(result.bytes)}) to {output}"
     )
     if result.bundles:
         click.echo(f"with {len(result.bundles)} snapshot bundle(s)")
@@ -149,9 +94,11 @@ def import_cmd(ctx: click.Context, file: Path, snapshots_into: Path | None) -> N
     from ..store import archive as arc
 
     store = store_from(ctx)
-    bar = _Bar(arc.archive_size(file) if sys.stdout.isatty() else 0, "importing")
+    bar = ByteBar("importing", total=arc.archive_size(file) if sys.stderr.isatty() else 0)
     try:
-        result = arc.import_archive(store, file, snapshots_into=snapshots_into, progress=bar)
+        result = arc.import_archive(
+            store, file, snapshots_into=snapshots_into, progress=bar.advance
+        )
     finally:
         bar.close()
     shorts = short_ids(store.index.ids()) if result.imported else {}

@@ -8,74 +8,27 @@ are done), 2 bad input.
 from __future__ import annotations
 
 import json
-import sys
-import time
 from typing import Any
 
 import click
 
 from .args import complete_runs
+from .byte_progress import ByteBar, human_size
 from .main import store_from
 
 NOTHING = 3
 PARTLY = 1
 
 
-class _Bar:
-    """Files and bytes moved, as a rich bar on stderr at a terminal, after half a second."""
-
-    DELAY = 0.5
+class _Bar(ByteBar):
+    """Files (or runs) and bytes moved: the transfer callback of push and pull."""
 
     def __init__(self, label: str, enabled: bool, unit: str = "files") -> None:
-        self.label = label
+        super().__init__(label, enabled=enabled)
         self.unit = unit
-        self.enabled = enabled and sys.stderr.isatty()
-        self.started = time.monotonic()
-        self._progress: Any = None
-        self._task: Any = None
 
     def __call__(self, files: int, nbytes: int, total_files: int, total_bytes: int) -> None:
-        if not self.enabled or total_bytes <= 0:
-            return
-        if self._progress is None:
-            if time.monotonic() - self.started < self.DELAY:
-                return
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn(self.label),
-                BarColumn(),
-                DownloadColumn(),
-                TextColumn("{task.fields[files]}"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task(self.label, total=total_bytes, files="")
-        self._progress.update(
-            self._task, completed=nbytes, files=f"{files}/{total_files} {self.unit}"
-        )
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover
+        self.update(nbytes, total_bytes, f"{files}/{total_files} {self.unit}")
 
 
 def open_remote(name: str) -> Any:
@@ -103,7 +56,7 @@ def _emit_runs(results: list[Any], verb: str) -> None:
     for r in results:
         if r.action in ("unchanged",):
             continue
-        extra = f" ({r.files} files, {_size(r.bytes)})" if r.files else ""
+        extra = f" ({r.files} files, {human_size(r.bytes)})" if r.files else ""
         detail = f": {r.detail}" if r.detail else ""
         click.echo(
             f"  {r.action:<10} {r.id[:13]} {r.name}{extra}{detail}", err=r.action == "failed"
@@ -186,7 +139,7 @@ def _summary(verb: str, result: Any, out: dict[str, Any]) -> None:
     click.echo(
         f"{verb} {out['remote']}: {result.changed} of {n} run(s) "
         f"{'would change' if out['dry_run'] else 'changed'}, "
-        f"{out['files']} files, {_size(out['bytes'])} moved"
+        f"{out['files']} files, {human_size(out['bytes'])} moved"
         + (f", {result.failed} failed" if result.failed else "")
     )
 
