@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_JSON_COMMENTS = re.compile(r'"(?:\\.|[^"\\\n])*"|//[^\n]*|/\*.*?\*/|/\*', re.S)
+from .patterns import LazyPattern
+
+_JSON_COMMENTS = LazyPattern(r'"(?:\\.|[^"\\\n])*"|//[^\n]*|/\*.*?\*/|/\*', re.S)
 
 
 def toml_module() -> Any:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
 
+from .patterns import LazyPattern
+
 # The temp names of atomic writes (`.<name>.<pid>.<12 hex>.tmp`): only these are ever cleaned.
-_TEMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{12}\.tmp$")
+_TEMP = LazyPattern(r"^\..+\.(\d+)\.[0-9a-f]{12}\.tmp$")
 ORPHAN_AGE = 600.0  # seconds: older than any write in flight, on this host or another
 _swept: set[str] = set()  # folders already cleaned by this process
 _umask: int | None = None  # where /proc cannot tell it: read once (see current_umask)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
+
+from .patterns import LazyPattern
 
 _lock = threading.Lock()
 _last_ms = 0
@@ -40,7 +41,7 @@ def new_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-_RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+_RUN_ID = LazyPattern(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
 def is_run_id(text: str) -> bool:

@@ -32,6 +32,9 @@ T = TypeVar("T")
 
 @dataclass
 class SourceRecord:
+    """One source tree a run was taken from: its folder, the snapshot commit and tree, and the
+    branch state at capture."""
+
     path: str
     root: str | None = None  # absolute folder at capture time, to map recorded paths later
     commit: str | None = None
@@ -48,6 +51,9 @@ class SourceRecord:
 
 @dataclass
 class DataRecord:
+    """One data input of a run: its path, the config key that named it, and its digest once
+    hashed."""
+
     path: str
     key: str | None = None
     algo: str = "blake3"
@@ -59,6 +65,9 @@ class DataRecord:
 
 @dataclass
 class StageRecord:
+    """An upstream stage a run consumed: the stage's name, the run chosen for it and that run's
+    lock digest."""
+
     name: str
     run: str
     lock_digest: str | None = None
@@ -66,6 +75,9 @@ class StageRecord:
 
 @dataclass
 class RunLock:
+    """run.lock: what a run is (its command, config, sources, data, stages and environment),
+    written once at start."""
+
     id: str
     name: str
     created: str

@@ -6,7 +6,7 @@ handler for it or for `BEGIN IMMEDIATE`; both are retried here with jittered bac
 
 from __future__ import annotations
 
-import random
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -19,7 +19,10 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
 
 
 def _pause(attempt: int, base: float, spread: float) -> None:
-    time.sleep(base + random.random() * spread * min(attempt + 1, 10))
+    # Jitter from os.urandom: the `random` module's import would cost every process that
+    # opens an index, and this runs only when SQLite is busy.
+    jitter = int.from_bytes(os.urandom(2), "big") / 65536
+    time.sleep(base + jitter * spread * min(attempt + 1, 10))
 
 
 def enable_wal(conn: sqlite3.Connection) -> None:

@@ -219,7 +219,7 @@ def test_a_damaged_page_met_midway_by_a_run_spec_is_healed(world: World) -> None
     with pytest.raises(sqlite3.DatabaseError, match="malformed"):
         conn.execute("SELECT * FROM runs").fetchall()
     conn.close()
-    from tether.store.index import diagnose
+    from tether.store.index_health import diagnose
 
     assert diagnose(path) == ("ok", None)  # what every command checks first: passes
     shown = world.tether("show", "fit150", "--json")

@@ -23,6 +23,9 @@ from tether import mounts
 from tether.ids import is_run_id
 from tether.store import RunState, Store
 from tether.store import journal as journal_mod
+from tether.store.attrs import add_event
+from tether.store.journal import Journal
+from tether.store.state import write_state
 from tether.store.records import RunRecord
 
 from ._support import World, wait_for
@@ -223,11 +226,21 @@ def test_an_ordinary_listing_opens_no_run_folder(
         _list_in_process(root)
         assert _run_folders_read(opened, root) == set()
         assert any(p.endswith("index.db") for p in opened)  # the hook did see the listing
-        # Two runs changed by another process: the listing reads those two folders only.
+        # Two runs changed by another process on this host: its writes moved the index's
+        # position past its own entries, so the next listing reads no folder either.
         other = Store(root)
-        other.set_state(records[5], RunState(status="failed", exit_code=1))
-        other.add_attr(records[250], "label", "x")
+        other.set_state(records[6], RunState(status="failed", exit_code=1))
+        other.add_attr(records[251], "label", "y")
         other.close_index()
+        opened.clear()
+        assert _list_in_process(root)
+        assert _run_folders_read(opened, root) == set()
+        # Two runs changed where this index did not see it (another host of a shared root:
+        # the records and a journal entry, no row): the listing reads those two folders only.
+        write_state(records[5].dir, RunState(status="failed", exit_code=1))
+        Journal(root).append(records[5].id, "state")
+        add_event(records[250].dir, "label", "x")
+        Journal(root).append(records[250].id, "attrs")
         opened.clear()
         _list_in_process(root)
         assert _run_folders_read(opened, root) == {records[5].id, records[250].id}
@@ -239,6 +252,7 @@ def test_an_ordinary_listing_opens_no_run_folder(
     # Read from state.json and attrs/ only (run.lock was not read again): all of the row holds.
     rows = {r.id: r for r in Store(root).list()}
     assert rows[records[5].id].status == "failed" and rows[records[250].id].label == "x"
+    assert rows[records[6].id].status == "failed" and rows[records[251].id].label == "y"
     assert [r.id for r in Store(root).query("config.i = 250 and name = r250")] == [records[250].id]
 
 

@@ -41,6 +41,8 @@ def stage_record(name: str, upstream: RunRecord) -> StageRecord:
 
 @dataclass
 class LineageNode:
+    """One run in a lineage tree, with the runs that consumed it (or that it consumed)."""
+
     id: str
     name: str
     status: str

@@ -33,6 +33,8 @@ _PATH_VARIABLES = ("__vsc_ipynb_file__", "__session__")
 
 @dataclass
 class NotebookSource:
+    """The notebook a run started from, and the cells run so far."""
+
     path: str | None  # the .ipynb, absolute, when the shell tells
     cells: list[tuple[int, str]]  # (execution number, source) of the cells run so far
 

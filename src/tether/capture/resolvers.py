@@ -14,6 +14,9 @@ from .lineage import find_upstream
 
 @dataclass
 class Collected:
+    """What tether's config resolvers saw while a config was resolved: tracked keys and stage
+    folders."""
+
     tracked: list[str] = field(default_factory=list)
     stages: dict[str, str] = field(default_factory=dict)  # reference -> upstream folder
     store_root: str | None = None

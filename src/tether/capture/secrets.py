@@ -29,6 +29,7 @@ from typing import Any
 
 from ..errors import TetherError
 from ..mounts import default_cache_dir
+from ..patterns import LazyPattern
 from ..workspace import find_project_file, read_project_data
 
 # The last part of a key that makes its value a secret wherever it is (case-insensitive).
@@ -56,7 +57,7 @@ KEY_FILE = "secret.key"  # in the cache folder: the HMAC key
 SECRET_FLAG = "--secret"  # declares a key on the command line of a decorated main / tether run
 HASH_DIGITS = 16
 _PREFIX = "<redacted:"
-_TOKEN = re.compile(r"<redacted:([0-9a-f]{16})>")
+_TOKEN = LazyPattern(r"<redacted:([0-9a-f]{16})>")
 MIN_EMBEDDED = 6  # a known secret shorter than this is replaced only as a whole word
 
 _key: bytes | None = None  # the HMAC key, loaded at the first redaction

@@ -84,8 +84,7 @@ def _index(root: Path) -> dict[str, Any]:
 
     from ..mounts import fstype
     from ..store import Store
-    from ..store.index import diagnose
-    from ..store.index_health import trouble
+    from ..store.index_health import diagnose, trouble
 
     store = Store(root)
     path = store.index_path  # on a shared filesystem: this host's cache of the index

@@ -22,8 +22,6 @@ from ..errors import TetherError
 from .argv import CliArgs, UnknownOption, parse_argv
 from .compose import all_keys, build_config, config_dir, select_node, to_container, to_yaml
 from .groups import Group, Selection, find_groups
-from .multirun import plan_multirun, plan_search
-from .sweeps import split_multirun
 
 DEFAULT_RANDOM_RUNS = 20  # points `-m --random` draws without --max-runs (as `tether run`)
 
@@ -252,6 +250,11 @@ def _name_the_key(exc: UnknownOption, source: Any) -> TetherError:
 
 def plan_sweeps(source: Any, args: CliArgs) -> None:
     """`-m`: split the sweeps off the overrides and plan the batch (args.plan)."""
+    # heavy: the sweep grammar and planners (nine dataclasses, the samplers) cost a run
+    # without -m ~3 ms of its start, so they load only for a multirun.
+    from .multirun import plan_multirun, plan_search  # noqa: PLC0415 (heavy, -m only)
+    from .sweeps import split_multirun  # noqa: PLC0415 (heavy, -m only)
+
     fixed, sweeps = split_multirun(args.overrides)
     if not sweeps:
         raise TetherError(

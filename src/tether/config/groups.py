@@ -17,18 +17,18 @@ refused with a message, never ignored.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, did_you_mean
 from ..globs import compile_glob
+from ..patterns import LazyPattern
 
 DEFAULTS_KEY = "defaults"
 SELF = "_self_"
 _SUFFIXES = (".yaml", ".yml")
-_GROUP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(?:/[A-Za-z_][A-Za-z0-9_-]*)*")
+_GROUP_NAME = LazyPattern(r"[A-Za-z_][A-Za-z0-9_-]*(?:/[A-Za-z_][A-Za-z0-9_-]*)*")
 
 
 @dataclass(frozen=True)

@@ -17,28 +17,28 @@ their argument; the sweep functions (`range`, `choice`, `interval`, `glob`, ...)
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..patterns import LazyPattern
 
 # Token rules of Hydra's lexer (value mode), used on a whole bare word: a word that is one such
 # token gets its type, any other word is a string.
 _DIGITS = r"[0-9](?:_?[0-9])*"
 _POINT = rf"(?:(?:{_DIGITS})?\.[0-9]+|{_DIGITS}\.)"
-_FLOAT = re.compile(
+_FLOAT = LazyPattern(
     rf"[+-]?(?:(?:{_POINT}|{_DIGITS})[eE][+-]?[0-9]+|{_POINT}|[Ii][Nn][Ff]|[Nn][Aa][Nn])"
 )
-_INT = re.compile(r"[+-]?(?:0|[1-9](?:_?[0-9])*)")
-_BOOL = re.compile(r"[Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]")
-_NULL = re.compile(r"[Nn][Uu][Ll][Ll]")
-_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_INT = LazyPattern(r"[+-]?(?:0|[1-9](?:_?[0-9])*)")
+_BOOL = LazyPattern(r"[Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]")
+_NULL = LazyPattern(r"[Nn][Uu][Ll][Ll]")
+_ID = LazyPattern(r"[A-Za-z_][A-Za-z0-9_-]*")
 # Keys: dotted segments (a segment of digits is a list index), or a group path a/b, then an
 # optional @package (which tether refuses).
 _KEY_ID = r"[A-Za-z_$][A-Za-z0-9_$-]*"
 _KEY_SEG = rf"(?:{_KEY_ID}|[0-9]+)"
-_KEY = re.compile(
+_KEY = LazyPattern(
     rf"(?P<key>{_KEY_ID}(?:/{_KEY_ID})+|{_KEY_ID}(?:\.{_KEY_SEG})*|[0-9]+(?:\.{_KEY_SEG})+)"
     rf"(?:@(?P<package>(?:{_KEY_SEG}(?:\.{_KEY_SEG})*)?))?"
 )

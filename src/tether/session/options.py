@@ -19,6 +19,8 @@ ATTR = "__tether_options__"
 
 @dataclass
 class RunOptions:
+    """How a run is recorded: its name, snapshot, data, stages, tracking and batch settings."""
+
     name: str | None = None
     snapshot: SnapshotOptions = field(default_factory=SnapshotOptions)
     data_keys: list[str] = field(default_factory=list)  # config keys holding data paths

@@ -42,6 +42,8 @@ REPRODUCE_ENV = "TETHER_REPRODUCE"
 
 @dataclass
 class Replay:
+    """A `tether reproduce` re-run in progress: the recorded run and the checkout it runs in."""
+
     run: str  # the recorded run's id
     name: str
     dir: str  # its folder

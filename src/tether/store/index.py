@@ -88,9 +88,6 @@ Position = tuple[str | None, int]
 _POSITION_KEY = "journal"
 _RUN_TABLES = (("runs", "id"), ("tags", "run"), ("vals", "run"), ("stages", "run"))
 
-# The tables an index must have; one missing is damage (rebuilt), not an empty store.
-TABLES = ("schema_version", "runs", "tags", "vals", "stages")
-
 _COLUMNS = (
     "id, name, status, created, started, stopped, host, pid, proc_start, exit_code, label, "
     "parent, dir"
@@ -117,44 +114,6 @@ def _regexp(pattern: object, value: object) -> int:
     return 1 if compiled.search(value if isinstance(value, str) else str(value)) else 0
 
 
-def diagnose(path: Path, *, thorough: bool = False) -> tuple[str, str | None]:
-    """The state of the index file, read-only: ("missing" | "empty" | "incomplete" |
-    "damaged" | "unavailable" | "ok", detail); "ok" with detail "no rows" when it lists no
-    run. "unavailable" (locked, cannot open read-only now) says nothing of the file.
-    `thorough` adds `PRAGMA quick_check` (reads every page: for `tether check`)."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return "missing", None
-    except OSError as exc:
-        return "unavailable", exc.strerror or str(exc)
-    if size == 0:
-        wal = Path(f"{path}-wal")
-        if not wal.exists() or wal.stat().st_size == 0:
-            return "empty", "a 0-byte file"
-        return "ok", None  # a new file whose pages are all in its WAL yet
-    try:
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=10)
-    except sqlite3.Error as exc:
-        return ("damaged" if is_damage(exc) else "unavailable"), str(exc)
-    try:
-        if thorough:
-            rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
-            if rows != ["ok"]:
-                return "damaged", "; ".join(rows)
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        missing = [t for t in TABLES if t not in tables]
-        if missing:  # being made by another process, or tables dropped: filled in place
-            return "incomplete", "no table " + ", ".join(missing)
-        if conn.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is None:
-            return "ok", "no rows"
-        return "ok", None
-    except sqlite3.Error as exc:
-        return ("damaged" if is_damage(exc) else "unavailable"), str(exc)
-    finally:
-        conn.close()
-
-
 class Index:
     def __init__(self, path: Path, journal: Journal | None = None) -> None:
         self.path = path
@@ -162,6 +121,12 @@ class Index:
         self._conn: sqlite3.Connection | None = None
         self.was_reset = False  # an index of another schema was dropped on open
         self._hint: int | None = None  # a journal entry known to exist (finds the end sooner)
+        # Journal entries this process announced for its own writes: `_intended` by run until
+        # the run's row is written, then `_covered` until the position passes them (_advance).
+        self._intended: dict[str, list[int]] = {}
+        self._covered: set[int] = set()
+        self._ident: str | None = None
+        self._compact_to = 0  # a position that passed a shard boundary, to compact after
 
     # -- connection -------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -246,32 +211,87 @@ class Index:
         (`kind`: created, state, attrs, summary, ...): a writer killed before its upsert then
         leaves an entry the next read applies from the folder. Raises OSError when the journal
         cannot be written (the records could not be either)."""
-        self._announce(run_id, kind)
+        seq = self._announce(run_id, kind)
+        if seq is not None:
+            self._intended.setdefault(run_id, []).append(seq)
 
     def upsert(self, record: RunRecord, kind: str = "update", *, announced: bool = False) -> None:
         """Index one run's current files; `kind` is what the journal entry says changed, added
         after the row unless the writer announced it before its records (`intend`)."""
         with self._tx() as c:
             self._upsert(c, record)
-        if not announced:
-            self._announce(record.id, kind)
+            failed = self._cover(c, [record.id], None if announced else kind)
+        self._compact()
+        if failed is not None:
+            raise failed
 
     def upsert_many(
         self, records: Iterable[RunRecord], kind: str = "update", *, announced: bool = False
     ) -> None:
         """Several runs in one transaction (a batch worker's runs)."""
-        done = []
         with self._tx() as c:
+            done = []
             for record in records:
                 self._upsert(c, record)
                 done.append(record.id)
-        if not announced:
-            for run_id in done:
-                self._announce(run_id, kind)
+            failed = self._cover(c, done, None if announced else kind)
+        self._compact()
+        if failed is not None:
+            raise failed
 
-    def _announce(self, run_id: str, kind: str) -> None:
+    def _cover(self, c: sqlite3.Connection, run_ids: list[str], kind: str | None) -> OSError | None:
+        """Inside the transaction that wrote these runs' rows: their journal entries (announced
+        now when `kind` is given, else those `intend` announced) are applied by that very
+        write, so the position moves past them when nothing of another writer lies between.
+        Then the next read of this index finds nothing pending: no run folder is read again
+        and yaml is not loaded to list the run just made. A writer killed before the commit
+        leaves its entries unapplied, for the next read. Returns the OSError of an entry that
+        could not be written (raised after the commit, as before: the rows stay)."""
         if self.journal is None:
+            return None
+        for run_id in run_ids:
+            if kind is None:
+                self._covered.update(self._intended.pop(run_id, ()))
+                continue
+            try:
+                seq = self._announce(run_id, kind)
+            except OSError as exc:
+                return exc
+            if seq is not None:
+                self._covered.add(seq)
+        if self._covered:
+            self._advance(c)
+        return None
+
+    def _advance(self, c: sqlite3.Connection) -> None:
+        """Move the position over the entries this process covered, from where it is: only
+        across a run of consecutive numbers, so another writer's entry stops it."""
+        if self._ident is None:
+            self._ident = self.journal.ident() if self.journal is not None else None
+        position = _read_position(c) or (None, 0)
+        if position[0] is None and position[1] == 0 and self._ident is not None:
+            position = (self._ident, 0)  # never synced: adopt the journal from its start
+        if position[0] != self._ident or self._ident is None:
             return
+        seq = position[1]
+        while seq + 1 in self._covered:
+            seq += 1
+        self._covered = {n for n in self._covered if n > seq}
+        if seq != position[1]:
+            self._set_position(c, (self._ident, seq))
+            if self.journal is not None and self.journal.shard(seq) != self.journal.shard(
+                position[1]
+            ):
+                self._compact_to = seq  # after the commit (catch_up's rule: older shards may go)
+
+    def _compact(self) -> None:
+        if self._compact_to and self.journal is not None:
+            applied, self._compact_to = self._compact_to, 0
+            self.journal.compact(applied)
+
+    def _announce(self, run_id: str, kind: str) -> int | None:
+        if self.journal is None:
+            return None
         applied = None
         if self._hint is None or kind in COALESCE_S:
             # A coalesced kind needs what this host applied; either way a known entry.
@@ -285,6 +305,7 @@ class Index:
         seq = self.journal.append(run_id, kind, hint=self._hint, applied=applied)
         if seq is not None:
             self._hint = seq
+        return seq
 
     def _upsert(self, c: sqlite3.Connection, record: RunRecord) -> None:
         st = record.state
@@ -327,8 +348,10 @@ class Index:
     def remove(self, run_id: str, *, announced: bool = False) -> None:
         with self._tx() as c:
             self._remove(c, run_id)
-        if not announced:
-            self._announce(run_id, "removed")
+            failed = self._cover(c, [run_id], None if announced else "removed")
+        self._compact()
+        if failed is not None:
+            raise failed
 
     def _remove(self, c: sqlite3.Connection, run_id: str) -> None:
         for table, col in _RUN_TABLES:

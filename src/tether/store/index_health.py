@@ -10,6 +10,10 @@ from pathlib import Path
 
 from ..errors import disk_full
 
+# The tables an index must have (store/index.py makes them); one missing is damage (rebuilt),
+# not an empty store.
+TABLES = ("schema_version", "runs", "tags", "vals", "stages")
+
 
 def is_damage(exc: BaseException) -> bool:
     """Whether an SQLite error means the file is damaged (rebuild it) rather than unusable for
@@ -44,3 +48,41 @@ def set_aside(path: Path) -> Path:
         if damaged.exists():
             os.replace(damaged, f"{dest}{suffix}")
     return dest
+
+
+def diagnose(path: Path, *, thorough: bool = False) -> tuple[str, str | None]:
+    """The state of the index file, read-only: ("missing" | "empty" | "incomplete" |
+    "damaged" | "unavailable" | "ok", detail); "ok" with detail "no rows" when it lists no
+    run. "unavailable" (locked, cannot open read-only now) says nothing of the file.
+    `thorough` adds `PRAGMA quick_check` (reads every page: for `tether check`)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "missing", None
+    except OSError as exc:
+        return "unavailable", exc.strerror or str(exc)
+    if size == 0:
+        wal = Path(f"{path}-wal")
+        if not wal.exists() or wal.stat().st_size == 0:
+            return "empty", "a 0-byte file"
+        return "ok", None  # a new file whose pages are all in its WAL yet
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error as exc:
+        return ("damaged" if is_damage(exc) else "unavailable"), str(exc)
+    try:
+        if thorough:
+            rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
+            if rows != ["ok"]:
+                return "damaged", "; ".join(rows)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = [t for t in TABLES if t not in tables]
+        if missing:  # being made by another process, or tables dropped: filled in place
+            return "incomplete", "no table " + ", ".join(missing)
+        if conn.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is None:
+            return "ok", "no rows"
+        return "ok", None
+    except sqlite3.Error as exc:
+        return ("damaged" if is_damage(exc) else "unavailable"), str(exc)
+    finally:
+        conn.close()

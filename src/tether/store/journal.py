@@ -33,8 +33,8 @@ again"), so a duplicate (an NFS retry) is harmless.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +61,8 @@ _last_written: dict[tuple[str, str, str], tuple[float, int]] = {}
 
 @dataclass(frozen=True)
 class Entry:
+    """One line of the change journal: run `run`'s records of `kind` changed (or are about to)."""
+
     seq: int
     run: str
     kind: str  # created, state, attrs, summary, removed, update, ...
@@ -205,14 +207,14 @@ class Journal:
         done = 0
         for name in sorted(names):
             if name.startswith(_TRASH):  # a removal killed midway: finish it
-                shutil.rmtree(self.dir / name, ignore_errors=True)
+                _remove_shard(self.dir / name)
             elif len(name) == 6 and name.isdigit() and int(name) < keep_from:
                 trash = self.dir / f"{_TRASH}{name}-{os.getpid()}"
                 try:
                     os.rename(self.dir / name, trash)
                 except FileNotFoundError:
                     continue  # another process compacts it
-                shutil.rmtree(trash, ignore_errors=True)
+                _remove_shard(trash)
                 done += 1
         return done
 
@@ -222,3 +224,19 @@ def _abandoned(path: Path) -> bool:
         return time.time() - os.lstat(path).st_mtime > INCOMPLETE_GRACE_S
     except FileNotFoundError:
         return False
+
+
+def _remove_shard(folder: Path) -> None:
+    """Remove a renamed-away shard: a flat folder of entry links (none followed). Done by hand
+    rather than with shutil.rmtree because importing shutil (it loads zlib, bz2 and lzma) costs
+    every `tether runs` more than compacting does; what cannot be removed now is left for the
+    next compaction, which finishes it."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)

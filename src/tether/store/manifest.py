@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from typing import Any
 from ..errors import StoreError
 from ..fsio import atomic_write_json
 from ..lock import FLOCK_NAME, read_lock
+from ..patterns import LazyPattern
 from .layout import ATTRS, LOCK, MANIFEST, MARKER, METRICS, OUTPUT, STATE, SUMMARY
 
 ALGO = "blake3"  # the digest of tether.capture.datahash
@@ -45,7 +45,7 @@ HASH_LOG = "datahash.log"
 UNHASHED = frozenset({STATE, OUTPUT, METRICS, SUMMARY, MARKER, FLOCK_NAME, HASH_LOG})
 # Every name tether writes at the top of a run folder outside the run's own outputs.
 RECORDS = UNHASHED | {LOCK, MANIFEST, RESERVE}
-_TEMP = re.compile(r"(^|/)\.[^/]+\.\d+\.[0-9a-f]{12}\.tmp$")  # tether.fsio's atomic-write temps
+_TEMP = LazyPattern(r"(^|/)\.[^/]+\.\d+\.[0-9a-f]{12}\.tmp$")  # tether.fsio's atomic-write temps
 
 
 def unhashed(rel: str) -> bool:
@@ -112,6 +112,9 @@ def _int(value: Any) -> int | None:
 
 @dataclass
 class Manifest:
+    """A run folder's file list with digests, written at run end (`tether check --run` verifies
+    it)."""
+
     run: str
     files: list[FileEntry] = field(default_factory=list)
     written: str | None = None

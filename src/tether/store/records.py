@@ -12,6 +12,9 @@ from .state import RunState
 
 @dataclass
 class Attributes:
+    """What users add to a run after the fact (attrs.json): label, tags, notes and adopted
+    project."""
+
     label: str | None = None
     tags: list[str] = field(default_factory=list)
     notes: list[dict[str, Any]] = field(default_factory=list)

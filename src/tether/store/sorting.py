@@ -17,6 +17,8 @@ from .fields import STOP, Field, WhereError, parse_field
 
 @dataclass(frozen=True)
 class SortKey:
+    """One --sort term: the field and its direction."""
+
     field: Field
     desc: bool
 

@@ -122,6 +122,8 @@ class Attempt:
 
 @dataclass
 class RunState:
+    """state.json: where a run is in its life (status, process, times, exit code and attempts)."""
+
     status: str = "pending"
     pid: int | None = None
     host: str | None = None

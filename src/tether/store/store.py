@@ -28,8 +28,8 @@ from ..mounts import is_shared
 from ..workspace import resolve_runs_root
 from .attrs import add_event, read_attributes
 from .cache import cache_path, catch_up, rebuild
-from .index import Index, diagnose
-from .index_health import is_damage, set_aside, trouble
+from .index import Index
+from .index_health import diagnose, is_damage, set_aside, trouble
 from .journal import Journal
 from .layout import INDEX, LOCK, SUMMARY
 from .records import Attributes, IndexRow, RunRecord

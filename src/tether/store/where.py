@@ -33,6 +33,7 @@ from typing import Any
 
 from ..clock import ISO_FORMAT
 from ..errors import did_you_mean
+from ..patterns import LazyPattern
 from .fields import STOP, Field, WhereError, parse_field
 from .state import STATUSES
 
@@ -45,8 +46,8 @@ KEYWORDS = ("and", "or", "not", "in", "null")
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "~", "!~")
 _OPS_TEXT = "= != < <= > >= ~ !~ in"
 
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-_TIME = re.compile(
+_NUMBER = LazyPattern(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_TIME = LazyPattern(
     r"(?P<y>\d{4})(?:-(?P<mo>\d{1,2})(?:-(?P<d>\d{1,2})"
     r"(?:[T ](?P<h>\d{1,2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:\.(?P<f>\d{1,6})\d*)?)?"
     r"(?P<tz>Z|[+-]\d{2}:?\d{2})?)?)?)?",
@@ -57,6 +58,8 @@ _TIME = re.compile(
 # -- tokens ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Token:
+    """One token of a --where condition, with its position for caret errors."""
+
     kind: str  # word, string, op, (, ), ",", end
     text: str  # the word, the string's value (unescaped), the operator
     pos: int
@@ -135,6 +138,8 @@ def _string(text: str, start: int, what: str) -> Token:
 # -- values ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Value:
+    """A literal of a --where condition, as written (quoted or not), with its position."""
+
     text: str
     quoted: bool
     pos: int
