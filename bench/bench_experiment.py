@@ -32,12 +32,14 @@ import yaml
 from benchlib import (
     BenchError,
     Command,
+    begin,
     fail,
     precompile_tether,
     print_table,
     ratio_line,
+    ratio_row,
+    record,
     repeat_count,
-    save_results,
     time_commands,
     versions,
     versions_line,
@@ -144,6 +146,7 @@ def check_snapshots(repo: Path, expected: int) -> None:
 def main() -> int:
     repeat = repeat_count(20)
     warmup = warmup_count()
+    begin()
     precompile_tether()
     python = sys.executable
     with tempfile.TemporaryDirectory(prefix="tether-bench-experiment-") as tmp_name:
@@ -173,18 +176,18 @@ def main() -> int:
     print(
         ratio_line(ours, baseline, GOAL, floor) + f"  (import omegaconf {omegaconf.median:.3f} s)"
     )
-    ratio = ours.median / baseline.median
     found = versions("tether", "hydra-core", "omegaconf", "PyYAML")
     print(versions_line(found))
-    save_results(
+    rows = [
+        ratio_row(
+            "empty @tether.experiment run / empty @hydra.main", ours.median, baseline.median, GOAL
+        )
+    ]
+    record(
         "experiment",
-        {
-            "goal": f"empty @tether.experiment run <= {GOAL} x empty @hydra.main app",
-            "ratio": round(ratio, 3),
-            "met": ratio <= GOAL,
-            "versions": found,
-            "timings": [t.as_dict() for t in (ours, baseline, omegaconf, floor)],
-        },
+        rows,
+        versions=found,
+        timings=[t.as_dict() for t in (ours, baseline, omegaconf, floor)],
     )
     return 0
 
