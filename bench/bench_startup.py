@@ -2,8 +2,8 @@
 
 Measures the wall time of `tether --help` (the console script of the bench venv) and of
 `dvc --version` from the same venv, each as a fresh process, and reports the ratio of the
-medians. Goal: tether <= 0.35 x dvc (issue 19). `python -c pass` is shown as the floor that no Python
-command can go below.
+medians. Goal: tether <= 0.35 x dvc (issue 19). `python -c pass` is shown as the floor that no
+Python command can go below.
 
     .venv-bench/bin/python bench/bench_startup.py      # or: make bench
 """
