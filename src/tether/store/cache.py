@@ -27,7 +27,8 @@ from typing import Any
 
 from ..ids import fnv1a64
 from ..mounts import local_cache_dir
-from .index import Index, Position
+from .applying import Position
+from .index import Index
 from .journal import Journal
 from .records import Attributes, RunRecord
 from .state import RunState

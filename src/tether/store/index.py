@@ -26,11 +26,12 @@ from typing import Any
 
 from ..fsio import follow_umask
 from ..sqlite_retry import enable_wal, immediate
+from .applying import Applying, Position, read_position, write_position
 from .index_health import is_damage
 from .journal import COALESCE_S, Journal
-from .records import Attributes, IndexRow, RunRecord
-from .state import RunState, sql_status
-from .values import metric_values, record_values, value_pair
+from .records import IndexRow, RunRecord
+from .state import sql_status
+from .values import record_values, value_pair
 
 SCHEMA_VERSION = 3
 # Versions that become this one in place, by these statements (no rebuild from the folders).
@@ -83,9 +84,6 @@ CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-# The journal entry a cache has applied last: (journal id or None, entry number).
-Position = tuple[str | None, int]
-_POSITION_KEY = "journal"
 _RUN_TABLES = (("runs", "id"), ("tags", "run"), ("vals", "run"), ("stages", "run"))
 
 _COLUMNS = (
@@ -268,7 +266,7 @@ class Index:
         across a run of consecutive numbers, so another writer's entry stops it."""
         if self._ident is None:
             self._ident = self.journal.ident() if self.journal is not None else None
-        position = _read_position(c) or (None, 0)
+        position = read_position(c) or (None, 0)
         if position[0] is None and position[1] == 0 and self._ident is not None:
             position = (self._ident, 0)  # never synced: adopt the journal from its start
         if position[0] != self._ident or self._ident is None:
@@ -398,23 +396,18 @@ class Index:
     # -- the journal position (a cache on a shared filesystem) ------------------------------
     def position(self) -> Position | None:
         """The journal entry this cache has applied last; None: never brought up to date."""
-        return _read_position(self._connect())
+        return read_position(self._connect())
 
     def _set_position(self, c: sqlite3.Connection, position: Position) -> None:
-        ident, seq = position
-        c.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        c.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-            (_POSITION_KEY, f"{ident or ''} {seq}"),
-        )
+        write_position(c, position)
 
     @contextmanager
-    def applying(self) -> Iterator[_Apply]:
+    def applying(self) -> Iterator[Applying]:
         """A write transaction for changes learned from the journal (no new entries): apply
         them, and the position, together; one at a time per host (SQLite's write lock), so two
         processes catching up never write an older state of a run over a newer one."""
         with self._tx() as c:
-            yield _Apply(self, c)
+            yield Applying(self, c)
 
     # -- reads ------------------------------------------------------------------------------
     def ids(self) -> list[str]:
@@ -504,80 +497,6 @@ class Index:
                 "SELECT key, num, txt FROM vals WHERE run = ? ORDER BY key", (run_id,)
             )
         }
-
-
-def _read_position(conn: sqlite3.Connection) -> Position | None:
-    try:
-        row = conn.execute("SELECT value FROM meta WHERE key = ?", (_POSITION_KEY,)).fetchone()
-    except sqlite3.OperationalError:  # an index made before the meta table: never synced
-        return None
-    if row is None:
-        return None
-    ident, _, seq = str(row[0]).rpartition(" ")
-    return (ident or None, int(seq))
-
-
-class _Apply:
-    """What `Index.applying` yields: the transaction's reads and writes."""
-
-    def __init__(self, index: Index, conn: sqlite3.Connection) -> None:
-        self._index, self._conn = index, conn
-
-    def position(self) -> Position | None:
-        return _read_position(self._conn)
-
-    def upsert(self, record: RunRecord) -> None:
-        self._index._upsert(self._conn, record)
-
-    def has(self, run_id: str) -> bool:
-        return (
-            self._conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
-        )
-
-    def update_records(
-        self, run_id: str, state: RunState, attrs: Attributes, summary: dict[str, Any]
-    ) -> None:
-        """A run's state, label, tags and metrics, as its folder now has them; what run.lock
-        gave the row (name, config, stages, ...) stays: run.lock is not read again."""
-        c = self._conn
-        c.execute(
-            "UPDATE runs SET status = ?, started = ?, stopped = ?, host = ?, pid = ?, "
-            "proc_start = ?, exit_code = ?, label = ? WHERE id = ?",
-            (
-                state.status,
-                state.started,
-                state.stopped,
-                state.host,
-                state.pid,
-                state.proc_start,
-                state.exit_code,
-                attrs.label,
-                run_id,
-            ),
-        )
-        c.execute("DELETE FROM tags WHERE run = ?", (run_id,))
-        c.executemany(
-            "INSERT OR IGNORE INTO tags (run, tag) VALUES (?, ?)", [(run_id, t) for t in attrs.tags]
-        )
-        # The metrics.* keys of the (run, key) primary key: one range of it.
-        c.execute(
-            "DELETE FROM vals WHERE run = ? AND key >= 'metrics.' AND key < 'metrics/'", (run_id,)
-        )
-        c.executemany(
-            "INSERT OR REPLACE INTO vals (run, key, num, txt) VALUES (?, ?, ?, ?)",
-            [(run_id, k, *value_pair(v)) for k, v in metric_values(summary).items()],
-        )
-        if attrs.project:  # adopted: no adoption leaves run.lock's project id in place
-            c.execute(
-                "INSERT OR REPLACE INTO vals (run, key, num, txt) VALUES (?, 'project', NULL, ?)",
-                (run_id, attrs.project),
-            )
-
-    def remove(self, run_id: str) -> None:
-        self._index._remove(self._conn, run_id)
-
-    def set_position(self, position: Position) -> None:
-        self._index._set_position(self._conn, position)
 
 
 def _row(r: sqlite3.Row) -> IndexRow:
