@@ -64,6 +64,12 @@ if __name__ == "__main__":
     main()
 """
 
+# The same run without its source snapshot: the breakdown below, not a goal.
+NOSNAP_SCRIPT = TETHER_SCRIPT.replace('config="conf.yaml"', 'config="conf.yaml", snapshot=False')
+
+# What an empty run imports (the modules of its path), without running anything.
+IMPORTS = "import omegaconf, yaml, tether, tether.api, tether.session.start, tether.store"
+
 HYDRA_SCRIPT = """\
 import hydra
 
@@ -98,6 +104,7 @@ def make_tether_project(folder: Path) -> Path:
     """A git repository with train.py and conf.yaml committed, like a small real project."""
     folder.mkdir()
     (folder / "train.py").write_text(TETHER_SCRIPT, encoding="utf-8")
+    (folder / "nosnap.py").write_text(NOSNAP_SCRIPT, encoding="utf-8")
     (folder / "conf.yaml").write_text(CONFIG_YAML, encoding="utf-8")
     (folder / ".gitignore").write_text("__pycache__/\n", encoding="utf-8")
     _git(folder, "init", "-q", "-b", "main")
@@ -164,15 +171,24 @@ def main() -> int:
             Command("hydra main", [python, app.name], cwd=app.parent, env=hydra_env),
             Command("python -c 'import omegaconf'", [python, "-c", "import omegaconf"], cwd=tmp),
             Command("python -c pass", [python, "-c", "pass"], cwd=tmp),
+            Command("import omegaconf + tether's run modules", [python, "-c", IMPORTS], cwd=tmp),
+            Command(
+                "tether experiment, snapshot=False",
+                [python, "nosnap.py"],
+                cwd=train.parent,
+                env=dict(tether_env, TETHER_RUNS=str(tmp / "runs-nosnap")),
+            ),
         ]
         try:
-            ours, baseline, omegaconf, floor = time_commands(commands, repeat, warmup)
+            ours, baseline, omegaconf, floor, imports, nosnap = time_commands(
+                commands, repeat, warmup
+            )
             check_tether_runs(runs, repeat + warmup)
             check_snapshots(train.parent, repeat + warmup)
         except BenchError as exc:
             return fail(exc)
     print(f"empty experiment run, median of {repeat} runs each:")
-    print_table([ours, baseline, omegaconf, floor])
+    print_table([ours, baseline, omegaconf, floor, imports, nosnap])
     print(
         ratio_line(ours, baseline, GOAL, floor) + f"  (import omegaconf {omegaconf.median:.3f} s)"
     )
@@ -187,7 +203,7 @@ def main() -> int:
         "experiment",
         rows,
         versions=found,
-        timings=[t.as_dict() for t in (ours, baseline, omegaconf, floor)],
+        timings=[t.as_dict() for t in (ours, baseline, omegaconf, floor, imports, nosnap)],
     )
     return 0
 

@@ -227,7 +227,9 @@ def locked(run_dir: Path) -> Iterator[None]:
 
 
 def write_manifest_file(run_dir: Path, manifest: Manifest) -> None:
-    atomic_write_json(Path(run_dir) / MANIFEST, manifest.to_dict())
+    # Atomic, not fsynced: the manifest is derived from the folder (a damaged one is listed
+    # anew), and the run's end waits for no more than its final state.json's two fsyncs.
+    atomic_write_json(Path(run_dir) / MANIFEST, manifest.to_dict(), durable=False)
 
 
 def lock_digests(run_dir: Path) -> tuple[str | None, str | None]:
