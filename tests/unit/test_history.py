@@ -123,33 +123,49 @@ def test_numpy_scalars_keep_their_numbers_and_float32_reads_as_numpy_prints_it(
     assert [r["x"] for r in read_metrics(tmp_path / "t.jsonl")] == [r["x"] for r in rows]
 
 
-def test_tensors_are_converted_in_one_batch_per_flush(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+# The CUDA case (one .tolist() per device and flush) needs a GPU: the device check covers it.
+@pytest.mark.parametrize("device", ["cpu"])
+def test_tensors_are_converted_at_flush_with_one_device_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str
 ) -> None:
     torch = need("torch")
-    calls = {"tolist": 0}
-    real = torch.Tensor.tolist
+    calls = {"tolist": 0, "stack": 0}
+    real_tolist, real_stack = torch.Tensor.tolist, torch.stack
 
     def counting(self: Any) -> Any:
         calls["tolist"] += 1
-        return real(self)
+        return real_tolist(self)
+
+    def stacking(*args: Any, **kwargs: Any) -> Any:
+        calls["stack"] += 1
+        return real_stack(*args, **kwargs)
 
     def no_item(self: Any) -> Any:
-        raise AssertionError(".item() forces one device sync per value")
+        raise AssertionError(".item() forces one device sync per value, and hands the GIL off")
 
     monkeypatch.setattr(torch.Tensor, "tolist", counting)
     monkeypatch.setattr(torch.Tensor, "item", no_item)
+    monkeypatch.setattr(torch, "stack", stacking)
     path = tmp_path / "metrics.jsonl"
-    weight = torch.tensor(2.0, requires_grad=True)
+    weight = torch.tensor(2.0, requires_grad=True, device=device)
     h = History(path=path, flush_every=60)
     for i in range(50):
         loss = weight * (1.0 / (i + 1))  # part of a graph: kept detached
         h.update(
-            {"loss": loss, "correct": torch.tensor(i), "half": torch.tensor([0.5]).half()},
+            {
+                "loss": loss,
+                "correct": torch.tensor(i, device=device),
+                "half": torch.tensor([0.5], device=device).half(),
+            },
             step=i,
         )
     h.close()
-    assert calls["tolist"] == 1
+    if device == "cpu":
+        # No device to wait for: a 0-d tensor is read by its own .tolist() (no GIL hand-off,
+        # half the cost of a stack); the one-element 1-d tensors are stacked.
+        assert calls["stack"] == 1
+    else:
+        assert calls["tolist"] == 1  # one stack per key, one .tolist() for the device
     rows = read_metrics(path)
     assert len(rows) == 50
     assert rows[3] == {"step": 3, "t": rows[3]["t"], "loss": 0.5, "correct": 3, "half": 0.5}

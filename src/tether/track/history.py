@@ -50,13 +50,15 @@ from ..context import current_or_attached_run
 from ..errors import TetherError
 from ..store.layout import METRICS
 from . import plots, report
+from .feeds import add_sink, env_sinks
 from .handle import TrackedRun
 from .metrics_file import read_metrics
+from .reduce import distributed
 from .sinks.base import Row, Sink
 from .trial import TRIAL as _TRIAL
 from .trial import report as _report_trial
-from .values import FLOAT, PLAIN, TENSOR, as_step, not_a_number
-from .writer import Core, add_sink, distributed, env_sinks
+from .values import as_step
+from .writer import Core
 
 
 class History:
@@ -122,51 +124,37 @@ class History:
         self, values: Mapping[str, Any], step: int | None = None, reduce: bool = False
     ) -> None:
         """Record `values` ({key: number}) at `step`. Returns at once; see the class doc."""
+        # The hot path of a training loop: a value whose type is its key's plain type (a float
+        # under a key of floats, a NumPy float32 under a key of them) needs no check here and
+        # becomes a number in the flush thread; one `is` test per value, a copy of the mapping,
+        # one clock read and one append. Anything else goes through Core.check.
         core = self._core
         try:
-            floats = set(map(type, values.values())) == FLOAT and core.float_keys.issuperset(values)
+            items = values.items()
         except AttributeError:
             raise TetherError(
                 f"History.update takes a mapping of metric names to numbers, not "
                 f"{type(values).__name__}"
-            )
+            ) from None
         if core.closed:
             raise TetherError(
                 "this History is closed (its run has ended)",
                 "add metrics to a finished run with tether.open_run(RUN)",
             )
-        # `t` is written rounded to milliseconds (the encoder's %.3f), not rounded here: every
-        # operation in a training loop's step costs more than it does alone.
-        if step is None:
-            row: Row = {"t": _now()}
+        plain = core.plain
+        for key, value in items:
+            if plain.get(key) is not type(value):
+                row = core.check(values)
+                break
         else:
+            row = values.copy() if type(values) is dict else dict(values)
+        # `t` is written rounded to milliseconds (the encoder's %.3f), not rounded here. Both
+        # go last (the file puts them first: tether.track.batch).
+        row["t"] = _now()
+        if step is not None:
             if type(step) is not int:
                 step = as_step(step)
-            row = {"step": step, "t": _now()}
-        if floats:  # only floats, under keys that always had floats: nothing to check
-            row.update(values)
-        else:
-            kinds = core.kinds
-            for key, value in values.items():
-                kind = kinds.get(key)
-                if kind is None or kind[0] is not type(value):
-                    kind = core.learn(key, value)
-                how = kind[1]
-                if how == PLAIN:
-                    row[key] = value
-                elif how == TENSOR:
-                    # Converted at flush, all at once. Not `.item()` here, even on the CPU:
-                    # torch releases the GIL in it, and taking it back from a busy flush thread
-                    # can cost the training loop a switch interval (5 ms). `.data`, not
-                    # `.detach()`, for the same reason: the same view, without the graph.
-                    if value.numel() != 1:
-                        raise not_a_number(key, value, f" (a tensor of {value.numel()} elements)")
-                    row[key] = value.data if value.requires_grad else value
-                    if key not in core.deferred:
-                        core.deferred.add(key)
-                        core.tensor_keys.append(key)
-                else:
-                    row[key] = kind[3](value)  # classify's converter for this key's type
+            row["step"] = step
         if reduce and distributed():
             core.reduce_used = True
             core.reduce_pending.append(row)
@@ -175,7 +163,10 @@ class History:
         else:
             pending = core.pending
             pending.append(row)
-            if len(pending) >= core.flush_rows:
+            if len(pending) >= core.flush_rows and not core.asked:
+                # Once a batch: until the thread takes it (up to a switch interval, 5 ms, with
+                # the GIL held here) every update would set the event again, ~1 us each.
+                core.asked = True
                 core._wake.set()
         if core._thread is None:
             core.ensure_thread()

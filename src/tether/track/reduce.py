@@ -130,3 +130,8 @@ def reduce_rows(
             i += 1
         out.append(reduced)
     return out, count
+
+
+def distributed() -> bool:
+    """torch.distributed is initialised with more than one rank."""
+    return active_world() > 1

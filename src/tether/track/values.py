@@ -1,34 +1,31 @@
 """Metric values as numbers: Python numbers, NumPy scalars and one-element torch tensors.
 
-`classify` decides, once per key and type, how a value becomes a number: kept as it is (PLAIN),
-converted when logged (NOW), or at flush, all the tensors of one device at once (TENSOR:
-`materialize`), so logging a CUDA loss costs no device sync per step. Anything else raises
-TetherError naming the key. float32 values are written as the short decimals NumPy prints.
+`classify` decides, once per key and type, how a value becomes a number: kept as it is and
+converted at flush, a column at a time (PLAIN: floats, ints, bools, NumPy scalars, whose
+conversion cannot fail: `column_converter`), converted when logged with its checks (NOW: 0-d
+arrays, Fractions, Decimals, float subclasses), or at flush, all the tensors of one device at
+once (TENSOR: tether.track.batch), so logging a CUDA loss costs no device sync per step.
+Anything else raises TetherError naming the key. float32 values are written as the short
+decimals NumPy prints (tether.track.float32).
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import numbers
-import struct
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import TetherError
-from .sinks.base import Row
+from .float32 import short32, shortest
 
-log = logging.getLogger("tether.history")
-
-# How a value of a given type is turned into a number: kept, converted now, or at flush.
+# How a value of a given type is turned into a number: at flush as it is (PLAIN), converted
+# now (NOW), or at flush, the tensors of a device at once (TENSOR).
 PLAIN, NOW, TENSOR = 0, 1, 2
-FLOAT = {float}  # the set of value types of a row of floats only
-NUMBERS = (float, int)
-_F32 = struct.Struct("<f")
-_INF = float("inf")
 # (type, how: PLAIN/NOW/TENSOR, category for the type-change warning, converter for NOW)
 Kind = tuple[type, int, str, Callable[[Any], "int | float"]]
+Column = Callable[[Sequence[Any]], list[Any]]
 
 
 # -- checking and converting ----------------------------------------------------------------------
@@ -101,7 +98,7 @@ def classify(key: str, value: Any) -> Kind:
     if kind is int:
         return kind, PLAIN, "int", int
     if kind is bool:
-        return kind, NOW, "bool", int
+        return kind, PLAIN, "bool", int
     torch = _torch()
     if torch is not None and isinstance(value, torch.Tensor):
         if value.is_complex():
@@ -117,7 +114,9 @@ def classify(key: str, value: Any) -> Kind:
     if hasattr(value, "item") and hasattr(value, "dtype"):
         number = _item(key, value)  # NumPy scalars and 0-d arrays (JAX arrays alike)
         category = "bool" if getattr(value.dtype, "kind", "") == "b" else _category(number)
-        return kind, NOW, category, fast or checked
+        if fast is not None:
+            return kind, PLAIN, category, fast  # converted at flush (column_converter)
+        return kind, NOW, category, checked
     if isinstance(value, numbers.Real):
         return kind, NOW, _category(_real(key, value)), checked
     raise not_a_number(key, value)
@@ -155,75 +154,29 @@ def convert_now(key: str, value: Any) -> int | float:
     return _real(key, value)
 
 
-def materialize(rows: list[Row], tensor_keys: Sequence[str]) -> list[Row]:
-    """The rows with their tensors turned into numbers, in place: one stack per key, one
-    `.tolist()` (so one device sync) per device."""
-    torch = _torch()
-    if not tensor_keys or torch is None:
-        return rows
-    by_device: dict[Any, list[tuple[str, list[Row], str, Any]]] = {}
-    for key in tensor_keys:
-        # update() left only numbers and tensors under a key: what is not a number is a tensor.
-        holders = [r for r in rows if type(r.get(key, 0.0)) not in NUMBERS]
-        if not holders:
-            continue
-        column = [r[key] for r in holders]
-        try:
-            stacked = torch.stack(column).reshape(-1)
-            if stacked.numel() != len(column):
-                raise ValueError("not one element each")
-        except (RuntimeError, ValueError):  # shapes or devices differ: one at a time
-            device = column[0].device
-            stacked = torch.stack([t.reshape(()).to(device) for t in column])
-        dtype = stacked.dtype
-        if dtype.is_complex:
-            for row in holders:
-                row.pop(key)
-            log.warning("metric %r: complex tensors are not numbers, left out", key)
-            continue
-        kind = "int" if not dtype.is_floating_point else ("f32" if dtype.itemsize <= 4 else "")
-        by_device.setdefault(stacked.device, []).append((key, holders, kind, stacked))
-    for entries in by_device.values():
-        if len(entries) == 1:
-            numbers = entries[0][3].tolist()
-        else:
-            numbers = torch.cat([e[3].to(torch.float64) for e in entries]).tolist()
-        start = 0
-        for key, holders, kind, _ in entries:
-            chunk = numbers[start : start + len(holders)]
-            start += len(holders)
-            if kind == "int":
-                chunk = [int(x) for x in chunk]
-            elif kind == "f32":
-                chunk = shorten32(chunk)
-            for row, number in zip(holders, chunk, strict=True):
-                row[key] = number
-    return rows
+def _ints(col: Sequence[Any]) -> list[int]:
+    return list(map(int, col))
 
 
-def shorten32(numbers: list[float]) -> list[float]:
-    """float32 values as the short decimals NumPy prints for them, all at once."""
-    try:
-        import numpy
-    except ImportError:
-        return [short32(x) for x in numbers]
-    return list(map(float, numpy.array(numbers, dtype=numpy.float32).astype(str)))
+def _floats(col: Sequence[Any]) -> list[float]:
+    return list(map(float, col))
 
 
-def short32(number: float) -> float:
-    """A float32 value as the shortest decimal that reads back as it (0.2, not
-    0.20000000298023224), as NumPy prints float32."""
-    try:
-        packed = _F32.pack(number)
-    except OverflowError:
-        return number
-    if number != number or number in (_INF, -_INF):
-        return number
-    for digits in (6, 7, 8):
-        candidate = float(f"{number:.{digits}g}")
-        if _F32.pack(candidate) == packed:
-            return candidate
-    return number
+_COLUMN: dict[Any, Column] = {int: _ints, float: _floats, _short_numpy: shortest}
+
+
+def column_converter(kind: type) -> Column | None:
+    """How a column of values of one PLAIN type becomes numbers, in one call; None for floats
+    and ints, which are numbers already. The same numbers `classify`'s converter gives one by
+    one (float32 as the short decimal NumPy prints for it)."""
+    if kind is float or kind is int:
+        return None
+    if kind is bool:
+        return _ints
+    one = _numpy_scalar(kind)
+    if one is not None:
+        return _COLUMN[one]
+    return _floats  # a number of another type that reached a PLAIN column: as a float
 
 
 def as_step(step: Any) -> int:

@@ -33,20 +33,15 @@ from ..errors import TetherError, disk_full, is_disk_full
 from ..fsio import atomic_write_json
 from ..store.layout import SUMMARY
 from ..store.state import FINISHED
+from . import batch as batches
+from .batch import Encoder
 from .handle import TrackedRun
-from .metrics_file import (
-    RESERVED,
-    LastStep,
-    count_rows,
-    iter_metrics,
-    last_step,
-    not_recorded,
-)
-from .reduce import active_world, reduce_rows
-from .sinks.base import Row, Sink, SinkContext, SinkRunner, load_sink
-from .sinks.jsonl import JsonlSink, RowEncoder
+from .metrics_file import RESERVED, LastStep, count_rows, iter_metrics, last_step, not_recorded
+from .reduce import distributed, reduce_rows
+from .sinks.base import Row, SinkContext, SinkRunner
+from .sinks.jsonl import JsonlSink
 from .summary_stats import fold_stats
-from .values import PLAIN, Kind, classify, materialize
+from .values import NOW, PLAIN, TENSOR, Kind, classify, not_a_number
 
 log = logging.getLogger("tether.history")
 
@@ -114,14 +109,18 @@ class Core:
         self.flush_every = max(0.0, float(flush_every))
         self.flush_rows = max(1, int(flush_rows))
         self.kinds: dict[str, Kind] = {}
-        self.tensor_keys: list[str] = []  # keys that ever held a tensor
-        self.deferred: set[str] = set()  # the same, as a set
-        self.float_keys: set[str] = set()  # keys whose values are floats, so far
+        # key: the type of its last value, for the keys whose values update() keeps as they are
+        # (floats, ints, bools, NumPy scalars): a value of that type needs no check.
+        self.plain: dict[str, type] = {}
+        self.tensors: dict[str, type] = {}  # the same for keys of tensors (Core.check)
         self.warned: set[str] = set()
-        self.pending: list[Row] = []  # rows; tensors in them are converted at flush
+        # A row per update: its values as logged, `t` and `step` last; the values become numbers
+        # at flush, and the keys take the file's order (tether.track.batch).
+        self.pending: list[Row] = []
+        self.asked = False  # update() woke the thread for a full buffer it has not taken yet
         self.memory: list[Row] | None = [] if path is None else None
         self.file = JsonlSink(path) if path is not None else None
-        self.encoder = RowEncoder()
+        self.encoder = Encoder()
         self.safe_split = True  # no key holds a "}": batches are encoded in one call
         self.stats: dict[str, dict[str, Any]] = {}
         self.sink_states: dict[str, Any] = {}
@@ -282,11 +281,45 @@ class Core:
                 stacklevel=4,
             )
         self.kinds[key] = kind
-        if kind[0] is float:
-            self.float_keys.add(key)
-        else:
-            self.float_keys.discard(key)
+        self.plain.pop(key, None)
+        self.tensors.pop(key, None)
+        if kind[1] == PLAIN:
+            self.plain[key] = kind[0]
+        elif kind[1] == TENSOR:
+            self.tensors[key] = kind[0]
         return kind
+
+    def check(self, values: Any) -> dict[str, Any]:
+        """The row to buffer for `values` (a mapping) when a value is not of its key's plain
+        type: a tensor under a key of tensors (one element, kept without its graph), a new key
+        or type (learned: a value that is no number raises here, a change of type warns), or a
+        value converted now."""
+        row: dict[str, Any] = {}
+        plain, tensors = self.plain, self.tensors
+        for key, value in values.items():
+            kind = type(value)
+            if plain.get(key) is kind:
+                row[key] = value
+            elif tensors.get(key) is kind:
+                # Converted at flush, all at once. Not `.item()` here, even on the CPU: torch
+                # releases the GIL in it, and taking it back from a busy flush thread can cost
+                # the training loop a switch interval (5 ms). `.data`, not `.detach()`, for the
+                # same reason: the same view, without the graph (which a buffered row would
+                # otherwise keep alive, activations and all, until the flush).
+                if value.requires_grad:
+                    value = value.data
+                if value.numel() != 1:
+                    raise not_a_number(key, value, f" (a tensor of {value.numel()} elements)")
+                row[key] = value
+            else:
+                learned = self.learn(key, value)
+                if learned[1] == NOW:
+                    row[key] = learned[3](value)  # classify's checking converter for its type
+                elif learned[1] == TENSOR:
+                    row[key] = value.data if value.requires_grad else value  # one element
+                else:
+                    row[key] = value
+        return row
 
     # -- the thread -------------------------------------------------------------------------
     def ensure_thread(self) -> None:
@@ -358,22 +391,13 @@ class Core:
     def flush_now(self, *, force: bool, closing: bool) -> None:
         pending = self.pending
         n = len(pending)
-        rows = pending[:n]
+        batch = pending[:n]
         del pending[:n]  # update() only appends at the end: nothing is lost between the two
-        if rows and self.tensor_keys:
-            materialize(rows, list(self.tensor_keys))
+        self.asked = False
         if not self._write_rank():
             return
-        if rows and self.resumed is not None:
-            before = len(rows)
-            rows = not_recorded(rows, self.resumed)
-            if len(rows) < before and not self.dropped:
-                log.info(
-                    "History: run continued after step %d: rows up to it are recorded already "
-                    "and are not written again",
-                    self.resumed.step,
-                )
-            self.dropped += before - len(rows)
+        if batch and self.resumed is not None:
+            batch = self._not_recorded(batch)
         if self.runners and self.nrows is None:
             # Rows already in the file: sinks number rows from its start.
             if self.path is not None:
@@ -381,8 +405,15 @@ class Core:
             else:
                 self.nrows = len(self.memory or ())
         first = self.nrows or 0
-        if rows:
-            text, columns = self.encoder.encode(rows)
+        rows: list[Row] = []
+        if batch:
+            n = len(batch)
+            groups = batches.numbered(batch)
+            text = self.encoder.encode(groups, n)
+            if text is None or self.memory is not None or self.runners:
+                rows = batches.rows(groups, n)
+            if text is None:  # NaN or an infinity: the json module writes them
+                text = batches.dump(rows)
             if self.file is not None:
                 try:
                     self.file.write_text(text)
@@ -391,8 +422,10 @@ class Core:
             elif self.memory is not None:
                 self.memory.extend(rows)
             if self.nrows is not None:
-                self.nrows += len(rows)
-            self._update_stats(rows, columns)
+                self.nrows += n
+            # The statistics need the columns and, of the rows, each key's last (all of them
+            # when a value is not finite, to name the first such).
+            self._update_stats(rows or batches.last_rows(groups), batches.columns(groups))
         for runner in list(self.runners):
             self._feed(runner, rows, first)
         if closing:
@@ -407,6 +440,22 @@ class Core:
                 self.file.close()
         if force or closing or (self.dirty and self._summary_due()):
             self._write_summary()
+
+    def _not_recorded(self, batch: list[Row]) -> list[Row]:
+        """The batch less the rows a continued run's file holds already (metrics_file)."""
+        assert self.resumed is not None
+        last = self.resumed.step
+        if all(row.get("step", last) > last for row in batch):
+            return batch  # past the file's last step: nothing to drop
+        kept = not_recorded(batch, self.resumed)
+        if len(kept) < len(batch) and not self.dropped:
+            log.info(
+                "History: run continued after step %d: rows up to it are recorded already "
+                "and are not written again",
+                last,
+            )
+        self.dropped += len(batch) - len(kept)
+        return kept
 
     def _summary_due(self) -> bool:
         return time.monotonic() - self.last_summary >= self.flush_every
@@ -493,7 +542,7 @@ class Core:
     def reduce_now(self) -> None:
         """All-gather the reduce buffer across ranks and queue the reduced rows."""
         batch, self.reduce_pending = self.reduce_pending, []
-        rows = materialize(batch, list(self.tensor_keys)) if batch else []
+        rows = batches.convert(batch)
         reduced, self.reduce_every = reduce_rows(
             rows,
             since=self.reduce_since,
@@ -508,8 +557,7 @@ class Core:
             for key in row:
                 if key not in self.kinds and key not in RESERVED:
                     self.kinds[key] = (float, PLAIN, "float", float)
-                    self.float_keys.add(key)
-            self.pending.append(row)
+        self.pending.extend(reduced)
         if len(self.pending) >= self.flush_rows:
             self._wake.set()
 
@@ -549,28 +597,3 @@ class Core:
         for runner in list(self.runners):
             if runner.opened and not runner.failed:
                 runner.call("ended", runner.sink.ended, self.context(runner))
-
-
-def distributed() -> bool:
-    """torch.distributed is initialised with more than one rank."""
-    return active_world() > 1
-
-
-def env_sinks() -> list[str]:
-    """Sinks every run of this process gets: the names in TETHER_SINKS (comma-separated)."""
-    return [s.strip() for s in os.environ.get("TETHER_SINKS", "").split(",") if s.strip()]
-
-
-def add_sink(core: Core, spec: str | Sink, **options: Any) -> Sink:
-    """Send the core's rows to this sink too (one sink of a kind per core)."""
-    sink = load_sink(spec, **options)
-    for runner in core.runners:
-        if runner.name == sink.name and not runner.failed:
-            return runner.sink  # one sink of a kind per run
-    if isinstance(sink, JsonlSink) and not core.safe_split:
-        sink.safe_split = False
-    core.runners.append(SinkRunner(sink))
-    core.dirty = True
-    core.ensure_thread()
-    core._wake.set()
-    return sink
