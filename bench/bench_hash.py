@@ -17,7 +17,9 @@ all of it, interleaved round by round (a, b, c, a, b, c, ...):
 Goals (issue 19): tether cold >= 1.5 x b3sum throughput and >= 4 x DVC. A second tree of
 100,000 x 1 KiB files: tether cold at least as fast as the one-thread read+hash loop (ratio of
 times <= 1), and warm >= 20 x faster than cold. The CPU seconds of each contender are printed
-too: on a busy machine they show the work itself. The load average is printed before and after.
+and recorded too: on a busy machine they show the work itself (where no core is free, a
+throughput ratio is the CPU ratio, whatever the threads). The load average is printed before
+and after; bench/results/hash.json holds the rows (benchlib.record) and every timing.
 
     .venv-bench/bin/python bench/bench_hash.py      # or: make bench / bash bench/run.sh hash
 
@@ -41,7 +43,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchlib import RESULTS_DIR, BenchError, fail, repeat_count, save_results, versions
+from benchlib import (
+    RESULTS_DIR,
+    BenchError,
+    begin,
+    fail,
+    ratio_row,
+    record,
+    repeat_count,
+    versions,
+    versions_line,
+)
 
 GOAL_B3SUM = 1.5  # tether cold throughput / b3sum throughput, at least
 GOAL_DVC = 4.0  # tether cold throughput / dvc throughput, at least
@@ -194,24 +206,26 @@ def measure(
     return samples
 
 
-def verdict(ok: bool) -> str:
-    return "OK" if ok else "MISSED"
+def _timing(label: str, wall: list[float], cpu: list[float]) -> dict[str, object]:
+    """One contender as benchlib's `Timing.as_dict` writes it, with its CPU seconds."""
+    return {
+        "label": label,
+        "argv": [],
+        "median_s": round(statistics.median(wall), 4),
+        "min_s": round(min(wall), 4),
+        "max_s": round(max(wall), 4),
+        "samples_s": [round(x, 4) for x in wall],
+        "cpu_median_s": round(statistics.median(cpu), 4),
+    }
 
 
-def main() -> int:
-    repeat = repeat_count(5)
-    base = Path(os.environ.get("BENCH_HASH_DIR", RESULTS_DIR))
-    rehash_files = int(os.environ.get("BENCH_HASH_REHASH_FILES", "100000"))
-    scale = max(1, int(os.environ.get("BENCH_HASH_SCALE", "1")))
-    base.mkdir(parents=True, exist_ok=True)
-    load_before = os.getloadavg()
-    print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
+def mixed_tree(base: Path, scale: int, repeat: int) -> tuple[list[dict[str, object]], dict]:
+    """The mixed tree: every contender, interleaved; (rows, results)."""
     layout = tuple((k, max(1, n // scale), size) for k, n, size in MIXED)
     tree = base / ("hash-tree" if scale == 1 else f"hash-tree-{scale}")
     files = build_tree(tree, layout, seed=3)
     total = sum(f.stat().st_size for f in files)
     plain_read(files)  # warm the page cache
-
     with tempfile.TemporaryDirectory(prefix="tether-bench-warm-") as tmp:
         warm_db = Path(tmp) / "hashes.db"
         tether_runner(tree, warm_db)()  # fill the cache for the warm runs
@@ -233,11 +247,7 @@ def main() -> int:
         contenders["tether cold threads=1"] = tether_runner(tree, None, threads=1)
         contenders["tether warm"] = tether_runner(tree, warm_db)
         cpu: dict[str, list[float]] = {}
-        try:
-            samples = measure(contenders, repeat, cpu)
-        except (subprocess.CalledProcessError, OSError) as exc:
-            return fail(BenchError(str(exc)))
-
+        samples = measure(contenders, repeat, cpu)
     medians = {name: statistics.median(s) for name, s in samples.items()}
     cpu_medians = {name: statistics.median(s) for name, s in cpu.items()}
     print(f"hashing {len(files):,} files, {total / 2**30:.2f} GiB, median of {repeat} rounds:")
@@ -245,90 +255,103 @@ def main() -> int:
     print(f"  {'':<{width}}  {'wall':>9}  {'GB/s':>6}  {'cpu':>9}")
     for name, t in medians.items():
         print(f"  {name:<{width}}  {t:7.3f} s  {total / t / 1e9:6.2f}  {cpu_medians[name]:7.3f} s")
-    results: dict[str, object] = {
+    gbps = {name: total / t / 1e9 for name, t in medians.items()}
+    rows: list[dict[str, object]] = []
+    for peer, goal in (("b3sum", GOAL_B3SUM), ("dvc file_md5", GOAL_DVC)):
+        if peer in medians:
+            rows.append(
+                ratio_row(
+                    f"mixed tree ({total / 2**30:.2g} GiB), cold: tether / {peer} throughput",
+                    gbps["tether cold"],
+                    gbps[peer],
+                    goal,
+                    ">=",
+                    unit="GB/s",
+                    note=f"CPU {cpu_medians['tether cold']:.3f} s against "
+                    f"{cpu_medians[peer]:.3f} s",
+                )
+            )
+    print(
+        f"tether warm vs cold on this tree: {medians['tether cold'] / medians['tether warm']:.1f} x"
+    )
+    results = {
         "files": len(files),
         "bytes": total,
-        "timings": {
-            name: {
-                "median_s": round(medians[name], 4),
-                "samples_s": [round(x, 4) for x in s],
-                "cpu_median_s": round(cpu_medians[name], 4),
-            }
-            for name, s in samples.items()
-        },
-        "gb_per_s": {name: round(total / t / 1e9, 3) for name, t in medians.items()},
+        "timings": [_timing(n, samples[n], cpu[n]) for n in samples],
+        "cpu_s": {n: round(v, 4) for n, v in cpu_medians.items()},
+        "gb_per_s": {n: round(v, 3) for n, v in gbps.items()},
     }
-    cold = medians["tether cold"]
-    if "b3sum" in medians:
-        ratio = medians["b3sum"] / cold
-        print(
-            f"tether cold vs b3sum: throughput ratio {ratio:.2f} (goal >= {GOAL_B3SUM})  "
-            f"{verdict(ratio >= GOAL_B3SUM)}"
-        )
-        results["ratio_b3sum"] = round(ratio, 3)
-    if "dvc file_md5" in medians:
-        ratio = medians["dvc file_md5"] / cold
-        print(
-            f"tether cold vs dvc file_md5: throughput ratio {ratio:.2f} (goal >= {GOAL_DVC})  "
-            f"{verdict(ratio >= GOAL_DVC)}"
-        )
-        results["ratio_dvc"] = round(ratio, 3)
-    print(f"tether warm vs cold on this tree: {cold / medians['tether warm']:.1f} x faster")
+    return rows, results
 
-    if rehash_files > 0:
-        many = base / "hash-tree-many"
-        many_files = build_tree(many, (("small", rehash_files, 1 << 10),), seed=5)
-        plain_read(many_files)
-        del many_files
-        with tempfile.TemporaryDirectory(prefix="tether-bench-warm-") as tmp:
-            warm_db = Path(tmp) / "hashes.db"
-            tether_runner(many, warm_db)()
-            rcpu: dict[str, list[float]] = {}
-            rs = measure(
-                {
-                    "loop": lambda: hash_loop(many),
-                    "cold": tether_runner(many, None),
-                    "cold threads=1": tether_runner(many, None, threads=1),
-                    "warm": tether_runner(many, warm_db),
-                },
-                repeat,
-                rcpu,
-            )
-        rmed = {k: statistics.median(v) for k, v in rs.items()}
-        rcold, rwarm, rloop = rmed["cold"], rmed["warm"], rmed["loop"]
-        ratio = rcold / rwarm
-        print(f"{rehash_files:,} x 1 KiB files, median of {repeat} rounds:")
-        for name, t in rmed.items():
-            cpu_s = statistics.median(rcpu[name])
-            per_file = t / rehash_files * 1e6
-            print(f"  {name:<15} {t:7.3f} s  cpu {cpu_s:7.3f} s  {per_file:6.2f} us/file")
-        loop_ratio = rcold / rloop
-        print(
-            f"tether cold vs one-thread read+hash loop ({rehash_files:,} x 1 KiB): ratio "
-            f"{loop_ratio:.2f} (goal <= {GOAL_LOOP})  {verdict(loop_ratio <= GOAL_LOOP)}"
+
+def small_files(base: Path, n: int, repeat: int) -> tuple[list[dict[str, object]], dict]:
+    """The tree of `n` x 1 KiB files: tether cold against the one-thread loop, and warm."""
+    many = base / "hash-tree-many"
+    many_files = build_tree(many, (("small", n, 1 << 10),), seed=5)
+    plain_read(many_files)
+    del many_files
+    with tempfile.TemporaryDirectory(prefix="tether-bench-warm-") as tmp:
+        warm_db = Path(tmp) / "hashes.db"
+        tether_runner(many, warm_db)()
+        rcpu: dict[str, list[float]] = {}
+        rs = measure(
+            {
+                "loop": lambda: hash_loop(many),
+                "cold": tether_runner(many, None),
+                "cold threads=1": tether_runner(many, None, threads=1),
+                "warm": tether_runner(many, warm_db),
+            },
+            repeat,
+            rcpu,
         )
-        results["small_files"] = {
-            "files": rehash_files,
-            "medians_s": {k: round(v, 4) for k, v in rmed.items()},
-            "samples_s": {k: [round(x, 4) for x in v] for k, v in rs.items()},
-            "cpu_medians_s": {k: round(statistics.median(v), 4) for k, v in rcpu.items()},
-            "ratio_loop": round(loop_ratio, 3),
-        }
-        print(
-            f"tether warm vs cold ({rehash_files:,} files): speed-up ratio {ratio:.1f} "
-            f"(goal >= {GOAL_REHASH})  {verdict(ratio >= GOAL_REHASH)}"
-        )
-        results["rehash"] = {
-            "files": rehash_files,
-            "cold_median_s": round(rcold, 4),
-            "warm_median_s": round(rwarm, 4),
-            "cold_samples_s": [round(x, 4) for x in rs["cold"]],
-            "warm_samples_s": [round(x, 4) for x in rs["warm"]],
-            "ratio": round(ratio, 2),
-        }
-    load_after = os.getloadavg()
-    print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
-    results["load_before"], results["load_after"] = load_before, load_after
+    rmed = {k: statistics.median(v) for k, v in rs.items()}
+    cpu_med = {k: statistics.median(v) for k, v in rcpu.items()}
+    print(f"{n:,} x 1 KiB files, median of {repeat} rounds:")
+    for name, t in rmed.items():
+        per_file = t / n * 1e6
+        print(f"  {name:<15} {t:7.3f} s  cpu {cpu_med[name]:7.3f} s  {per_file:6.2f} us/file")
+    rows = [
+        ratio_row(
+            f"{n:,} x 1 KiB files, cold: tether / one-thread read+hash loop",
+            rmed["cold"],
+            rmed["loop"],
+            GOAL_LOOP,
+            note=f"CPU {cpu_med['cold']:.3f} s against {cpu_med['loop']:.3f} s",
+        ),
+        ratio_row(
+            f"{n:,} x 1 KiB files: warm speed-up over cold",
+            rmed["cold"],
+            rmed["warm"],
+            GOAL_REHASH,
+            ">=",
+        ),
+    ]
+    results = {
+        "small_files": {
+            "files": n,
+            "timings": [_timing(k, rs[k], rcpu[k]) for k in rs],
+        },
+        "small_files_s": {k: round(v, 4) for k, v in rmed.items()},
+        "small_files_cpu_s": {k: round(v, 4) for k, v in cpu_med.items()},
+    }
+    return rows, results
+
+
+def main() -> int:
+    repeat = repeat_count(5)
+    base = Path(os.environ.get("BENCH_HASH_DIR", RESULTS_DIR))
+    rehash_files = int(os.environ.get("BENCH_HASH_REHASH_FILES", "100000"))
+    scale = max(1, int(os.environ.get("BENCH_HASH_SCALE", "1")))
+    base.mkdir(parents=True, exist_ok=True)
+    begin()
+    try:
+        rows, results = mixed_tree(base, scale, repeat)
+        if rehash_files > 0:
+            more, small = small_files(base, rehash_files, repeat)
+            rows += more
+            results.update(small)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        return fail(BenchError(str(exc)))
     found = versions("tether", "blake3", "dvc-data")
     exe = shutil.which("b3sum")
     found["b3sum"] = (
@@ -336,9 +359,8 @@ def main() -> int:
         if exe
         else "missing"
     )
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in found.items()))
-    results["versions"] = found
-    save_results("hash", results)
+    print(versions_line(found))
+    record("hash", rows, versions=found, **results)
     return 0
 
 

@@ -10,7 +10,8 @@ git repository of its own, and the stat cache is filled. Then, interleaved:
 
 tether is timed in-process (no interpreter start), git as a process (its start is ~1 ms, noise
 at 100k files). Goal (issue 19): tether <= 2 x git at 100,000 files; the per-file cost at each
-size shows how both grow.
+size shows how both grow (bench/results/recheck.json: the goal row, every timing, the ratio
+and the microseconds a file at each size, tether's CPU seconds; the load before and after).
 
     .venv-bench/bin/python bench/bench_recheck.py      # or: bash bench/run.sh recheck
 
@@ -29,7 +30,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import RESULTS_DIR, fail, repeat_count, save_results, versions
+from benchlib import (
+    RESULTS_DIR,
+    BenchError,
+    Timing,
+    begin,
+    fail,
+    ratio_row,
+    record,
+    repeat_count,
+    versions,
+    versions_line,
+)
 
 GOAL = 2.0  # tether re-check time / git status time at the largest size, at most
 OLD = 1_600_000_000
@@ -78,9 +90,9 @@ def main() -> int:
     sizes = [int(x) for x in os.environ.get("BENCH_RECHECK_SIZES", "1000,10000,100000").split(",")]
     base = Path(os.environ.get("BENCH_HASH_DIR", RESULTS_DIR))
     base.mkdir(parents=True, exist_ok=True)
-    load_before = os.getloadavg()
-    print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
-    rows: list[dict[str, object]] = []
+    begin()
+    sized: list[dict[str, object]] = []
+    timings: list[dict[str, object]] = []
     try:
         for n in sizes:
             root = base / f"recheck-{n}"
@@ -90,52 +102,65 @@ def main() -> int:
                 data = root / "data"  # the repository's work tree, without .git
                 hash_data([data], cache=db)  # fill the cache
                 git_status(root)  # warm git's index and the page cache
-                tether_s: list[float] = []
-                git_s: list[float] = []
-                for _ in range(repeat):
-                    git_s.append(git_status(root))
+                hash_data([data], cache=db)
+                tether = Timing(f"tether re-check, {n:,} files", ["hash_data", str(data)])
+                git = Timing(f"git status --porcelain, {n:,} files", ["git", "status"])
+                cpu_s: list[float] = []
+                for _ in range(repeat):  # interleaved: git, tether, git, tether, ...
+                    git.samples.append(git_status(root))
                     st = HashStats()
+                    c0 = time.process_time()
                     start = time.perf_counter()
                     hash_data([data], cache=db, stats=st)
-                    tether_s.append(time.perf_counter() - start)
+                    tether.samples.append(time.perf_counter() - start)
+                    cpu_s.append(time.process_time() - c0)
                     if st.files_read:
-                        raise RuntimeError(f"re-check read {st.files_read} files")
-            t, g = statistics.median(tether_s), statistics.median(git_s)
-            rows.append(
+                        raise BenchError(f"re-check read {st.files_read} files")
+            timings += [tether.as_dict(), git.as_dict()]
+            t, g = tether.median, git.median
+            sized.append(
                 {
                     "files": n,
                     "tether_median_s": round(t, 5),
+                    "tether_cpu_median_s": round(statistics.median(cpu_s), 5),
                     "git_median_s": round(g, 5),
                     "tether_us_per_file": round(t / n * 1e6, 2),
                     "git_us_per_file": round(g / n * 1e6, 2),
                     "ratio": round(t / g, 3),
-                    "tether_samples_s": [round(x, 5) for x in tether_s],
-                    "git_samples_s": [round(x, 5) for x in git_s],
                 }
             )
     except (subprocess.CalledProcessError, OSError, RuntimeError) as exc:
         return fail(exc)
-    load_after = os.getloadavg()
     print(f"re-check of an unchanged tree, median of {repeat} interleaved rounds:")
-    print(f"  {'files':>8}  {'tether':>9}  {'git status':>10}  {'us/file':>14}  ratio")
-    for r in rows:
+    print(f"  {'files':>8}  {'tether':>9}  {'cpu':>9}  {'git status':>10}  {'us/file':>14}  ratio")
+    for r in sized:
         print(
-            f"  {r['files']:>8,}  {r['tether_median_s']:7.4f} s  {r['git_median_s']:8.4f} s  "
-            f"{r['tether_us_per_file']:>6} / {r['git_us_per_file']:<6}  {r['ratio']:.2f}"
+            f"  {r['files']:>8,}  {r['tether_median_s']:7.4f} s  {r['tether_cpu_median_s']:7.4f} s"
+            f"  {r['git_median_s']:8.4f} s  {r['tether_us_per_file']:>6} / "
+            f"{r['git_us_per_file']:<6}  {r['ratio']:.2f}"
         )
-    last = rows[-1]
-    ok = float(last["ratio"]) <= GOAL  # type: ignore[arg-type]
-    print(
-        f"tether re-check vs git status ({last['files']:,} files): ratio {last['ratio']:.2f} "
-        f"(goal <= {GOAL})  {'OK' if ok else 'MISSED'}"
-    )
-    print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+    last = sized[-1]
+    rows = [
+        ratio_row(
+            f"re-check of {last['files']:,} unchanged files / git status --porcelain",
+            float(last["tether_median_s"]),  # type: ignore[arg-type]
+            float(last["git_median_s"]),  # type: ignore[arg-type]
+            GOAL,
+            note=f"tether CPU {last['tether_cpu_median_s']} s",
+        )
+    ]
     git_version = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout
     found = {**versions("tether", "blake3"), "git": git_version.strip()}
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in found.items()))
-    save_results(
+    print(versions_line(found))
+    record(
         "recheck",
-        {"sizes": rows, "load_before": load_before, "load_after": load_after, "versions": found},
+        rows,
+        sizes=sized,
+        timings=timings,
+        ratio_by_files={f"{r['files']:,}": r["ratio"] for r in sized},
+        us_per_file_tether={f"{r['files']:,}": r["tether_us_per_file"] for r in sized},
+        us_per_file_git={f"{r['files']:,}": r["git_us_per_file"] for r in sized},
+        versions=found,
     )
     return 0
 

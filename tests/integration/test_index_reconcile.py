@@ -25,8 +25,8 @@ from tether.store import RunState, Store
 from tether.store import journal as journal_mod
 from tether.store.attrs import add_event
 from tether.store.journal import Journal
-from tether.store.state import write_state
 from tether.store.records import RunRecord
+from tether.store.state import write_state
 
 from ._support import World, wait_for
 

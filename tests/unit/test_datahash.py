@@ -589,9 +589,21 @@ def test_damaged_cache_value_is_a_miss_not_a_wrong_digest(tmp_path: Path, reads:
             " WHERE dev = ? AND ino = ?",
             (top.st_dev, top.st_ino),
         )
+        con.execute("DELETE FROM trees")  # else the tree's row answers without folder rows
     reads.clear()
     assert hash_data([root]) == first
     assert len(reads) == 5  # the top folder's files again, not those of sub/deep
+
+
+def test_damaged_tree_value_falls_back_to_the_folder_rows(tmp_path: Path, reads: list[str]):
+    root = make_tree(tmp_path / "data")
+    first = hash_data([root])
+    with sqlite3.connect(tmp_path / "cache" / "hashes.db") as con:
+        assert con.execute("SELECT count(*) FROM trees").fetchone() == (1,)
+        con.execute("UPDATE trees SET value = substr(value, 1, length(value) - 3) || 'xyz'")
+    reads.clear()
+    assert hash_data([root]) == first
+    assert reads == []  # every folder's row still answers
 
 
 def test_unusable_cache_folder_does_not_stop_hashing(

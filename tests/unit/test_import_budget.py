@@ -67,11 +67,12 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_help_loads_no_store_no_config(tmp_path: Path) -> None:
     mods = _modules(
-        "from tether.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n",
+        "from tether.cli.main import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n",
         tmp_path,
         _env(tmp_path / "runs"),
     )
-    assert not [m for m in HEAVY + ("omegaconf", "yaml", "sqlite3") if m in mods]
+    assert not [m for m in (*HEAVY, "omegaconf", "yaml", "sqlite3") if m in mods]
     assert not [m for m in _tether(mods) if m.startswith(("tether.store", "tether.config"))]
 
 
@@ -83,7 +84,7 @@ def test_listing_loads_the_store_and_nothing_of_a_run(store: Path, tmp_path: Pat
         _env(store),
     )
     assert "tether.store.index" in mods  # it did list
-    heavy = [m for m in HEAVY + ("omegaconf", "yaml", "shutil", "random") if m in mods]
+    heavy = [m for m in (*HEAVY, "omegaconf", "yaml", "shutil", "random") if m in mods]
     assert not heavy, f"a listing imports {heavy}"
     unused = ("tether.config", "tether.capture", "tether.session", "tether.track", "tether.ops")
     assert not sorted(m for m in _tether(mods) if m.startswith(unused))
@@ -113,7 +114,7 @@ def test_empty_experiment_loads_no_cli_and_no_sweeps(tmp_path: Path) -> None:
         _env(tmp_path / "runs"),
     )
     assert "tether.session.start" in mods  # it ran
-    assert not [m for m in HEAVY + ("click",) if m in mods]
+    assert not [m for m in (*HEAVY, "click") if m in mods]
     unused = (
         "tether.cli",
         "tether.config.sweeps",

@@ -38,6 +38,9 @@ class Claim:
     # The run exists: made ahead (queued), or left by an interrupted attempt; this attempt
     # starts or continues it.
     prepared: bool = False
+    # The task's run before this claim: what it gets back if the claim is handed back unstarted
+    # (`unclaim`: a worker that claimed several tasks at once stops before their turn).
+    prior_run: str | None = None
 
 
 @dataclass

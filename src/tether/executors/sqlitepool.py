@@ -110,25 +110,46 @@ class SqlitePool:
         if path.exists():
             raise TetherError(f"{path} exists already: this folder holds a batch")
         # Built aside and renamed into place: a reader never sees a pool without its tables.
+        # Nothing reads the file while it is built, so it is written in one transaction with
+        # no journal and no sync, then fsynced once (~1.5 ms, where a journaled build with a
+        # sync per statement took ~6); it is left in WAL mode, so no opener has to switch it.
         tmp = path.with_name(f".{POOL_FILE}.{os.getpid()}.{os.urandom(4).hex()}")
-        pool = cls(tmp, lease_s)
-        conn = pool._connect()
-        conn.execute("PRAGMA journal_mode = DELETE")
-        for statement in _DDL.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        with pool._tx() as c:
-            c.executemany(
+        try:
+            cls._build(tmp, items, meta or {})
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        os.replace(tmp, path)
+        return cls(path, lease_s)
+
+    @staticmethod
+    def _build(tmp: Path, items: Sequence[Any], meta: dict[str, Any]) -> None:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = OFF")
+            conn.execute("PRAGMA synchronous = OFF")
+            conn.execute("BEGIN")
+            for statement in _DDL.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.executemany(
                 "INSERT INTO tasks (idx, item) VALUES (?, ?)",
                 [(i, json.dumps(item)) for i, item in enumerate(items)],
             )
-            c.executemany(
+            conn.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [(k, json.dumps(v)) for k, v in (meta or {}).items()],
+                [(k, json.dumps(v)) for k, v in meta.items()],
             )
-        pool.close()
-        os.replace(tmp, path)
-        return cls(path, lease_s)
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA journal_mode = WAL")
+        finally:
+            conn.close()
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     @classmethod
     def open(cls, folder: str | os.PathLike[str], lease_s: float | None = None) -> SqlitePool:
@@ -166,44 +187,86 @@ class SqlitePool:
         transaction. `new_run` is the id the attempt's run gets unless the task has a run made
         ahead (queued) and never started. None when nothing is claimable now (see `wait_hint`).
         """
+        claims = self.claim_many(worker, [finished] if finished is not None else [], [new_run])
+        return claims[0] if claims else None
+
+    def claim_many(
+        self,
+        worker: str,
+        finished: Sequence[tuple[Claim, Outcome]],
+        new_runs: Sequence[str | None],
+    ) -> list[Claim]:
+        """Record how the `finished` attempts ended and claim up to `len(new_runs)` pending
+        tasks (the i-th gets `new_runs[i]` as its run's id, as `claim`), in one transaction; or,
+        with none pending, one task whose lease ran out. No new run ids: only the record."""
         now = time.time()
         with self._tx() as c:
-            if finished is not None:
-                self._finish(c, finished[0], finished[1], now)
-            row = c.execute(
+            for claim, outcome in finished:
+                self._finish(c, claim, outcome, now)
+            if not new_runs:
+                return []
+            rows = c.execute(
                 "SELECT idx, item, attempts, run, prepared FROM tasks WHERE status = 'pending' "
-                "ORDER BY idx LIMIT 1"
-            ).fetchone()
-            if row is None:
+                "ORDER BY idx LIMIT ?",
+                (len(new_runs),),
+            ).fetchall()
+            if not rows:
                 row = c.execute(
                     "SELECT idx, item, attempts, run, prepared FROM tasks "
                     "WHERE status = 'running' AND lease < ? ORDER BY lease LIMIT 1",
                     (now,),
                 ).fetchone()
-                if row is not None:
-                    # The holder stopped renewing: its attempt is over (and its run with it).
-                    c.execute(
-                        "UPDATE attempts SET status = 'lost', stopped = ? "
-                        "WHERE idx = ? AND attempt = ? AND stopped IS NULL",
-                        (now, row[0], row[2]),
-                    )
-            if row is None:
-                return None
-            idx, item, attempts, run, prepared = row
-            attempt = attempts + 1
-            run_id = run if prepared else new_run
-            c.execute(
+                if row is None:
+                    return []
+                # The holder stopped renewing: its attempt is over (and its run with it).
+                c.execute(
+                    "UPDATE attempts SET status = 'lost', stopped = ? "
+                    "WHERE idx = ? AND attempt = ? AND stopped IS NULL",
+                    (now, row[0], row[2]),
+                )
+                rows = [row]
+            claims = [
+                Claim(
+                    idx,
+                    json.loads(item),
+                    attempts + 1,
+                    worker,
+                    run if prepared else new,
+                    bool(prepared),
+                    run,
+                )
+                for (idx, item, attempts, run, prepared), new in zip(rows, new_runs, strict=False)
+            ]
+            c.executemany(
                 "UPDATE tasks SET status = 'running', worker = ?, lease = ?, attempts = ?, "
                 "run = COALESCE(?, run), prepared = 0, started = ?, stopped = NULL, error = NULL "
                 "WHERE idx = ?",
-                (worker, now + self.lease_s, attempt, run_id, now, idx),
+                [(worker, now + self.lease_s, k.attempt, k.run, now, k.index) for k in claims],
             )
-            c.execute(
+            c.executemany(
                 "INSERT OR REPLACE INTO attempts (idx, attempt, worker, run, status, started) "
                 "VALUES (?, ?, ?, ?, 'running', ?)",
-                (idx, attempt, worker, run_id, now),
+                [(k.index, k.attempt, worker, k.run, now) for k in claims],
             )
-        return Claim(idx, json.loads(item), attempt, worker, run_id, bool(prepared))
+        return claims
+
+    def unclaim(self, claims: Sequence[Claim]) -> None:
+        """Claims never started, handed back as if never made: the task pending again with the
+        run it had, and no attempt recorded. A claim no longer this worker's is left alone."""
+        if not claims:
+            return
+        with self._tx() as c:
+            for k in claims:
+                held = c.execute(
+                    "UPDATE tasks SET status = 'pending', worker = NULL, lease = NULL, "
+                    "attempts = attempts - 1, run = ?, prepared = ?, started = NULL "
+                    "WHERE idx = ? AND worker = ? AND attempts = ? AND status = 'running'",
+                    (k.prior_run, int(k.prepared), k.index, k.worker, k.attempt),
+                ).rowcount
+                if held:
+                    c.execute(
+                        "DELETE FROM attempts WHERE idx = ? AND attempt = ?", (k.index, k.attempt)
+                    )
 
     def heartbeat(self, claims: Sequence[Claim]) -> list[Claim]:
         """Renew the leases of these claims; the claims this worker no longer holds."""

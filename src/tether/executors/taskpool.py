@@ -129,6 +129,34 @@ class TaskPool:
         by an interrupted attempt). None when nothing is claimable now (see `wait_hint`)."""
         return self.backend.claim(worker, finished, new_run)
 
+    def claim_many(
+        self,
+        worker: str,
+        finished: Sequence[tuple[Claim, Outcome]],
+        new_runs: Sequence[str | None],
+    ) -> list[Claim]:
+        """Record how the `finished` attempts ended and claim up to `len(new_runs)` tasks at
+        once (one transaction in SQLite; one at a time in files, whose claims are one file each
+        anyway). No `new_runs`: only the record."""
+        claim_many = getattr(self.backend, "claim_many", None)
+        if claim_many is not None:
+            claims: list[Claim] = claim_many(worker, finished, new_runs)
+            return claims
+        for done in finished:
+            self.backend.finish(*done)
+        one = self.backend.claim(worker, None, new_runs[0]) if new_runs else None
+        return [one] if one is not None else []
+
+    def unclaim(self, claims: Sequence[Claim]) -> None:
+        """Hand back claims never started (a worker that claimed several tasks at once stops):
+        pending again, as if never claimed."""
+        unclaim = getattr(self.backend, "unclaim", None)
+        if unclaim is not None:
+            unclaim(claims)
+            return
+        for claim in claims:  # not reached: a file pool hands out one claim at a time
+            self.backend.finish(claim, Outcome("terminated", claim.run))
+
     def heartbeat(self, claims: Sequence[Claim]) -> list[Claim]:
         """Renew the leases of these claims; the claims this worker no longer holds."""
         return self.backend.heartbeat(claims)

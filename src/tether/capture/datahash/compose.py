@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import sys
 from bisect import bisect_left
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 
 from .manifest import MANIFEST_HEADER
-from .walk import Entry, Folder
+from .reader import _blake3
+from .walk import Folder, Stat
 
 _ESCAPES = {ord("\\"): "\\\\", ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"}
 _SPECIAL = frozenset("\\\t\n\r")
-_name = attrgetter("name")
 _first = itemgetter(0)
+_size = itemgetter(3)
 
 
 def _enc() -> str:
@@ -32,30 +33,30 @@ def escape(name: str) -> str:
     return name.translate(_ESCAPES) if _SPECIAL.intersection(name) else name
 
 
-def folder_lines(entries: list[Entry], want_keys: bool = True) -> tuple[bytes, list[bytes]]:
+def folder_lines(
+    stats: list[Stat], digests: list[bytes], want_keys: bool = True
+) -> tuple[bytes, list[bytes]]:
     """The folder's own manifest lines (names relative to it, sorted by their bytes) and, when
-    `want_keys`, the sorted name bytes."""
+    `want_keys`, the sorted name bytes. `digests[i]` is the digest of the file `stats[i]`."""
     enc = _enc()
-    if "".join(map(_name, entries)).isascii():
+    names = list(map(_first, stats))
+    if "".join(names).isascii():
         # ASCII names sort the same as str and as bytes: no encoding per name to sort.
-        rows = sorted(entries, key=_name)
-        keys = [e.name.encode() for e in rows] if want_keys else []
+        # Names in a folder are unique, so the sort never compares past them.
+        rows = sorted(zip(names, digests, map(_size, stats), strict=True))
+        keys = []
+        if want_keys and rows:  # one join and one split, not an encode per name (no NUL in names)
+            keys = "\0".join([n for n, _, _ in rows]).encode().split(b"\0")
     else:
-        pairs = sorted(((e.name.encode(enc, "surrogateescape"), e) for e in entries), key=_first)
-        rows = [e for _, e in pairs]
-        keys = [k for k, _ in pairs]
-    text = "".join(
-        [f"{e.name}\t{e.digest.hex()}\t{e.size}\n" for e in rows]  # type: ignore[union-attr]
-    )
+        encoded = [n.encode(enc, "surrogateescape") for n in names]
+        both = sorted(zip(encoded, names, digests, map(_size, stats), strict=True))
+        rows = [(n, d, size) for _, n, d, size in both]
+        keys = [k for k, _, _, _ in both]
+    text = "".join([f"{n}\t{d.hex()}\t{size}\n" for n, d, size in rows])
     n = len(rows)
     if "\\" in text or "\r" in text or text.count("\t") != 2 * n or text.count("\n") != n:
         # Some name holds a character the line format uses: escape the names one by one.
-        text = "".join(
-            [
-                f"{escape(e.name)}\t{e.digest.hex()}\t{e.size}\n"  # type: ignore[union-attr]
-                for e in rows
-            ]
-        )
+        text = "".join([f"{escape(n)}\t{d.hex()}\t{size}\n" for n, d, size in rows])
     return text.encode(enc, "surrogateescape"), keys
 
 
@@ -104,3 +105,16 @@ def compose(top: Folder) -> bytes:
             pieces.append(_prefixed(b"\n".join(lines[start:]) + b"\n", prefix))
         stack.extend(reversed(pieces))
     return b"".join(out)
+
+
+def fingerprint(folders: list[Folder]) -> bytes:
+    """What a tree's digest is cached by (`cache.TreeRow`): the blake3 of each folder's path
+    and signature (its listing's stat tuples), in listing order. The manifest is made of
+    nothing else (paths, and the digests and sizes the stats stand for), so an equal
+    fingerprint means an equal digest, as far as the stat cache can tell."""
+    enc = _enc()
+    parts = []
+    for f in folders:
+        parts.append(b"%s\0%d\0" % (f.prefix.encode(enc, "surrogateescape"), len(f.sig)))
+        parts.append(f.sig)
+    return _blake3()(b"".join(parts)).digest()

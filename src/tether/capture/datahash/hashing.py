@@ -5,14 +5,19 @@ is exactly the one the stat cache (`cache.HashCache`) holds takes its manifest l
 cache: no per-file work past the stat. In other folders, files whose stat matches their cache
 record are not read.
 
-Two Python threads at most, divided by how much of a file's work holds the GIL:
-- files of 1 MiB and more (`reader.MMAP_MIN`) go, one by one, to a worker thread as soon as
-  they are listed; blake3 maps and hashes each on its own threads with the GIL released;
-- files of 8 KiB to 1 MiB go to the same worker in batches (reading and hashing them is
-  mostly GIL-free: measured on the mixed tree, 0.114 s against 0.128 s with the caller alone);
-- smaller files are read by the calling thread once the listing is done, as their cost is
-  mostly Python work: a second thread on 20k x 1 KiB files took 0.31 s of CPU against 0.21 s
-  (the GIL handed back and forth), so they are never shared.
+Two Python threads at most, divided by how much of a file's work holds the GIL (issue 19,
+measured on 2 cores in CPU seconds, which a busy machine does not blur):
+- files of 256 KiB and more (`_SHARE_MIN`) go to a worker thread as soon as they are listed
+  (1 MiB and more, `reader.MMAP_MIN`, one by one; smaller ones in batches); reading and
+  hashing them is mostly GIL-free, and blake3 maps and hashes each file of 16 MiB and more
+  (`reader.SPLIT_MIN`) on its own threads, so one big file uses every core;
+- smaller files are read by the calling thread once the listing is done, with no call or
+  object per file (`reader.hash_files`): their cost is mostly system calls, each of which
+  drops and retakes the GIL, so a second thread on them only hands the GIL back and forth.
+  On the mixed tree, sharing the 16 KiB files took 0.52 s of CPU and 0.39 s against 0.38 s
+  and 0.24 s with the caller alone; 64 KiB files shared gain 7% of wall time for 34% more
+  CPU, hence the 256 KiB line.
+The caller, once done with its own files, takes batches the worker has not started.
 `threads=1` keeps everything in the calling thread and blake3 single-threaded.
 
 A file modified less than `RACY_NS` before it was hashed is read the careful way and not
@@ -23,22 +28,21 @@ mtime unchanged.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterable
 from operator import itemgetter
 from typing import Any
 
-from .cache import FileRecord, FolderWrite, HashCache, signature
-from .compose import compose, folder_lines
-from .manifest import digest_of
-from .reader import MMAP_MIN, BigWorker, Counter, _blake3, default_threads, hash_batch
+from .cache import FileRecord, FolderWrite, HashCache, TreeRow, signature, unpack
+from .compose import compose, fingerprint, folder_lines
+from .reader import MMAP_MIN, BigWorker, Counter, _blake3, default_threads, hash_files
 from .records import ALGO, DataDigest, HashProgress, HashStats, ProgressFn
-from .walk import DirKey, Entry, Folder, Tree, scan
+from .saver import Saver
+from .walk import DirKey, Folder, Tree, scan
 
 RACY_NS = 2_000_000_000  # files modified this recently are hashed but not cached
-_SMALL_BATCH = 256  # small files read between two progress reports
-_SHARE_MIN = 8 << 10  # files this big go to the worker thread (see the module docstring)
+_SMALL_BATCH = 512  # small files read between two progress reports
+_SHARE_MIN = 256 << 10  # files this big go to the worker thread (see the module docstring)
 _MEDIUM_BATCH = 32  # such files handed to the worker at once
 _PROGRESS_EVERY_S = 0.1
 _size = itemgetter(3)
@@ -52,108 +56,174 @@ def _as_list(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -
 
 
 class _Session:
-    """One `hash_data` call: decides per listed folder what the cache knows and what to read."""
+    """One `hash_data` call: decides per listed folder what the cache knows and what to read.
+
+    A file is referred to by (folder, index into its stats) from the listing to the manifest:
+    its digest goes to `folder.digests[index]`, no object per file.
+    """
 
     def __init__(self, nthreads: int, db: Any, report: _Reporter) -> None:
         self.nthreads = nthreads
         self.db = db
+        self.saver = Saver(db) if db is not None else None
+        self.written: set[DirKey] = set()  # folders whose row is written (or was not to be)
         self.report = report
         self.hot_after = time.time_ns() - RACY_NS
         self.counter = Counter()
         self.big = BigWorker(self.counter, self.hot_after, nthreads) if nthreads > 1 else None
-        self.jobs: dict[tuple[int, int, int, int], Entry] = {}
-        self.small: list[Entry] = []
-        self.medium: list[Entry] = []  # files read mostly without the GIL, for the worker
+        # The other names of files already met (hard links, links, a folder reached twice),
+        # each with its first (folder, index): read once. `jobs`: the first (folder, index)
+        # of each file that may have other names, by (device, inode, size, mtime_ns); `seen`:
+        # the first listing of each folder.
+        self.jobs: dict[tuple[int, int, int, int], tuple[Folder, int]] = {}
+        self.seen: dict[DirKey, Folder] = {}
+        self.links: list[tuple[Folder, int, Folder, int]] = []
         self.missed: list[Folder] = []  # folders the cache did not answer as a whole
-        self.single: list[Entry] = []  # files given as roots
+        self.singles: list[Folder] = []  # files given as roots
         self.files_total = self.bytes_total = 0
         self.cached_files = self.cached_bytes = 0
+        # The root being listed, when the cache has a row for its whole tree: its folders
+        # wait for the tree's fingerprint (`listed_tree`).
+        self.tree_row: TreeRow | None = None
+        self.deferred: list[Folder] | None = None
 
     def listed(self, folder: Folder) -> None:
         stats = folder.stats
         n = len(stats)
+        folder.size = size = sum(map(_size, stats))
+        folder.count = n
         self.files_total += n
+        self.bytes_total += size
+        if not folder.prefix:  # a root: is the whole tree in the cache?
+            row = self.db.tree(folder.key) if self.db is not None else None
+            self.tree_row, self.deferred = row, ([] if row is not None else None)
+        if self.deferred is not None:
+            # Decided once the tree is listed: by its fingerprint if it matches, else as below.
+            # Until then only the signature holds the stats: memory of the next folder's
+            # listing reused, no page faults (8% of a 100k-file re-check, issue 19).
+            folder.sig = signature(stats)
+            folder.stats, folder.packed = [], True
+            self.deferred.append(folder)
+        else:
+            self._decide(folder)
+        self.report.maybe("scan", 0, self.files_total, 0, 0)
+
+    def listed_tree(self, tree: Tree) -> None:
+        """A root folder and everything below it was listed."""
+        folders, self.deferred = self.deferred, None
+        if folders is None:
+            return
+        row = self.tree_row
+        if row is not None and fingerprint(folders) == row.fingerprint:
+            tree.digest = DataDigest(tree.root, ALGO, row.digest.hex(), row.files, row.bytes)
+            self.cached_files += sum(f.count for f in folders)
+            self.cached_bytes += sum(f.size for f in folders)
+            return
+        for folder in folders:
+            self._decide(folder)
+
+    def _decide(self, folder: Folder) -> None:
         row = None
         if self.db is not None:
             row = self.db.rows([folder.key]).get(folder.key)
-        if row is not None and signature(stats) == row.signature:
+        if not folder.sig:
+            folder.sig = signature(folder.stats)
+        if row is not None and folder.sig == row.signature:
             # Unchanged since its lines were stored: nothing to do per file.
             folder.lines = row.lines
             folder.keys = row.keys if folder.subdirs else None
-            folder.size = sum(map(_size, stats))
-            folder.count = n
-            self.bytes_total += folder.size
-            self.cached_files += n
+            folder.whole = True
+            folder.stats, folder.packed = [], True
+            self.cached_files += folder.count
             self.cached_bytes += folder.size
         else:
+            if folder.packed:
+                folder.stats, folder.packed = unpack(folder.sig), False
             self.missed.append(folder)
-            self._want_all(folder, row.records if row is not None else None)
+            self._plan(folder, row.records if row is not None else None)
             if self.big is not None:
                 self.big.check()
-        self.report.maybe("scan", 0, self.files_total, 0, 0)
 
-    def listed_file(self, entry: Entry) -> None:
+    def listed_file(self, single: Folder) -> None:
         self.files_total += 1
-        self.single.append(entry)
+        self.bytes_total += single.stats[0][3]
+        self.singles.append(single)
         records = None
         if self.db is not None:
-            row = self.db.rows([entry.dir_key]).get(entry.dir_key)
+            row = self.db.rows([single.key]).get(single.key)
             records = row.records if row is not None else None
-        self._want(entry, records)
+        self._plan(single, records)
 
-    def _want_all(self, folder: Folder, records: dict[str, FileRecord] | None) -> None:
-        """`_want` for each file of a folder, in one loop (the cold path's per-file work)."""
+    def _plan(self, folder: Folder, records: dict[str, FileRecord] | None) -> None:
+        """Per file of a folder the cache did not answer: its digest from its cache record,
+        from another name of it, or to be read (files that mostly hash without the GIL go to
+        the worker thread at once, the others wait for the caller in `folder.todo`)."""
         stats = folder.stats
-        self.bytes_total += sum(map(_size, stats))
-        jobs, small, big, medium = self.jobs, self.small, self.big, self.medium
-        for s, e in zip(stats, folder.make_entries(), strict=True):
-            key = s[1:]
+        n = len(stats)
+        digests: list[bytes | None] = [None] * n
+        folder.digests = digests
+        named = self._other_names(folder)
+        share = self.big is not None and max(map(_size, stats), default=0) >= _SHARE_MIN
+        if records is None and not share and not named:
+            folder.todo = list(range(n))  # the common cold case: every file read here
+            return
+        todo: list[int] = []
+        folder.todo = todo
+        medium: list[int] = []
+        i = -1
+        for s in stats:
+            i += 1
+            if named and i in named:
+                continue
             if records is not None:
                 rec = records.get(s[0])
-                if rec is not None and rec[:4] == key:
-                    e.digest = rec[4]
+                if rec is not None and rec[:4] == s[1:]:
+                    digests[i] = rec[4]
                     self.cached_files += 1
                     self.cached_bytes += s[3]
                     continue
-            job = jobs.get(key)
-            if job is not None:  # the same file under another name: read once
-                if job.links is None:
-                    job.links = []
-                job.links.append(e)
-            else:
-                jobs[key] = e
-                if big is not None and s[3] >= _SHARE_MIN:
-                    if s[3] >= MMAP_MIN:
-                        big.put([e])  # GIL-free work: start it while the listing goes on
-                    else:
-                        medium.append(e)
-                        if len(medium) >= _MEDIUM_BATCH:
-                            big.put(medium)
-                            medium = self.medium = []
+            if share and s[3] >= _SHARE_MIN:
+                if s[3] >= MMAP_MIN:
+                    self.big.put(folder, [i])  # type: ignore[union-attr]  # GIL-free: start now
                 else:
-                    small.append(e)
+                    medium.append(i)
+                    if len(medium) >= _MEDIUM_BATCH:
+                        self.big.put(folder, medium)  # type: ignore[union-attr]
+                        medium = []
+            else:
+                todo.append(i)
+        if medium:
+            self.big.put(folder, medium)  # type: ignore[union-attr]
 
-    def _want(self, e: Entry, records: dict[str, FileRecord] | None) -> None:
-        self.bytes_total += e.size
-        key = (e.dev, e.ino, e.size, e.mtime_ns)
-        if records is not None:
-            rec = records.get(e.name)
-            if rec is not None and rec[:4] == key:
-                e.digest = rec[4]
-                self.cached_files += 1
-                self.cached_bytes += e.size
-                return
-        job = self.jobs.get(key)
-        if job is not None:  # the same file under another name: read once
-            if job.links is None:
-                job.links = []
-            job.links.append(e)
-            return
-        self.jobs[key] = e
-        if self.big is not None and e.size >= MMAP_MIN:
-            self.big.put([e])  # GIL-free work: start it while the listing goes on
+    def _other_names(self, folder: Folder) -> set[int]:
+        """The indices of the folder's files that are another name of a file met before in
+        this call (read once, through the first): those of a folder listed twice, and hard
+        links and links to files (`folder.linked`). A file is otherwise met only once, so the
+        others are not looked up (issue 19: a lookup per file cost 5% of a cold hash)."""
+        stats = folder.stats
+        named: set[int] = set()
+        links = self.links
+        if folder.partial is None:
+            first = self.seen.setdefault(folder.key, folder)
+            if first is not folder:  # reached again (a link to a folder, nested roots)
+                where = {s[0]: j for j, s in enumerate(first.stats)}
+                for i, s in enumerate(stats):
+                    j = where.get(s[0])
+                    if j is not None and first.stats[j] == s:
+                        links.append((folder, i, first, j))
+                        named.add(i)
+            maybe: Iterable[int] = folder.linked or ()
         else:
-            self.small.append(e)
+            maybe = range(len(stats))
+        jobs = self.jobs
+        for i in maybe:
+            if i in named:
+                continue
+            first_i = jobs.setdefault(stats[i][1:], (folder, i))
+            if first_i[0] is not folder or first_i[1] != i:
+                links.append((folder, i, *first_i))
+                named.add(i)
+        return named
 
     def tick(self) -> None:
         c = self.counter
@@ -169,20 +239,88 @@ class _Session:
         """Hash what is left once everything is listed: small files here, big ones on the
         big-file thread (already started)."""
         self.tick()
-        small, self.small = self.small, []
-        if self.big is not None and self.medium:
-            self.big.put(self.medium)
-            self.medium = []
-        for i in range(0, len(small), _SMALL_BATCH):
-            hash_batch(small[i : i + _SMALL_BATCH], self.counter, self.hot_after, self.nthreads)
-            self.tick()
-            if self.big is not None:
-                self.big.check()
+        for folder in [*self.missed, *self.singles]:
+            todo = folder.todo or []
+            folder.todo = None
+            for i in range(0, len(todo), _SMALL_BATCH):
+                hash_files(
+                    folder, todo[i : i + _SMALL_BATCH], self.counter, self.hot_after, self.nthreads
+                )
+                self.tick()
+                if self.big is not None:
+                    self.big.check()
+            if folder.partial is None and None not in folder.digests:  # type: ignore[operator]
+                self.finish(folder)  # its lines now, its row written while the next are read
         if self.big is not None:
             while (batch := self.big.take()) is not None:  # help with what is left
-                hash_batch(batch, self.counter, self.hot_after, self.nthreads)
+                hash_files(*batch, self.counter, self.hot_after, self.nthreads)
                 self.tick()
             self.big.join(self.tick, _PROGRESS_EVERY_S)
+        for folder, i, first, j in self.links:  # the other names get the first's digest
+            assert first.digests is not None and folder.digests is not None
+            folder.digests[i] = first.digests[j]
+            if first.changed:  # and its stat as read
+                new = (folder.stats[i][0], *first.stats[j][1:])
+                if new != folder.stats[i]:
+                    folder.stats[i] = new
+                    folder.changed = True
+
+    def finish(self, folder: Folder) -> None:
+        """A folder the cache did not answer has all its digests: its lines, and its row to
+        the saver (once, for a folder listed twice)."""
+        stats = folder.stats  # the stat as read where it changed since the listing
+        digests: list[bytes] = folder.digests  # type: ignore[assignment]
+        remember = self.saver is not None
+        folder.lines, keys = folder_lines(
+            stats, digests, want_keys=bool(folder.subdirs) or remember
+        )
+        folder.keys = keys if folder.subdirs else None
+        folder.size = sum(map(_size, stats))
+        folder.count = len(stats)
+        if folder.changed or not folder.sig:
+            folder.sig = signature(stats)
+        folder.todo = []  # done: `todo` None marks a folder not finished yet
+        if not remember or folder.key in self.written:
+            return
+        self.written.add(folder.key)
+        names = [s[0] for s in stats]
+        fresh_before = time.time_ns() - RACY_NS
+        if not stats or max(map(_mtime, stats)) < fresh_before:
+            folder.whole = True
+            write = FolderWrite(
+                {},
+                names=names,
+                sig=folder.sig,
+                lines=folder.lines,
+                keys=keys,
+                digests=b"".join(digests),
+            )
+        else:  # some file may still be written: cache the others, file by file
+            fresh: dict[str, FileRecord] = {
+                s[0]: (s[1], s[2], s[3], s[4], d)
+                for s, d in zip(stats, digests, strict=True)
+                if s[4] < fresh_before
+            }
+            write = FolderWrite(fresh, names=names)
+        self.saver.put({folder.key: write})  # type: ignore[union-attr]
+
+    def finish_all(self) -> None:
+        """Finish the folders left (those with links, or files on the worker) and the files
+        given as roots; write the rows."""
+        for folder in self.missed:
+            if folder.todo is None:
+                self.finish(folder)
+        if self.saver is None:
+            return
+        fresh_before = time.time_ns() - RACY_NS
+        for single in self.singles:
+            name, dev, ino, size, mtime = single.stats[0]
+            digest = single.digests[0]  # type: ignore[index]
+            assert digest is not None
+            # Its folder's row, if written above, already holds it.
+            if mtime < fresh_before and single.key not in self.written:
+                self.written.add(single.key)
+                self.saver.put({single.key: FolderWrite({name: (dev, ino, size, mtime, digest)})})
 
     def abort(self) -> None:
         self.counter.stop.set()
@@ -219,99 +357,64 @@ def hash_data(
         if not db.enabled:
             db = None
     session = _Session(nthreads, db, report)
-    saver: threading.Thread | None = None
     try:
         # 1. List everything, take what the cache knows, start on big files at once.
-        trees = [scan(root, session.listed_file, session.listed) for root in roots]
-        # 2. Read the rest.
+        trees = []
+        for root in roots:
+            tree = scan(root, session.listed_file, session.listed)
+            if tree.is_dir:
+                session.listed_tree(tree)
+            trees.append(tree)
+        # 2. Read the rest, each folder's lines and row as soon as it is done.
         session.run()
-        # 3. Give every entry its digest, the folders their lines, and remember them (in the
-        #    background while the folder digests are computed).
-        changed = _apply(session.jobs.values(), session.counter.changed)
-        updates = _writes(session, changed, remember=db is not None)
-        if db is not None and updates:
-            saver = threading.Thread(target=db.store, args=(updates,), daemon=True)
-            saver.start()
+        session.finish_all()
+        # 3. The digests (while the last rows are written), then the whole trees' rows.
         results = [_digest(t) for t in trees]
+        if session.saver is not None:
+            session.saver.close()
+            known = _trees(trees, results)
+            if known:
+                session.db.store({}, known)
     except BaseException:
         session.abort()
         raise
     finally:
-        if saver is not None:
-            saver.join()
+        if session.saver is not None:
+            session.saver.close()
         if db is not None:
             db.close()
             st.cache_error = st.cache_error or db.error
     st.files = session.files_total
     st.files_cached = session.cached_files
-    st.files_read = len(session.jobs)
+    st.files_read = session.files_total - session.cached_files - len(session.links)
     st.bytes_read = session.counter.bytes
     report.final(session.files_total, session.bytes_total)
     st.seconds = time.perf_counter() - started
     return results
 
 
-def _apply(jobs: Iterable[Entry], changed: list[Entry]) -> set[DirKey]:
-    """Give the other names of each file its digest and stat as read; the folders holding a
-    file whose stat as read differs from its listing."""
-    for job in jobs:
-        if job.links is not None:
-            for e in job.links:
-                e.digest = job.digest
-                e.size, e.mtime_ns, e.dev, e.ino = job.size, job.mtime_ns, job.dev, job.ino
-    dirs = {job.dir_key for job in changed}
-    dirs.update(e.dir_key for job in changed for e in job.links or ())
-    return dirs
-
-
-def _writes(session: _Session, changed: set[DirKey], remember: bool) -> dict[DirKey, FolderWrite]:
-    """Set the lines of the folders the cache did not answer; what the cache should learn."""
-    fresh_before = time.time_ns() - RACY_NS
-    updates: dict[DirKey, FolderWrite] = {}
-    for folder in session.missed:
-        entries = folder.entries or []
-        folder.lines, keys = folder_lines(entries, want_keys=bool(folder.subdirs) or remember)
-        folder.keys = keys if folder.subdirs else None
-        stats = folder.stats
-        if folder.key in changed:  # some file was read again after the listing
-            stats = [(e.name, e.dev, e.ino, e.size, e.mtime_ns) for e in entries]
-        folder.size = sum(map(_size, stats))
-        folder.count = len(entries)
-        if not remember or folder.key in updates:
+def _trees(trees: list[Tree], results: list[DataDigest]) -> dict[DirKey, TreeRow]:
+    """The tree rows to write: trees whose every folder the cache holds whole (none with a
+    file still maybe written) and whose row did not answer this call."""
+    rows: dict[DirKey, TreeRow] = {}
+    for tree, d in zip(trees, results, strict=True):
+        if not tree.is_dir or tree.digest is not None:
             continue
-        names = [s[0] for s in stats]
-        if not stats or max(map(_mtime, stats)) < fresh_before:
-            updates[folder.key] = FolderWrite(
-                {},
-                names=names,
-                sig=signature(stats),
-                lines=folder.lines,
-                keys=keys,
-                digests=b"".join([e.digest for e in entries]),  # type: ignore[misc]
-            )
-        else:  # some file may still be written: cache the others, file by file
-            fresh: dict[str, FileRecord] = {
-                s[0]: (s[1], s[2], s[3], s[4], e.digest)  # type: ignore[misc]
-                for s, e in zip(stats, entries, strict=True)
-                if s[4] < fresh_before
-            }
-            updates[folder.key] = FolderWrite(fresh, names=names)
-    if remember:
-        for e in session.single:
-            assert e.digest is not None
-            if e.mtime_ns >= fresh_before:
-                continue
-            rec: FileRecord = (e.dev, e.ino, e.size, e.mtime_ns, e.digest)
-            if e.dir_key not in updates:  # else its folder was listed in full: written above
-                updates[e.dir_key] = FolderWrite({e.name: rec})
-    return updates
+        if all(f.whole for f in tree.folders):
+            fp = fingerprint(tree.folders)
+            rows[tree.top.key] = TreeRow(fp, bytes.fromhex(d.digest), d.files, d.bytes)
+    return rows
 
 
 def _digest(tree: Tree) -> DataDigest:
+    if tree.digest is not None:
+        return tree.digest
+    top = tree.top
     if not tree.is_dir:
-        return digest_of(tree)
-    assert tree.top is not None
-    text = compose(tree.top)
+        digest = top.digests[0]  # type: ignore[index]
+        assert digest is not None
+        return DataDigest(tree.root, ALGO, digest.hex(), 1, top.stats[0][3])
+    text = compose(top)
     files = sum(f.count for f in tree.folders)
     size = sum(f.size for f in tree.folders)
     return DataDigest(tree.root, ALGO, _blake3()(text).hexdigest(), files, size)

@@ -13,10 +13,7 @@ import sys
 from collections.abc import Iterable
 from operator import itemgetter
 
-import blake3
-
-from .records import ALGO, DataDigest
-from .walk import Entry, Tree
+from .walk import Entry
 
 MANIFEST_HEADER = b"tether-manifest-v1\n"
 
@@ -43,13 +40,3 @@ def manifest(tree_entries: Iterable[Entry]) -> bytes:
         ]
         text = "".join(lines)
     return MANIFEST_HEADER + text.encode(enc, "surrogateescape")
-
-
-def digest_of(tree: Tree) -> DataDigest:
-    size = sum(e.size for e in tree.entries)
-    if not tree.is_dir:
-        digest = tree.entries[0].digest
-        assert digest is not None
-        return DataDigest(tree.root, ALGO, digest.hex(), 1, size)
-    text = manifest(tree.entries)
-    return DataDigest(tree.root, ALGO, blake3.blake3(text).hexdigest(), len(tree.entries), size)

@@ -1,5 +1,13 @@
 """Reading files and hashing them with blake3: one pass per file, the fewest system calls.
 
+`hash_files` reads files of one listed folder, by index into its stats: the folder is opened
+once and each file opened by name relative to it (no path walk per file), read and hashed in
+one loop with no call or object per file (issue 19: on 100k x 1 KiB files that per-file
+Python work was as much as the system calls). A file that needs care (recently modified,
+changed since the listing, unreadable) leaves that loop for `hash_batch`, the reference
+path, one `Entry` each; so do all files while `_read_file` is replaced (tests wrap it to
+count and fail reads).
+
 - Small files (under `MMAP_MIN`): open, one read of the listed size + 1 byte, close; the size
   and mtime are the listing's (no fstat): a file that grew reads more than listed, and one
   rewritten after the listing has a new mtime the next time (the cache keys on the listing's).
@@ -22,13 +30,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .records import HashError
-from .walk import Entry, oserror
+from .walk import Entry, Folder, oserror
 
 CHUNK = 1 << 20  # files from this size on are mapped and hashed on blake3's threads
 MMAP_MIN = CHUNK
+SPLIT_MIN = 16 << 20  # files from this size on are hashed on several of blake3's threads
 READ_SIZE = 4 << 20  # read size of the careful path (fewer GIL hand-offs per file)
 _RETRIES = 3  # attempts on a file that changes while it is read
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 _open, _read, _close = os.open, os.read, os.close  # module globals: fewer lookups per file
 
 _local = threading.local()
@@ -104,6 +114,8 @@ def _read_file(
         os.close(fd)
     return digest, st, n
 
+
+_reference_read = _read_file  # `hash_files` leaves its fast loop while this is replaced
 
 Job = Entry  # the first entry of a file (see `Entry.links`)
 
@@ -199,6 +211,102 @@ def hash_batch(jobs: Sequence[Job], counter: Counter, hot_after: int, threads: i
         counter.add(files, nbytes)
 
 
+def hash_files(
+    folder: Folder, todo: Sequence[int], counter: Counter, hot_after: int, threads: int = 1
+) -> None:
+    """Hash the files of `folder` at the indices `todo` into `folder.digests`.
+
+    Small files: open by name in the folder, one read of the listed size + 1, close, hash
+    with one reused hasher. Big ones: mapped and hashed on `threads` of blake3's, then one
+    stat. Anything else (see the module docstring) goes through `hash_batch`, and its stat
+    as read replaces the listing's.
+    """
+    if counter.stop.is_set():
+        return
+    stats, digests = folder.stats, folder.digests
+    assert digests is not None
+    if _read_file is not _reference_read or folder.partial is not None:
+        _careful(folder, list(todo), counter, hot_after, threads)
+        return
+    b3 = _b3 or _blake3()
+    hasher = b3()
+    reset, update, digest = hasher.reset, hasher.update, hasher.digest
+    careful: list[int] = []
+    files = nbytes = 0
+    try:
+        dfd = _open(folder.path, _DIR_FLAGS)
+    except OSError:
+        careful = list(todo)
+    else:
+        try:
+            for i in todo:
+                name, _dev, _ino, size, mtime = stats[i]
+                if mtime >= hot_after:
+                    careful.append(i)
+                    continue
+                if size >= MMAP_MIN:
+                    path = folder.file_path(i)
+                    try:
+                        big = b3(max_threads=threads if size >= SPLIT_MIN else 1)
+                        big.update_mmap(path)
+                        st = os.stat(path)
+                    except OSError:
+                        careful.append(i)
+                        continue
+                    if st.st_size != size or st.st_mtime_ns != mtime:
+                        careful.append(i)
+                        continue
+                    digests[i] = big.digest()
+                else:
+                    try:
+                        fd = _open(name, _OPEN_FLAGS, dir_fd=dfd)
+                    except OSError:
+                        careful.append(i)
+                        continue
+                    try:
+                        data = _read(fd, size + 1)
+                    except OSError:
+                        careful.append(i)
+                        continue
+                    finally:
+                        _close(fd)
+                    if len(data) != size:  # it changed since the listing
+                        careful.append(i)
+                        continue
+                    reset()
+                    update(data)
+                    digests[i] = digest()
+                files += 1
+                nbytes += size
+        finally:
+            _close(dfd)
+            counter.add(files, nbytes)
+    if careful:
+        _careful(folder, careful, counter, hot_after, threads)
+
+
+def _careful(
+    folder: Folder, todo: list[int], counter: Counter, hot_after: int, threads: int
+) -> None:
+    """`hash_batch` on the files at `todo`, their digests and stats as read put back."""
+    stats, digests = folder.stats, folder.digests
+    assert digests is not None
+    key = folder.key
+    jobs = []
+    for i in todo:
+        name, dev, ino, size, mtime = stats[i]
+        jobs.append(Entry("", folder.file_path(i), dev, ino, size, mtime, key, name))
+    hash_batch(jobs, counter, hot_after, threads)
+    for i, job in zip(todo, jobs, strict=True):
+        if job.digest is None:  # abandoned (stop set)
+            continue
+        digests[i] = job.digest
+        new = (job.name, job.dev, job.ino, job.size, job.mtime_ns)
+        if new != stats[i]:
+            stats[i] = new
+            folder.changed = True
+
+
 def default_threads() -> int:
     try:
         n = len(os.sched_getaffinity(0))
@@ -210,21 +318,22 @@ def default_threads() -> int:
 class BigWorker:
     """One thread that hashes big files in turn while the caller lists folders and reads small
     files: each big file is hashed on blake3's own threads with the GIL released, so it never
-    competes with the caller for the GIL, only for cores."""
+    competes with the caller for the GIL, only for cores. Its work comes as (folder, indices)
+    batches for `hash_files`."""
 
     def __init__(self, counter: Counter, hot_after: int, threads: int) -> None:
         self.counter = counter
         self.hot_after = hot_after
         self.threads = threads
-        self.queue: deque[list[Job]] = deque()
+        self.queue: deque[tuple[Folder, list[int]]] = deque()
         self.cv = threading.Condition()
         self.closed = False
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
 
-    def put(self, jobs: list[Job]) -> None:
+    def put(self, folder: Folder, todo: list[int]) -> None:
         with self.cv:
-            self.queue.append(jobs)
+            self.queue.append((folder, todo))
             self.cv.notify()
         if self.thread is None:
             self.thread = threading.Thread(target=self._work, name="tether-hash-big", daemon=True)
@@ -237,9 +346,9 @@ class BigWorker:
                     self.cv.wait()
                 if not self.queue:
                     return
-                jobs = self.queue.popleft()
+                folder, todo = self.queue.popleft()
             try:
-                hash_batch(jobs, self.counter, self.hot_after, self.threads)
+                hash_files(folder, todo, self.counter, self.hot_after, self.threads)
             except BaseException as exc:
                 with self.cv:
                     if self.error is None and not isinstance(exc, Stopped):
@@ -247,7 +356,7 @@ class BigWorker:
                     self.counter.stop.set()
                     self.queue.clear()
 
-    def take(self) -> list[Job] | None:
+    def take(self) -> tuple[Folder, list[int]] | None:
         """A batch no thread has started, for the caller to hash itself; None when none."""
         with self.cv:
             return self.queue.popleft() if self.queue else None
