@@ -10,6 +10,15 @@ Two comparisons, each measured round-robin in one run (see benchlib):
 2. against `torchrun --nproc-per-node 2` running the same `python -c pass` per rank
    (`--no-python`): torchrun imports torch in its launcher. Goal: tether <= 0.5 x torchrun.
 
+Beside them, measured the same way: a Python front-end that only starts the same mpiexec and
+waits for it (no parsing, no record: the least any launcher written in Python costs), and
+`python -c pass`. Every command gets the same PATH, the bench venv's bin/ first, so the ranks'
+`python` is the same interpreter under tether (which puts its own bin/ first) and by hand.
+Then, for where the overhead goes: the CPU time of each command with all it starts (getrusage
+of the children, steadier than wall time on a shared machine), a timeline of launches in a
+fresh interpreter (when the job starts and ends, tether's CPU before the job and in all, the
+modules loaded), and the import time of the launch path, group by group.
+
 Every tether launch must leave a completed run with launch.json saying `completed`, so a
 broken launch cannot pass as a fast one.
 
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shlex
 import shutil
 import statistics
@@ -30,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from benchlib import (
     BenchError,
@@ -50,15 +61,22 @@ from benchlib import (
 
 # Run in a fresh interpreter: times (ms since the interpreter's start of the script) when the
 # job's launcher starts and ends, when tether exits, and tether's own CPU (the ranks' not
-# included): where a launch's overhead over the bare launcher goes.
+# included), all of it and what was spent before the job started (the interpreter's own start
+# included), with the modules loaded then and at the end: where a launch's overhead over the
+# bare launcher goes.
 PHASES = r"""
 import atexit, json, resource, subprocess, sys, time
 t0 = time.perf_counter()
 marks = {}
 popen, wait = subprocess.Popen.__init__, subprocess.Popen.wait
+def _cpu():
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return 1000 * (ru.ru_utime + ru.ru_stime)
 def _popen(self, args, *a, **k):
-    what = "version asked, ms" if "--version" in args else "job started, ms"
-    marks.setdefault(what, 1000 * (time.perf_counter() - t0))
+    if "--version" not in args and "job started, ms" not in marks:
+        marks["job started, ms"] = 1000 * (time.perf_counter() - t0)
+        marks["tether CPU before the job, ms"] = _cpu()
+        marks["modules before the job"] = len(sys.modules)
     popen(self, args, *a, **k)
 def _wait(self, *a, **k):
     out = wait(self, *a, **k)
@@ -68,8 +86,7 @@ def _wait(self, *a, **k):
 subprocess.Popen.__init__, subprocess.Popen.wait = _popen, _wait
 def _done():
     marks["tether exits, ms"] = 1000 * (time.perf_counter() - t0)
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    marks["tether CPU, ms"] = 1000 * (ru.ru_utime + ru.ru_stime)
+    marks["tether CPU, ms"] = _cpu()
     marks["modules loaded"] = len(sys.modules)
     print(json.dumps(marks), file=sys.__stderr__)
 atexit.register(_done)
@@ -77,6 +94,40 @@ sys.argv = ["tether", *sys.argv[1:]]
 from tether.cli.main import main
 main()
 """
+
+# Import time of the launch path in fresh interpreters, group after group (each one's cost is
+# what it adds to those before it): click, tether's modules up to the job's start, and the run
+# record's, loaded while the job runs.
+IMPORT_GROUPS = [
+    ("click", ["click"]),
+    (
+        "tether up to the job's start",
+        [
+            "tether.cli.main",
+            "tether.cli.launch",
+            "tether.distributed.launch",
+            "tether.distributed.resolver",
+        ],
+    ),
+    (
+        "the run record (while the job runs)",
+        ["tether.session.start", "tether.store.ranks", "tether.capture.output", "yaml", "sqlite3"],
+    ),
+]
+IMPORTS = r"""
+import json, sys, time
+out = {}
+for label, names in json.loads(sys.argv[1]):
+    t = time.perf_counter()
+    for name in names:
+        __import__(name)
+    out[label + ", ms"] = 1000 * (time.perf_counter() - t)
+print(json.dumps(out))
+"""
+
+# The least any Python front-end costs: start the launcher and wait for it (no parsing, no
+# record). What tether adds beyond this is its own; up to this is Python's.
+FRONT_END = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
 
 GOAL_MPIEXEC = 1.5
 GOAL_TORCHRUN = 0.5
@@ -112,7 +163,12 @@ def main() -> int:
         work = Path(tmp) / "work"  # outside any git repository: no source snapshot
         work.mkdir()
         runs = Path(tmp) / "runs"
+        # The ranks' `python` is the bench venv's for every command: tether puts its
+        # interpreter's bin/ first on the job's PATH, and the raw commands get the same PATH
+        # (else they might run a slower shim, such as pyenv's, or another Python).
+        bin_dir = str(Path(tether).parent)
         env = dict(os.environ, TETHER_RUNS=str(runs))
+        env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
         env.pop("TETHER_SCHEDULER", None)
         launch_argv = [tether, "launch", "-n", "2", *JOB]
         dry = subprocess.run(
@@ -127,24 +183,41 @@ def main() -> int:
         raw_argv = shlex.split(dry.stdout)
         ours = Command("tether launch -n 2", launch_argv, cwd=work, env=env)
         mpiexec = Command("mpiexec -n 2 (same argv)", raw_argv, cwd=work, env=env)
+        front = Command(
+            "python front-end, spawn and wait only",
+            [sys.executable, "-c", FRONT_END, *raw_argv],
+            cwd=work,
+            env=env,
+        )
         floor = Command("python -c pass", JOB, cwd=work, env=env)
         torch_cmd = [torchrun, "--nproc-per-node", "2", "--no-python", *JOB]
         torch = Command("torchrun --nproc-per-node 2", torch_cmd, cwd=work, env=env)
         try:
-            ours1, raw, base = time_commands([ours, mpiexec, floor], repeat, warmup)
+            ours1, raw, bare, base = time_commands([ours, mpiexec, front, floor], repeat, warmup)
+            cpu = _cpu_ms([ours, mpiexec, front, floor], max(5, repeat // 2))
             ours2, slow = time_commands([ours, torch], slow_repeat, min(warmup, 1))
             phases = [_phases(launch_argv[1:], work, env) for _ in range(max(5, repeat // 2))]
-            _check_runs(runs, (warmup + repeat) + (min(warmup, 1) + slow_repeat) + len(phases))
+            imports = _imports(work, env, max(5, repeat // 2))
+            timed = (warmup + repeat) + len(cpu["samples"]) + (min(warmup, 1) + slow_repeat)
+            _check_runs(runs, timed + len(phases))
         except BenchError as exc:
             return fail(exc)
     print(f"raw mpiexec argv: {shlex.join(raw_argv)}")
     print(f"against mpiexec, median of {repeat} runs each:")
-    print_table([ours1, raw, base])
+    print_table([ours1, raw, bare, base])
     print(f"overhead over mpiexec: {1000 * (ours1.median - raw.median):.0f} ms")
+    cpu_ms = cpu["median"]
+    print(
+        f"CPU time (getrusage of the children: the command and all it starts), median of "
+        f"{len(cpu['samples'])}, ms:"
+    )
+    _print_numbers(cpu_ms)
     phases_median = {k: statistics.median(p.get(k, 0.0) for p in phases) for k in phases[0]}
     print(f"where a launch's time goes (median of {len(phases)} in-process timelines, ms):")
-    for key, value in phases_median.items():
-        print(f"  {key:<16} {value:8.1f}")
+    _print_numbers(phases_median)
+    print(f"import time of the launch path (median of {len(imports)} fresh interpreters, ms):")
+    imports_ms = {k: statistics.median(i[k] for i in imports) for k in imports[0]}
+    _print_numbers(imports_ms)
     print(f"against torchrun, median of {slow_repeat} runs each:")
     print_table([ours2, slow])
     found = versions("tether", "torch", "click")
@@ -158,12 +231,64 @@ def main() -> int:
         "launch",
         rows,
         overhead_ms=round(1000 * (ours1.median - raw.median), 1),
+        front_end_ratio=round(bare.median / raw.median, 3),
         phases_ms={k: round(v, 1) for k, v in phases_median.items()},
+        cpu_ms={k: round(v, 1) for k, v in cpu_ms.items()},
+        imports_ms={k: round(v, 1) for k, v in imports_ms.items()},
         raw_argv=raw_argv,
         versions=found,
-        timings=[t.as_dict() for t in (ours1, raw, base, ours2, slow)],
+        timings=[t.as_dict() for t in (ours1, raw, bare, base, ours2, slow)],
     )
     return 0
+
+
+def _print_numbers(numbers: dict[str, float]) -> None:
+    width = max(len(k) for k in numbers)
+    for key, value in numbers.items():
+        print(f"  {key:<{width}} {value:8.1f}")
+
+
+def _cpu_ms(commands: list[Command], rounds: int) -> dict[str, Any]:
+    """CPU time (user + system) of each command and everything it starts (RUSAGE_CHILDREN: the
+    launcher and the ranks too), round-robin like the wall times: on two cores shared with
+    other work, CPU time is steadier than wall time."""
+    samples: dict[str, list[float]] = {c.label: [] for c in commands}
+    for _ in range(rounds):
+        for cmd in commands:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            proc = subprocess.run(
+                list(cmd.argv),
+                cwd=cmd.cwd,
+                env=dict(cmd.env or os.environ),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                check=False,
+            )
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if proc.returncode != 0:
+                raise BenchError(f"{cmd.label} exited {proc.returncode}: {proc.stderr[-500:]!r}")
+            used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            samples[cmd.label].append(1000 * used)
+    median = {label: statistics.median(values) for label, values in samples.items()}
+    return {"median": median, "samples": samples[commands[0].label]}
+
+
+def _imports(cwd: Path, env: dict[str, str], rounds: int) -> list[dict[str, float]]:
+    groups = json.dumps(IMPORT_GROUPS)
+    out = []
+    for _ in range(rounds):
+        proc = subprocess.run(
+            [sys.executable, "-c", IMPORTS, groups],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise BenchError(f"timing the imports failed: {proc.stderr.strip()[-500:]}")
+        out.append(json.loads(proc.stdout))
+    return out
 
 
 def _phases(args: list[str], cwd: Path, env: dict[str, str]) -> dict[str, float]:

@@ -112,6 +112,48 @@ def test_unknown_flags_pass_through_to_the_launcher(cli, fake_mpi, work: Path) -
     assert argv == [*words("mpiexec -n 2 -ppn 2 --envall --bind-to=core python t.py --help")]
 
 
+def test_minus_n_is_an_option_only_where_click_would_read_one(
+    cli, fake_mpi, work: Path, runs_root: Path
+) -> None:
+    """`-n` reaches click as `-np` (so click builds no "no such option" error, with difflib's
+    suggestions, for it); a `-n` that is an option's value or a word of the command stays."""
+    env = fake_mpi("mpich")
+    argv = dry(cli, env, work, "--label", "-n", "-n", "2", "prog", "-n", "3")
+    assert argv == [*words("mpiexec -n 2 -ppn 2 --envall prog -n 3")]
+    proc = cli(
+        "launch", "--label", "-n", "-n", "1", "--", "python", "-c", "pass", env=env, cwd=work
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(cli("runs", "--json", env=env, cwd=work).stdout)
+    assert [r["label"] for r in rows if r["name"] == "launch"] == ["-n"]
+
+
+def test_the_path_to_the_jobs_start_imports_little(fake_mpi, work: Path) -> None:
+    """What a launch loads before its job starts (a dry run stops there): no store, no YAML or
+    SQLite (the run record loads while the job runs), no difflib, no templates unless asked."""
+    report = (
+        "import atexit, json, sys\n"
+        "def report(): sys.__stderr__.write('MODULES=' + json.dumps(sorted(sys.modules)))\n"
+        "atexit.register(report)\n"
+        "sys.argv = ['tether', 'launch', '--dry-run', '-n', '2', '--', 'python', 't.py']\n"
+        "from tether.cli.main import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", report],
+        cwd=work,
+        env=fake_mpi("openmpi"),
+        capture_output=True,
+        text=True,
+    )
+    line = [x for x in proc.stderr.splitlines() if x.startswith("MODULES=")]
+    assert proc.returncode == 0 and line, proc.stderr
+    loaded = set(json.loads(line[-1].removeprefix("MODULES=")))
+    unwanted = {"difflib", "yaml", "sqlite3", "tether.store", "tether.session", "tether.lock"}
+    assert not loaded & unwanted, loaded & unwanted
+    assert "tether.distributed.templates" not in loaded
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -321,3 +363,23 @@ fakesite = "{module}:FakeSite"
     env.pop("TETHER_SCHEDULER")
     proc = cli("launch", "--dry-run", "--scheduler", "fakesite", "true", env=env, cwd=work)
     assert proc.returncode == 2 and "no scheduler plug-in 'fakesite'" in proc.stderr
+
+
+def test_the_collector_is_back_on_after_a_launch_in_process(
+    fake_mpi, work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tether launch` pauses the garbage collector while it sets up; called in-process (as
+    click's test runner does), it leaves it on, whether the launch ends well or not."""
+    import gc
+
+    from tether.cli.launch import launch
+    from tether.errors import TetherError
+
+    monkeypatch.setenv("PATH", fake_mpi("mpich")["PATH"])
+    monkeypatch.chdir(work)
+    assert gc.isenabled()
+    assert launch.main(["--dry-run", "-n", "2", "true"], standalone_mode=False) == 0
+    assert gc.isenabled()
+    with pytest.raises(TetherError, match="no command to launch"):
+        launch.main(["-n", "2"], standalone_mode=False)
+    assert gc.isenabled()

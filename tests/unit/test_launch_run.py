@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -179,3 +180,50 @@ def test_a_missing_launcher_is_reported(tmp_path: Path) -> None:
     spec = spec_for("pass")
     with pytest.raises(TetherError, match="cannot start 'no-such-launcher-xyz'"):
         run_launch(spec, ["no-such-launcher-xyz", "-n", "2"], stdout=io.StringIO())
+
+
+def test_recorded_is_called_once_the_record_is_written_while_the_job_runs(tmp_path: Path) -> None:
+    """The job waits for a file that `recorded` writes: the call comes after run.lock exists and
+    before the job is waited for (the CLI turns its garbage collector back on there)."""
+    flag = tmp_path / "recorded"
+    code = (
+        "import pathlib, sys, time\n"
+        f"p = pathlib.Path({str(flag)!r})\n"
+        "end = time.monotonic() + 20\n"
+        "while not p.exists() and time.monotonic() < end:\n"
+        "    time.sleep(0.01)\n"
+        "sys.exit(0 if p.exists() else 9)\n"
+    )
+    calls: list[bool] = []
+
+    def recorded() -> None:
+        runs = [d for d in Path(os.environ["TETHER_RUNS"]).iterdir() if d.is_dir()]
+        calls.append(any((d / "run.lock").is_file() for d in runs))
+        flag.write_text("yes")
+
+    result, _, _ = launch(code, recorded=recorded)
+    assert result.exit_code == 0 and calls == [True]
+
+
+class _Log:
+    def write(self, stream: str, text: str) -> None:
+        pass
+
+
+def test_on_change_leaves_the_last_attempts_end_to_the_caller() -> None:
+    """After the job's exit launch.json is written once, by run_launch with the outcome and the
+    ranks: Attempts reports the start of the wait, each failed attempt it retries and each retry,
+    not the end of the last attempt."""
+    seen: list[list[str]] = []
+
+    def on_change(attempts: list[Any]) -> None:
+        seen.append([a.outcome for a in attempts])
+
+    Attempts(["true"], {}, _Log(), on_change=on_change).finish()
+    assert seen == [["running"]]
+    seen.clear()
+    code, outcome, _ = Attempts(
+        ["false"], {}, _Log(), retries=1, backoff=0.01, on_change=on_change, say=lambda t: None
+    ).finish()
+    assert (code, outcome) == (1, "failed")
+    assert seen == [["running"], ["failed"], ["failed", "running"]]

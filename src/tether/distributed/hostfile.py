@@ -23,17 +23,17 @@ such a copy: written once per content and syntax in this node's tether cache
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import TetherError
 from ..fsio import atomic_write_text
 from ..mounts import local_cache_dir
+from ..patterns import LazyPattern
 
-_SLOTS = re.compile(r"^slots=(\d+)$")
-_IGNORED = re.compile(r"^(max_slots|max-slots|cpu|gpu)=\S*$")
-_COLON = re.compile(r"^(?P<host>[^:\s]+):(?P<slots>\d+)$")
+_SLOTS = LazyPattern(r"^slots=(\d+)$")
+_IGNORED = LazyPattern(r"^(max_slots|max-slots|cpu|gpu)=\S*$")
+_COLON = LazyPattern(r"^(?P<host>[^:\s]+):(?P<slots>\d+)$")
 
 # The spellings of a host line: `host` (every launcher), `host slots=N` (Open MPI), `host:N`
 # (Hydra: MPICH, Intel MPI, MVAPICH).

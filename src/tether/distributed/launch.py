@@ -225,7 +225,10 @@ class Attempts:
 
     `begin()` starts the first attempt (so the job can start while the run record is being
     written); `finish()` waits for it and runs the retries; `abort()` stops a running job
-    (Ctrl-C, SIGTERM, an error while recording)."""
+    (Ctrl-C, SIGTERM, an error while recording). `on_change(attempts)` is called when waiting
+    starts, when a failed attempt is to be retried, when a retry starts and on an abort; the
+    end of the last attempt is the caller's to record, with the outcome (one write, not two,
+    after the job's exit)."""
 
     def __init__(
         self,
@@ -301,7 +304,6 @@ class Attempts:
         else:
             attempt.outcome, attempt.message = "failed", f"exit {code}"
         self.log.write("tether", f"attempt {attempt.attempt}: {attempt.outcome} (exit {code})\n")
-        self._changed()
         return attempt.outcome
 
     def finish(self) -> tuple[int, str, list[Attempt]]:
@@ -313,7 +315,8 @@ class Attempts:
             outcome = self._wait()
             number = len(self.attempts)
             if outcome == "completed" or number > self.retries:
-                break
+                break  # the caller records the end (it knows the outcome and the ranks)
+            self._changed()
             delay = min(MAX_BACKOFF_S, self.backoff * 2 ** (number - 1))
             self.say(
                 f"attempt {number} of {self.retries + 1} {outcome} ({self.attempts[-1].message})"
@@ -362,6 +365,7 @@ def run_launch(
     env: Mapping[str, str] | None = None,
     stdout: IO[Any] | None = None,
     stderr: IO[Any] | None = None,
+    recorded: Callable[[], None] | None = None,
 ) -> LaunchResult:
     """Run `argv` (built from the resolved `spec`) as a run named `launch` in the store.
 
@@ -369,6 +373,7 @@ def run_launch(
     moment); the run record (run.lock, state, index, source snapshot) is written while the
     launcher starts its ranks, so a launch costs little more than the launcher itself.
     launch.json is rewritten at each change: start, each attempt's end, the outcome.
+    `recorded()` is called once the run record is written, before the job is waited for.
     """
     t_start = time.monotonic()
     snap = _snapshot_wanted(snapshot)
@@ -466,6 +471,8 @@ def run_launch(
                 result.run_dir = str(run.dir)
                 log.attach(LogFile(run.dir / OUTPUT))
                 status["paths"] = [run.dir / LAUNCH_JSON, *status["paths"]]
+                if recorded is not None:
+                    recorded()
                 code, outcome, attempts = runner.finish()
                 result.exit_code, result.outcome, result.attempts = code, outcome, attempts
                 ranks = read_ranks(run.dir)

@@ -10,12 +10,12 @@ what `Scheduler.build` does unless a plug-in spells its own launcher.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from collections.abc import Mapping
 from typing import ClassVar
 
 from ..errors import TetherError
+from ..patterns import LazyPattern
 from ..process import python_first
 from .mpi import Labeller, LineLabeller, flavour
 from .spec import LaunchSpec
@@ -56,7 +56,7 @@ class Mpiexec(Launcher):
 
 class Srun(Launcher):
     name = "srun"
-    _label = re.compile(r"\s*(\d+): ?")
+    _label = LazyPattern(r"\s*(\d+): ?")
 
     def argv(self, spec: LaunchSpec) -> list[str]:
         argv = [
@@ -78,7 +78,7 @@ class Srun(Launcher):
         return f"[{m.group(1)}] {line[m.end() :]}" if m else None
 
 
-_PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
+_PYTHON = LazyPattern(r"^python(\d+(\.\d+)?)?$")
 
 
 class Torchrun(Launcher):
@@ -87,7 +87,7 @@ class Torchrun(Launcher):
     first host."""
 
     name = "torchrun"
-    _label = re.compile(r"\[[A-Za-z_]*(\d+)\]:")
+    _label = LazyPattern(r"\[[A-Za-z_]*(\d+)\]:")
 
     def argv(self, spec: LaunchSpec) -> list[str]:
         n, ppn, nhosts = spec.nprocs or 1, spec.ppn or 1, spec.nhosts or 1

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ..patterns import LazyPattern
 from . import hostfile as hostfiles
 from .spec import LaunchSpec
 
@@ -67,8 +68,8 @@ class TagStream:
     in between, so lines are rebuilt in one buffer per rank before they are printed. Text after
     a newline without a tag is mpiexec's own (its error reports) and stays unlabelled."""
 
-    TAG = re.compile(r"\[\d+,(\d+)\]<std(?:out|err|diag)>:")
-    PARTIAL = re.compile(r"\[\d*(?:,\d*(?:\](?:<[a-z]*(?:>:?)?)?)?)?")
+    TAG = LazyPattern(r"\[\d+,(\d+)\]<std(?:out|err|diag)>:")
+    PARTIAL = LazyPattern(r"\[\d*(?:,\d*(?:\](?:<[a-z]*(?:>:?)?)?)?)?")
 
     def __init__(self) -> None:
         self.held = ""  # the start of a tag cut off at the end of a chunk
@@ -118,8 +119,8 @@ class MPIFlavour:
 
     name: ClassVar[str]
     title: ClassVar[str]
-    version_pattern: ClassVar[re.Pattern[str]]
-    label_pattern: ClassVar[re.Pattern[str]]  # group 1: the rank
+    version_pattern: ClassVar[LazyPattern]
+    label_pattern: ClassVar[LazyPattern]  # group 1: the rank
     label_args: ClassVar[tuple[str, ...]]
     program: ClassVar[str] = "mpiexec"
     hostfile_syntax: ClassVar[str] = hostfiles.PLAIN  # how its --hostfile spells a host line
@@ -149,11 +150,11 @@ class MPIFlavour:
 class OpenMPI(MPIFlavour):
     name = "openmpi"
     title = "Open MPI"
-    version_pattern = re.compile(r"Open MPI|OpenRTE|Open RTE|open-mpi\.org")
-    label_pattern = re.compile(r"\[\d+,(\d+)\]<std(?:out|err|diag)>:")
+    version_pattern = LazyPattern(r"Open MPI|OpenRTE|Open RTE|open-mpi\.org")
+    label_pattern = LazyPattern(r"\[\d+,(\d+)\]<std(?:out|err|diag)>:")
     label_args = ("--tag-output",)
     hostfile_syntax = hostfiles.OPENMPI
-    _any_tag = re.compile(r"\[\d+,\d+\]<std(?:out|err|diag)>:")
+    _any_tag = LazyPattern(r"\[\d+,\d+\]<std(?:out|err|diag)>:")
 
     def argv(self, spec: LaunchSpec) -> list[str]:
         argv = [self.program, "-np", str(spec.nprocs)]
@@ -191,8 +192,8 @@ class MPICH(MPIFlavour):
 
     name = "mpich"
     title = "MPICH (Hydra)"
-    version_pattern = re.compile(r"HYDRA|MPICH|MVAPICH", re.IGNORECASE)
-    label_pattern = re.compile(r"\[(\d+)\] ?")
+    version_pattern = LazyPattern(r"HYDRA|MPICH|MVAPICH", re.IGNORECASE)
+    label_pattern = LazyPattern(r"\[(\d+)\] ?")
     label_args: ClassVar[tuple[str, ...]] = ("--prepend-rank",)
     hostfile_syntax: ClassVar[str] = hostfiles.HYDRA
     np_flag = "-n"
@@ -221,8 +222,8 @@ class PALS(MPICH):
 
     name = "pals"
     title = "HPE PALS"
-    version_pattern = re.compile(r"^\s*mpiexec version|\bPALS\b|cray-pals", re.MULTILINE)
-    label_pattern = re.compile(r"\s*(\d+): ?")
+    version_pattern = LazyPattern(r"^\s*mpiexec version|\bPALS\b|cray-pals", re.MULTILINE)
+    label_pattern = LazyPattern(r"\s*(\d+): ?")
     label_args = ("--label",)
     hostfile_syntax = hostfiles.PLAIN  # a node list; the ranks per node come from --ppn
     ppn_flag = "--ppn"
@@ -232,7 +233,7 @@ class PALS(MPICH):
 class IntelMPI(MPICH):
     name = "intel"
     title = "Intel MPI"
-    version_pattern = re.compile(r"Intel\(R\) MPI|Intel MPI")
+    version_pattern = LazyPattern(r"Intel\(R\) MPI|Intel MPI")
     label_args = ("-l",)
     hostfile_flag = "-hostfile"
     hosts_flag = "-hosts"
