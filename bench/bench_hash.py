@@ -46,6 +46,7 @@ from pathlib import Path
 from benchlib import (
     RESULTS_DIR,
     BenchError,
+    Timing,
     begin,
     fail,
     ratio_row,
@@ -206,19 +207,6 @@ def measure(
     return samples
 
 
-def _timing(label: str, wall: list[float], cpu: list[float]) -> dict[str, object]:
-    """One contender as benchlib's `Timing.as_dict` writes it, with its CPU seconds."""
-    return {
-        "label": label,
-        "argv": [],
-        "median_s": round(statistics.median(wall), 4),
-        "min_s": round(min(wall), 4),
-        "max_s": round(max(wall), 4),
-        "samples_s": [round(x, 4) for x in wall],
-        "cpu_median_s": round(statistics.median(cpu), 4),
-    }
-
-
 def mixed_tree(base: Path, scale: int, repeat: int) -> tuple[list[dict[str, object]], dict]:
     """The mixed tree: every contender, interleaved; (rows, results)."""
     layout = tuple((k, max(1, n // scale), size) for k, n, size in MIXED)
@@ -277,7 +265,7 @@ def mixed_tree(base: Path, scale: int, repeat: int) -> tuple[list[dict[str, obje
     results = {
         "files": len(files),
         "bytes": total,
-        "timings": [_timing(n, samples[n], cpu[n]) for n in samples],
+        "timings": [Timing(n, [], samples[n], cpu[n]).as_dict() for n in samples],
         "cpu_s": {n: round(v, 4) for n, v in cpu_medians.items()},
         "gb_per_s": {n: round(v, 3) for n, v in gbps.items()},
     }
@@ -329,7 +317,7 @@ def small_files(base: Path, n: int, repeat: int) -> tuple[list[dict[str, object]
     results = {
         "small_files": {
             "files": n,
-            "timings": [_timing(k, rs[k], rcpu[k]) for k in rs],
+            "timings": [Timing(k, [], rs[k], rcpu[k]).as_dict() for k in rs],
         },
         "small_files_s": {k: round(v, 4) for k, v in rmed.items()},
         "small_files_cpu_s": {k: round(v, 4) for k, v in cpu_med.items()},

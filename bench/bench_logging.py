@@ -43,6 +43,7 @@ from typing import Any
 
 from benchlib import (
     BenchError,
+    Timing,
     begin,
     fail,
     precompile_tether,
@@ -196,17 +197,6 @@ def million(folder: Path, repeat: int, budget: float) -> dict[str, Any]:
     return {"history_s": history_s, "bare_s": bare_s, "mlflow_s": mlflow_s, "rates": rates}
 
 
-def timing(label: str, samples: list[float]) -> dict[str, Any]:
-    return {
-        "label": label,
-        "argv": [],
-        "median_s": round(statistics.median(samples), 4),
-        "min_s": round(min(samples), 4),
-        "max_s": round(max(samples), 4),
-        "samples_s": [round(s, 4) for s in samples],
-    }
-
-
 # -- 3. a training loop ---------------------------------------------------------------------------
 def training_overhead(folder: Path, repeat: int) -> dict[str, Any]:
     import torch
@@ -349,9 +339,9 @@ def main() -> int:
         "logging",
         rows,
         timings=[
-            timing("tether History, 1M values", big["history_s"]),
-            timing("bare json.dumps + write, 1M values", big["bare_s"]),
-            timing("MLflow log_batch, 1M values (extrapolated)", big["mlflow_s"]),
+            Timing("tether History, 1M values", [], big["history_s"]).as_dict(),
+            Timing("bare json.dumps + write, 1M values", [], big["bare_s"]).as_dict(),
+            Timing("MLflow log_batch, 1M values (extrapolated)", [], big["mlflow_s"]).as_dict(),
         ],
         update_us={label: m["process_us"] for label, m in per_update.items()},
         caller_us={label: m["caller_us"] for label, m in per_update.items()},

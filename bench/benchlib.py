@@ -77,6 +77,7 @@ class Timing:
     label: str
     argv: list[str]
     samples: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # CPU seconds of each sample, when measured
 
     @property
     def median(self) -> float:
@@ -98,6 +99,7 @@ class Timing:
             "min_s": round(self.best, 4),
             "max_s": round(self.worst, 4),
             "samples_s": [round(s, 4) for s in self.samples],
+            **({"cpu_median_s": round(statistics.median(self.cpu), 4)} if self.cpu else {}),
         }
 
 

@@ -215,9 +215,19 @@ class Worker:
     def _settle(self) -> None:
         """Record the ends not recorded yet and hand back the claims not started."""
         with self._held:
-            finished, self._finished = self._finished, []
-            queued = list(self._queue)
-            self._queue.clear()
+            taken = self._take_unstarted()
+        self._give_back(*taken)
+
+    def _take_unstarted(self) -> tuple[list[tuple[Claim, Outcome]], list[Claim]]:
+        """(the ends not recorded yet, the claims not started), taken off the worker; with
+        `_held` held."""
+        finished, self._finished = self._finished, []
+        queued = list(self._queue)
+        self._queue.clear()
+        return finished, queued
+
+    def _give_back(self, finished: list[tuple[Claim, Outcome]], queued: list[Claim]) -> None:
+        """Record `finished` and hand `queued` back to the pool (even when the record fails)."""
         try:
             if finished:
                 self.pool.claim_many(self._name, finished, [])
@@ -283,13 +293,9 @@ class Worker:
             long = self._current is not None and time.monotonic() - self._began >= HAND_BACK_S
             if not (long and self._queue):
                 return
-            finished, self._finished = self._finished, []
-            queued = list(self._queue)
-            self._queue.clear()
+            taken = self._take_unstarted()
         try:
-            if finished:
-                self.pool.claim_many(self._name, finished, [])
-            self.pool.unclaim(queued)
+            self._give_back(*taken)
         except Exception as exc:  # the leases run out and another worker takes them over
             print(f"tether: tasks not handed back: {exc}", file=sys.stderr)
 
