@@ -22,7 +22,6 @@ else happens here, in the flush thread, a column at a time:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -32,10 +31,10 @@ from typing import Any
 from .convert import DROP, numbers
 from .metrics_file import RESERVED
 from .sinks.base import Row
+from .sinks.jsonl import encode_json
 
 log = logging.getLogger("tether.history")
 
-_encode = json.JSONEncoder().encode  # the C encoder; NaN and inf as NaN / Infinity
 
 
 class Group:
@@ -121,7 +120,8 @@ class Encoder:
         if found is None:
             # `t` (seconds, rounded to ms) as %.3f: the same number, cheaper than its repr.
             fields = (
-                _encode(k).replace("%", "%%") + (": %.3f" if k == "t" else ": %r") for k in names
+                encode_json(k).replace("%", "%%") + (": %.3f" if k == "t" else ": %r")
+                for k in names
             )
             found = self.templates[names] = "{" + ", ".join(fields) + "}"
         return found
@@ -145,11 +145,6 @@ class Encoder:
             for i, line in zip(g.index, lines_of, strict=True):
                 lines[i] = line
         return "\n".join(lines) + "\n"
-
-
-def dump(rows: Sequence[Row]) -> str:
-    """Rows as JSON lines by the json module (NaN and infinities as `NaN`, `Infinity`)."""
-    return "\n".join(map(_encode, rows)) + "\n" if rows else ""
 
 
 def columns(groups: list[Group]) -> dict[tuple[str, ...], list[Any]]:

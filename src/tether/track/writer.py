@@ -39,7 +39,7 @@ from .handle import TrackedRun
 from .metrics_file import RESERVED, LastStep, count_rows, iter_metrics, last_step, not_recorded
 from .reduce import distributed, reduce_rows
 from .sinks.base import Row, SinkContext, SinkRunner
-from .sinks.jsonl import JsonlSink
+from .sinks.jsonl import JsonlSink, dump_rows
 from .summary_stats import fold_stats
 from .values import NOW, PLAIN, TENSOR, Kind, classify, not_a_number
 
@@ -413,7 +413,7 @@ class Core:
             if text is None or self.memory is not None or self.runners:
                 rows = batches.rows(groups, n)
             if text is None:  # NaN or an infinity: the json module writes them
-                text = batches.dump(rows)
+                text = dump_rows(rows, self.safe_split)
             if self.file is not None:
                 try:
                     self.file.write_text(text)

@@ -10,7 +10,6 @@ gets a newline first, so the new rows start on a line of their own.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import IO, Any
 
 from .base import Row, Sink, SinkContext
 
-_encode = json.JSONEncoder().encode  # the C encoder; NaN and inf as NaN / Infinity
+encode_json = json.JSONEncoder().encode  # the C encoder; NaN and inf as NaN / Infinity
 
 
 def dump_rows(rows: Sequence[Row], safe_split: bool = True) -> str:
@@ -30,65 +29,8 @@ def dump_rows(rows: Sequence[Row], safe_split: bool = True) -> str:
     if not rows:
         return ""
     if safe_split:
-        return _encode(rows)[1:-1].replace("}, {", "}\n{") + "\n"
-    return "\n".join(map(_encode, rows)) + "\n"
-
-
-class RowEncoder:
-    """Rows to JSON lines, fast: one `%`-template per key sequence, floats by `repr` (what the
-    json module writes for them too). Gives the text and the rows' values by key sequence, as
-    columns, which History reuses for its statistics. A batch holding NaN or an infinity goes
-    through the json module instead (`NaN`, `Infinity`)."""
-
-    def __init__(self) -> None:
-        self.templates: dict[tuple[str, ...], str] = {}
-
-    def _template(self, keys: tuple[str, ...]) -> str:
-        template = self.templates.get(keys)
-        if template is None:
-            # `t` (seconds, rounded to ms) as %.3f: the same number, cheaper than its repr.
-            fields = (
-                _encode(k).replace("%", "%%") + (": %.3f" if k == "t" else ": %r") for k in keys
-            )
-            template = self.templates[keys] = "{" + ", ".join(fields) + "}"
-        return template
-
-    def encode(self, rows: Sequence[Row]) -> tuple[str, dict[tuple[str, ...], list[Any]]]:
-        keys_of = list(map(tuple, rows))
-        values_of = [tuple(row.values()) for row in rows]
-        first = keys_of[0] if keys_of else ()
-        groups: dict[tuple[str, ...], list[tuple[Any, ...]]]
-        if keys_of.count(first) == len(keys_of):  # the usual case: every row has the same keys
-            groups = {first: values_of} if keys_of else {}
-        else:
-            groups = {}
-            for keys, values in zip(keys_of, values_of, strict=True):
-                group = groups.get(keys)
-                if group is None:
-                    group = groups[keys] = []
-                group.append(values)
-        columns: dict[tuple[str, ...], list[Any]] = {}
-        finite = True
-        for keys, group in groups.items():
-            cols = columns[keys] = list(zip(*group, strict=True))
-            for key, col in zip(keys, cols, strict=True):
-                if key != "t" and key != "step" and finite:
-                    try:
-                        finite = math.isfinite(sum(col))
-                    except (OverflowError, TypeError):
-                        finite = False
-        if not finite:
-            return dump_rows(rows, safe_split=False), columns
-        if len(groups) == 1:
-            template = self.templates.get(first) or self._template(first)
-            lines = [template % values for values in values_of]
-        else:
-            templates = self.templates
-            lines = [
-                (templates.get(keys) or self._template(keys)) % values
-                for keys, values in zip(keys_of, values_of, strict=True)
-            ]
-        return "\n".join(lines) + "\n", columns
+        return encode_json(rows)[1:-1].replace("}, {", "}\n{") + "\n"
+    return "\n".join(map(encode_json, rows)) + "\n"
 
 
 class JsonlSink(Sink):
