@@ -36,7 +36,6 @@ from .sinks.jsonl import encode_json
 log = logging.getLogger("tether.history")
 
 
-
 class Group:
     """Rows of a batch that have the same keys, as columns: `names` (`step` if they have one,
     `t`, then the metric keys in the order the group's first row logged them) and one column
