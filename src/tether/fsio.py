@@ -95,32 +95,45 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> None:
-    """Write to a temp file in the same folder, fsync, rename over `path`, fsync the folder."""
-    target = Path(path)
+    """Write to a temp file in the same folder, fsync, rename over `path`, fsync the folder.
+    Not `durable`: open, write, close and rename only (a batch's child records, synced in bulk
+    by their writer). The first write into a folder sweeps it for a killed write's temps, unless
+    the caller made the folder itself (`made_folder`)."""
+    target = os.fspath(path)
+    folder, name = os.path.split(target)
     # A unique name in the same folder (so the rename is atomic), made without `tempfile`,
     # whose import costs more start-up than this whole write. 0o666 less the umask, like any
     # file the user makes (mkstemp's 0600 would hide run records from the team).
-    tmp = target.parent / f".{target.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+        try:
+            view = memoryview(data)
+            while view:  # os.write, not a file object: no fstat, ioctl or lseek
+                view = view[os.write(fd, view) :]
             if durable:
-                os.fsync(fh.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     if durable:
-        _fsync_dir(target.parent)
-    folder = str(target.parent)
-    if folder not in _swept:  # once per folder and process: the next write after a crash
-        if len(_swept) > 10_000:
-            _swept.clear()  # a long batch driver: bounded memory, an occasional second look
-        _swept.add(folder)
-        sweep_orphans(target.parent)
+        _fsync_dir(Path(folder or "."))
+    key = folder or "."
+    if key not in _swept:  # once per folder and process: the next write after a crash
+        made_folder(key)
+        sweep_orphans(Path(key))
+
+
+def made_folder(folder: str | os.PathLike[str]) -> None:
+    """`folder` was just made by this process: it holds no temp of a killed write, so atomic
+    writes into it do not sweep it."""
+    if len(_swept) > 10_000:
+        _swept.clear()  # a long batch driver: bounded memory, an occasional second look
+    _swept.add(os.fspath(folder))
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, durable: bool = True) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from omegaconf import OmegaConf
 
-from tether.batches import childfiles
-from tether.batches.childfiles import AttemptStamp, write_file, yaml_line, yaml_scalar
+from tether import fsio
 from tether.batches.childlock import ChildLock, LockParts
+from tether.batches.childyaml import yaml_line, yaml_scalar
 from tether.batches.tasks import check_task_to, set_leaf
 from tether.clock import now_iso
 from tether.executors import worker as worker_module
@@ -281,26 +281,31 @@ def test_child_locks_text_and_digest_equal_the_whole_lock_rendered_and_hashed():
     assert parts.digest(keyed) is None  # json's own way with non-string keys
 
 
-def test_first_attempt_stamp_is_what_start_attempt_records():
-    made = AttemptStamp().first_attempt().to_dict()
-    want = start_attempt(None).to_dict()
-    for state in (made, want):
-        state["started"] = state["attempts"][0]["start"] = None
-    assert made == want
+def test_start_attempt_reads_this_process_once(monkeypatch):
+    from tether.store import state as state_mod
+
+    reads: list[int] = []
+    real = state_mod.proc_start_time
+    monkeypatch.setattr(state_mod, "_own", None)
+    monkeypatch.setattr(state_mod, "proc_start_time", lambda pid: reads.append(pid) or real(pid))
+    states = [start_attempt(None) for _ in range(3)]
+    assert reads == [os.getpid()]  # a worker's thousands of attempts: /proc read once
+    assert {s.proc_start for s in states} == {real(os.getpid())}
+    assert all(s.pid == os.getpid() and s.attempts[-1].pid == os.getpid() for s in states)
 
 
-def test_write_file_replaces_atomically_under_a_name_the_sweep_knows(tmp_path: Path, monkeypatch):
+def test_a_quick_write_is_atomic_under_a_name_the_sweep_knows(tmp_path: Path, monkeypatch):
     target = tmp_path / "state.json"
-    write_file(str(target), b"one")
-    write_file(str(target), b"two")
+    fsio.atomic_write_bytes(target, b"one", durable=False)
+    fsio.atomic_write_bytes(target, b"two", durable=False)
     assert target.read_bytes() == b"two" and os.listdir(tmp_path) == ["state.json"]
 
     def fail(fd: int, data: Any) -> int:
         raise OSError("disk full")
 
-    monkeypatch.setattr(childfiles.os, "write", fail)
+    monkeypatch.setattr(fsio.os, "write", fail)
     with pytest.raises(OSError):
-        write_file(str(target), b"three")
+        fsio.atomic_write_bytes(target, b"three", durable=False)
     monkeypatch.undo()
     assert target.read_bytes() == b"two" and os.listdir(tmp_path) == ["state.json"]
     # A write killed mid-way leaves its temporary file: the sweep recognises the name.

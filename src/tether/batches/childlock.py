@@ -8,7 +8,7 @@ digest costs more with a bigger config (a 200-element list converted and rendere
 cost 3 ms):
 
 * `LockParts.text` is `lock.to_yaml()`: the YAML of the shared keys, and of each shared
-  top-level config key, joined with the per-task lines (`childfiles.yaml_line` for scalars);
+  top-level config key, joined with the per-task lines (`childyaml.yaml_line` for scalars);
 * `ChildLock.digest` (what the index records for every run) is `RunLock.digest`: the blake3 of
   the same canonical JSON of `identity()`, assembled from each shared key's JSON made once
   (`json.dumps` with sorted keys writes a mapping key by key, so the pieces joined in key
@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..lock import RunLock, dump_yaml
-from .childfiles import yaml_line
+from .childyaml import yaml_line
 
 PER_TASK = ("id", "created", "config")  # the keys of run.lock rendered for each task, in order
 _ABSENT = object()

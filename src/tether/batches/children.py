@@ -48,7 +48,7 @@ from ..capture.secrets import redact_config, run_policy
 from ..clock import now_iso
 from ..config.compose import to_container
 from ..executors.taskpool import Claim, Outcome
-from ..fsio import sweep_orphans
+from ..fsio import atomic_write_bytes, made_folder
 from ..lock import RunLock, read_lock
 from ..session.exits import Terminated
 from ..session.resolve import has_interpolation
@@ -65,7 +65,6 @@ from ..store.state import (
     read_state,
     start_attempt,
 )
-from .childfiles import AttemptStamp, write_file
 from .childlock import ChildLock, LockParts
 from .childoutput import captured
 from .tasks import (
@@ -97,27 +96,25 @@ def write_state(run_dir: Path, state: RunState) -> None:
     if state.status not in LIVE:
         end_attempt(state)
     data = json.dumps(state.to_dict(), sort_keys=True) + "\n"
-    write_file(f"{run_dir}/{STATE}", data.encode("utf-8"))
+    atomic_write_bytes(f"{run_dir}/{STATE}", data.encode("utf-8"), durable=False)
 
 
 def write_lock_text(run_dir: Path, text: str) -> None:
     """run.lock, replaced atomically, not fsynced (see the module doc)."""
-    write_file(f"{run_dir}/{LOCK}", text.encode("utf-8"))
+    atomic_write_bytes(f"{run_dir}/{LOCK}", text.encode("utf-8"), durable=False)
 
 
 def make_run_dir(run_dir: Path) -> None:
-    """The folder of a child run. A folder that was there already (a run made ahead, or one
-    an interrupted attempt left) is swept once for the temporary files of a write killed
-    mid-way, which `write_file` does not look for."""
+    """The folder of a child run. One made here holds no temp of a killed write, so the atomic
+    writes into it skip their sweep; one that was there already (a run made ahead, or one an
+    interrupted attempt left) is swept by the first of them."""
     try:
         os.mkdir(run_dir)
-        return
     except FileExistsError:
-        pass
+        return
     except FileNotFoundError:  # the runs root itself is gone: make it again
         run_dir.mkdir(parents=True, exist_ok=True)
-        return
-    sweep_orphans(run_dir)
+    made_folder(run_dir)
 
 
 def _snapshot(record: RunRecord) -> RunRecord:
@@ -327,7 +324,6 @@ class ChildRuns:
         parent = read_lock(Path(self.parent_dir))
         self.parent_lock = parent
         self.env = capture_environment()
-        self._stamp = AttemptStamp()
         self._secrets = run_policy(self.secrets)
         self.wants_run = wants_run(self.func)
         self.stage_dirs: dict[str, Path] = {}
@@ -485,7 +481,7 @@ class ChildRuns:
             self._cfg, self._shape = self._pristine.copy(), None
             return self._failed_before_start(claim, run_dir, exc, created, previous)
         # A first attempt from what this worker read of itself once (no /proc read a task).
-        state = start_attempt(previous) if previous is not None else self._stamp.first_attempt()
+        state = start_attempt(previous)
         continued = len(state.attempts) > 1
         if continued:
             # The run goes on as it began: its run.lock stays, its summary is where History's

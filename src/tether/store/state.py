@@ -221,9 +221,21 @@ def start_attempt(previous: RunState | None = None, *, status: str = "running") 
         pid=pid,
         host=host,
         started=(previous.started if previous and previous.started else now),
-        proc_start=proc_start_time(pid),
+        proc_start=_own_start(pid),
         attempts=attempts,
     )
+
+
+_own: tuple[int, int | None] | None = None  # (pid, its start time): read once per process
+
+
+def _own_start(pid: int) -> int | None:
+    """This process's start time, read from /proc once (a batch worker starts thousands of
+    attempts); a forked child has another pid and reads its own."""
+    global _own
+    if _own is None or _own[0] != pid:
+        _own = (pid, proc_start_time(pid))
+    return _own[1]
 
 
 def end_attempt(
