@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -619,3 +620,55 @@ def test_orphan_temp_files_of_a_killed_write_are_cleaned_at_the_next_write(tmp_p
     subprocess.run([sys.executable, "-c", write, str(folder / "summary.json")], check=True)
     assert not orphan.exists()
     assert all(p.read_text() == "the user's\n" for p in [*mine, young])  # not ours, or too new
+
+
+SECOND_SIGTERM = textwrap.dedent(
+    """
+    import os, signal, sys
+    import tether
+    from tether.track.sinks.base import Sink
+
+    class SignalsAgain(Sink):
+        name = "signals-again"
+
+        def close(self, status, ctx):
+            # What Slurm does to a preempted job: every process gets SIGTERM, the run's own
+            # included, while the launcher's SIGTERM is already being handled.
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as a fresh process has it
+
+    @tether.experiment(defaults={"a": 1}, snapshot=False)
+    def main(cfg, run):
+        history = tether.History(flush_every=60)
+        history.add_sink(SignalsAgain())
+        for step in range(10):
+            history.update({"x": step}, step=step)
+        os.kill(os.getpid(), signal.SIGTERM)  # the first: the run stops here
+
+    main()
+    """
+)
+
+
+def test_a_second_sigterm_while_the_run_ends_does_not_cut_its_ending(tmp_path: Path) -> None:
+    script = tmp_path / "twice.py"
+    script.write_text(SECOND_SIGTERM)
+    runs = tmp_path / "runs"
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=dict(os.environ, TETHER_RUNS=str(runs)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 143, proc.stderr  # ended as terminated, not killed by the second
+    (run_dir,) = [p for p in runs.iterdir() if (p / "run.lock").exists()]
+    steps = [
+        json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps == list(range(10))  # every buffered row written
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["status"] == "terminated"
+    assert (run_dir / "manifest.json").exists()  # the ending ran to its last step

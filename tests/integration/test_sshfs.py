@@ -152,6 +152,11 @@ PROCESS = textwrap.dedent(
                 run.log_metrics({"x": claim.index}, step=0)
             return Outcome("completed", run.id)
 
+    # Every process drains the pool from the same moment: under load, one host's processes
+    # can still be making their runs when the other host's have claimed every task.
+    Path(go + f".ready-{me}").write_text("")
+    while len(list(Path(go).parent.glob(Path(go).name + ".ready-*"))) < int(sys.argv[6]):
+        time.sleep(0.01)
     report = Worker(TaskPool.open(pool_dir), Runner())()
     print(report.done)
     """
@@ -206,6 +211,7 @@ def test_two_hosts_create_runs_and_drain_one_pool(tmp_path: Path, two_hosts) -> 
                         str(RUNS_PER_PROCESS),
                         str(go),
                         str(tmp_path / f"log-{me}"),
+                        str(len(hosts) * PROCESSES_PER_HOST),
                     ],
                     env=envs[name],
                     cwd=tmp_path,

@@ -62,6 +62,7 @@ from ..store.ranks import RankRecord, rank_dir, write_rank
 from ..store.state import FINAL, hostname
 from ..track.history import History
 from ..track.tensorboard import rollup_into_summary
+from .exits import signals_raise_terminated
 from .lifecycle import Outcome, recording
 from .options import RunOptions
 from .prepare import upstream_stages
@@ -243,26 +244,27 @@ def attached_lifecycle(
         rank = RankRecord(where.rank, where.world_size, hostname(), os.getpid(), started=now_iso())
         write_rank(record.dir, rank)
     outcome = Outcome()
-    try:
-        with recording(run, capture, on_error, outcome):
-            yield run
-    finally:
-        status, exit_code, error = outcome.status, outcome.exit_code, outcome.error
+    with signals_raise_terminated() as disarm:
         try:
-            run._close(status)  # flush and close its History: metrics, summary, index row
-            if where.writer:
-                rollup_into_summary(store, record)
+            with recording(run, capture, on_error, outcome, disarm):
+                yield run
         finally:
-            if capture is not None:
-                capture.stop()
-            if rank is not None:
-                rank.status, rank.exit_code, rank.error = status, exit_code, error
-                rank.stopped = now_iso()
-                write_rank(record.dir, rank)
-            if where.writer:
-                with contextlib.suppress(TetherError, OSError):
-                    store.refresh(record)
-            store.index.close()
+            status, exit_code, error = outcome.status, outcome.exit_code, outcome.error
+            try:
+                run._close(status)  # flush and close its History: metrics, summary, index row
+                if where.writer:
+                    rollup_into_summary(store, record)
+            finally:
+                if capture is not None:
+                    capture.stop()
+                if rank is not None:
+                    rank.status, rank.exit_code, rank.error = status, exit_code, error
+                    rank.stopped = now_iso()
+                    write_rank(record.dir, rank)
+                if where.writer:
+                    with contextlib.suppress(TetherError, OSError):
+                        store.refresh(record)
+                store.index.close()
 
 
 # -- attaching without a config: History(), open_run() ----------------------------------------

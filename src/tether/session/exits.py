@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -31,17 +31,28 @@ class Skipped(Exception):
 
 
 @contextlib.contextmanager
-def signals_raise_terminated() -> Iterator[None]:
-    """SIGTERM raises Terminated in the main thread inside the block (so `finally` runs)."""
+def signals_raise_terminated() -> Iterator[Callable[[], None]]:
+    """SIGTERM raises Terminated in the main thread (so `finally` runs), once, until the
+    yielded `disarm()` is called; after that, and after the first, SIGTERM is ignored until the
+    block ends. A run that is stopping often gets the signal twice (from its launcher and from
+    Slurm, which signals every process of a preempted job): a second one must not kill it
+    while it writes its last metrics and its final state. The supervisor's SIGKILL after its
+    grace period stays the hard stop. The previous handler is back when the block ends."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield lambda: None
         return
+    armed = [True]
 
     def handler(signum: int, frame: Any) -> None:
-        raise Terminated(f"received signal {signum}")
+        if armed[0]:
+            armed[0] = False
+            raise Terminated(f"received signal {signum}")
+
+    def disarm() -> None:
+        armed[0] = False
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
-        yield
+        yield disarm
     finally:
         signal.signal(signal.SIGTERM, previous)

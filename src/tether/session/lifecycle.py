@@ -64,11 +64,13 @@ def recording(
     capture: OutputCapture | None,
     on_error: Callable[[BaseException], None] | None,
     outcome: Outcome,
+    disarm: Callable[[], None],
 ) -> Iterator[Outcome]:
-    """Run the block with `run` current and SIGTERM raising Terminated; fill `outcome` from
-    how it ended (a failure's traceback goes to the output log) and re-raise."""
+    """Run the block with `run` current; fill `outcome` from how it ended (a failure's
+    traceback goes to the output log) and re-raise. The caller holds SIGTERM
+    (`signals_raise_terminated`) around the block and its ending: `disarm` when it ends."""
     try:
-        with running(run), signals_raise_terminated():
+        with running(run):
             yield outcome
     except BaseException as exc:
         outcome.status, outcome.exit_code, outcome.error = ending(exc)
@@ -79,6 +81,8 @@ def recording(
             if on_error is not None:
                 on_error(exc)
         raise
+    finally:
+        disarm()  # the run ends now: a second SIGTERM must not cut its ending short
 
 
 def lifecycle(
@@ -103,41 +107,42 @@ def lifecycle(
     reserve = _reserve(record)
     outcome = Outcome()
     run.records_end = True  # sinks may work after the end (Sink.ended, below)
-    try:
-        with recording(run, capture, on_error, outcome):
-            yield run
-    finally:
-        status, exit_code, error = outcome.status, outcome.exit_code, outcome.error
-        _release(reserve)
-        failed = status != "completed"
-        if failed:
-            _end_state(store, record, status, exit_code, error, report=True)
+    with signals_raise_terminated() as disarm:
         try:
-            run._close(status)  # flush and close the run's History and its sinks
-            rollup_into_summary(store, record)  # TensorBoard scalars join summary.json
-        except Exception as exc:
-            if not failed and not is_disk_full(exc):
-                raise
-            _say(_one_line(exc, record))
-            if not failed:  # a full disk at the end: the run did not record all it made
-                status, exit_code, error, failed = "failed", 1, _one_line(exc, record), True
+            with recording(run, capture, on_error, outcome, disarm):
+                yield run
         finally:
-            if capture is not None:
+            status, exit_code, error = outcome.status, outcome.exit_code, outcome.error
+            _release(reserve)
+            failed = status != "completed"
+            if failed:
+                _end_state(store, record, status, exit_code, error, report=True)
+            try:
+                run._close(status)  # flush and close the run's History and its sinks
+                rollup_into_summary(store, record)  # TensorBoard scalars join summary.json
+            except Exception as exc:
+                if not failed and not is_disk_full(exc):
+                    raise
+                _say(_one_line(exc, record))
+                if not failed:  # a full disk at the end: the run did not record all it made
+                    status, exit_code, error, failed = "failed", 1, _one_line(exc, record), True
+            finally:
+                if capture is not None:
+                    with contextlib.suppress(OSError):
+                        capture.stop()
+                # Other processes may have added to the run: labels or notes, data digests of a
+                # background hash, and a script attached to it (its config, data, stages and
+                # summary.json): the index row is made from the files as they are now.
+                with contextlib.suppress(TetherError, OSError):
+                    fresh = store.load_dir(record.dir)
+                    record.lock, record.summary = fresh.lock, fresh.summary
                 with contextlib.suppress(OSError):
-                    capture.stop()
-            # Other processes may have added to the run: labels or notes, data digests of a
-            # background hash, and a script attached to it (its config, data, stages and
-            # summary.json): the index row is made from the files as they are now.
-            with contextlib.suppress(TetherError, OSError):
-                fresh = store.load_dir(record.dir)
-                record.lock, record.summary = fresh.lock, fresh.summary
-            with contextlib.suppress(OSError):
-                record.attrs = read_attributes(record.dir)
-            _end_state(store, record, status, exit_code, error, report=failed)
-            with contextlib.suppress(TetherError, OSError):
-                write_manifest(record.dir, record.id)  # every file of the folder, as it ends
-            run._ended()  # the record is complete: e.g. the MLflow sync starts in the background
-            store.close_index()
+                    record.attrs = read_attributes(record.dir)
+                _end_state(store, record, status, exit_code, error, report=failed)
+                with contextlib.suppress(TetherError, OSError):
+                    write_manifest(record.dir, record.id)  # every file of the folder, as it ends
+                run._ended()  # the record is complete: the MLflow sync, say, starts now
+                store.close_index()
 
 
 def _reserve(record: RunRecord) -> Path | None:
